@@ -1,0 +1,75 @@
+"""tracebridge: move LLM-observability data between LangWatch and Opik, both ways.
+
+Library use (async, anyio):
+
+    report = await tracebridge.migrate("langwatch-file:traces.jsonl", "opik-dir:out",
+                                       target_project="support-bot")
+    assert not report.lossy
+
+Or compose a `Source` and a `Sink` yourself and call `run`.
+"""
+
+from ._config import Settings, load_settings
+from ._endpoints import Counts, Page, Rejected, Sink, Source, Unit, Window, WriteResult
+from ._engine import Report, run
+from ._errors import (
+    AuthError,
+    CheckpointError,
+    FatalError,
+    MappingFileError,
+    QuotaError,
+    RecordError,
+    RejectedRecord,
+    RetriesExhausted,
+    ServerError,
+    TracebridgeError,
+    UsageError,
+)
+from ._langwatch.file import LangWatchFileSink, LangWatchFileSource
+from ._mapping import Mappings, default_mappings, load_mappings
+from ._migrate import migrate
+from ._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
+from ._opik.folder import OpikDirSink, OpikDirSource
+from ._summary import format_summary
+
+__all__ = [
+    "AuthError",
+    "CheckpointError",
+    "Counts",
+    "ErrorInfo",
+    "FatalError",
+    "IOValue",
+    "LangWatchFileSink",
+    "LangWatchFileSource",
+    "MappingFileError",
+    "Mappings",
+    "OpikDirSink",
+    "OpikDirSource",
+    "Page",
+    "Provenance",
+    "QuotaError",
+    "RecordError",
+    "Rejected",
+    "RejectedRecord",
+    "Report",
+    "RetriesExhausted",
+    "Score",
+    "ServerError",
+    "Settings",
+    "Sink",
+    "Source",
+    "Span",
+    "Thread",
+    "Trace",
+    "TracebridgeError",
+    "Unit",
+    "UsageError",
+    "Window",
+    "WriteResult",
+    "default_mappings",
+    "format_summary",
+    "load_mappings",
+    "load_settings",
+    "migrate",
+    "run",
+]

@@ -1,0 +1,162 @@
+"""The two interfaces every platform and file format implements, and what flows between them.
+
+A `Source` yields `Page`s: canonical threads and standalone traces, plus `Rejected` records it
+could not read, and a JSON cursor to resume after the page. A `Sink` writes a batch and returns
+only once the destination acknowledged it, saying what it wrote and what it refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ._models import Thread, Trace
+
+SCORES_IN_METADATA = (
+    "scores kept in the trace's metadata, not as feedback scores (no verdict Opik can store: "
+    "an evaluation not processed, without score or passed, or a repeated name)"
+)
+
+__all__ = [
+    "SCORES_IN_METADATA",
+    "Counts",
+    "Page",
+    "Rejected",
+    "Sink",
+    "Source",
+    "Unit",
+    "Window",
+    "WriteResult",
+]
+
+#: What a source yields and a sink writes: a whole thread, or a trace that belongs to none.
+Unit = Thread | Trace
+
+
+@dataclass(frozen=True)
+class Window:
+    """Inclusive bounds on a trace's start time; None is open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def holds(self, moment: datetime) -> bool:
+        return (self.since is None or moment >= self.since) and (
+            self.until is None or moment <= self.until
+        )
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that could not be read or written: it goes to the dead-letter file.
+
+    `kind` is trace, span, score or thread; `where` names the record (file and line, or id);
+    `record` is the raw record when there is one (it is written to the dead-letter file as is).
+    """
+
+    kind: str
+    where: str
+    reason: str
+    record: Any = None
+
+
+@dataclass
+class Counts:
+    """Numbers of records by kind."""
+
+    threads: int = 0
+    traces: int = 0
+    spans: int = 0
+    scores: int = 0
+
+    def total(self) -> int:
+        return self.threads + self.traces + self.spans + self.scores
+
+    def add(self, other: Counts) -> None:
+        self.threads += other.threads
+        self.traces += other.traces
+        self.spans += other.spans
+        self.scores += other.scores
+
+    @classmethod
+    def of(cls, unit: Unit) -> Counts:
+        traces = unit.traces if isinstance(unit, Thread) else [unit]
+        return cls(
+            threads=1 if isinstance(unit, Thread) else 0,
+            traces=len(traces),
+            spans=sum(len(t.spans) for t in traces),
+            scores=sum(len(t.scores) + sum(len(s.scores) for s in t.spans) for t in traces)
+            + (len(unit.scores) if isinstance(unit, Thread) else 0),
+        )
+
+
+@dataclass
+class Page:
+    """What a source read in one step, and where to resume after it."""
+
+    units: list[Unit] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    cursor: dict[str, Any] | None = None
+    #: Records the source knows it lost without being able to name them (LangWatch
+    #: `pagination.skipped`): reported, and they make the run lossy.
+    lost: int = 0
+
+
+@dataclass
+class WriteResult:
+    """What a sink did with a batch.
+
+    `skipped` counts records left out by a documented rule; `skip_reasons` names the rules.
+    """
+
+    written: Counts = field(default_factory=Counts)
+    rejected: list[Rejected] = field(default_factory=list)
+    skipped: Counts = field(default_factory=Counts)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: Lines describing what would be written (dry runs only).
+    plan: list[str] = field(default_factory=list)
+
+    def skip(self, n: int, kind: str, rule: str) -> None:
+        """Count `n` records of `kind` (threads, traces, spans, scores) left out by `rule`."""
+        if n > 0:
+            setattr(self.skipped, kind, getattr(self.skipped, kind) + n)
+            self.skip_reasons[rule] = self.skip_reasons.get(rule, 0) + n
+
+    def merge(self, other: WriteResult) -> None:
+        self.written.add(other.written)
+        self.rejected += other.rejected
+        self.skipped.add(other.skipped)
+        for rule, n in other.skip_reasons.items():
+            self.skip_reasons[rule] = self.skip_reasons.get(rule, 0) + n
+        self.warnings += other.warnings
+        self.plan += other.plan
+
+
+class Source(Protocol):
+    """Reads one project of one platform."""
+
+    #: How the source is shown to users (`langwatch-file:traces.jsonl`).
+    label: str
+
+    def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        """Pages in a stable order; `resume` is a cursor an earlier page carried."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Writes canonical records to one project of one platform, idempotently."""
+
+    label: str
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        """Write the batch (or, with `dry_run`, map it and say what would be written)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish (flush files, release connections); called once, also after a failure."""
+        ...

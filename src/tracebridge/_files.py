@@ -1,0 +1,70 @@
+"""What the file sources share: a two-pass read that groups traces into threads.
+
+Pass one indexes every record's thread id and location (not its content), so memory grows with
+the number of records, not their size; pass two loads one unit at a time. Units come in the
+order their first record appears in the files, which makes `{"units_done": n}` a resumable cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Generic, TypeVar
+
+from ._endpoints import Page, Rejected, Unit
+
+__all__ = ["ThreadIndex", "paged"]
+
+L = TypeVar("L")
+
+#: Loads one unit from its locators: the unit (None when every record was rejected) and rejects.
+Loader = Callable[[str | None, list[L]], tuple[Unit | None, list[Rejected]]]
+
+
+class ThreadIndex(Generic[L]):
+    """Locators of every record, grouped by thread id, in order of first appearance."""
+
+    def __init__(self) -> None:
+        # (thread id, None) for a thread, (None, locator) for a standalone trace.
+        self._order: list[tuple[str | None, L | None]] = []
+        self._threads: dict[str, list[L]] = {}
+        self.rejected: list[Rejected] = []
+
+    def add(self, thread_id: str | None, locator: L) -> None:
+        if thread_id is None:
+            self._order.append((None, locator))
+        elif thread_id in self._threads:
+            self._threads[thread_id].append(locator)
+        else:
+            self._threads[thread_id] = [locator]
+            self._order.append((thread_id, None))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def units(self, start: int = 0) -> Iterator[tuple[str | None, list[L]]]:
+        for thread_id, locator in self._order[start:]:
+            if thread_id is not None:
+                yield thread_id, self._threads[thread_id]
+            elif locator is not None:
+                yield None, [locator]
+
+
+async def paged(
+    index: ThreadIndex[L], load: Loader[L], resume: dict[str, object] | None, page_size: int
+) -> AsyncIterator[Page]:
+    """Pages of loaded units; the first page also carries the index pass's rejects."""
+    done = resume.get("units_done", 0) if resume else 0
+    done = done if isinstance(done, int) else 0
+    page = Page(rejected=list(index.rejected) if done == 0 else [])
+    for thread_id, locators in index.units(done):
+        unit, rejected = load(thread_id, locators)
+        done += 1
+        if unit is not None:
+            page.units.append(unit)
+        page.rejected += rejected
+        if len(page.units) + len(page.rejected) >= page_size:
+            page.cursor = {"units_done": done}
+            yield page
+            page = Page()
+    page.cursor = {"units_done": done}
+    yield page

@@ -1,0 +1,411 @@
+"""LangWatch's read shape ⇄ canonical records.
+
+The canonical vocabulary is LangWatch's (span types, typed IO values, `provider/model` names),
+so this side is nearly one-to-one: epoch ms become datetimes, `labels` become tags, evaluations
+become scores. What the canonical fields do not capture of a LangWatch record (server fields
+such as `inserted_at`, unknown keys) is kept in `extras["langwatch"]` and put back on the way out.
+
+A record born elsewhere (an Opik trace) is written with:
+- a synthetic root span (`params.tracebridge = {"trace_span": true}`, span id = trace id) that
+  carries the trace's own name, input, output, error and times, so LangWatch derives the same
+  trace input/output; the trace's original root spans hang below it;
+- the stash (`_stash.py`): provenance and a patch of whatever LangWatch cannot express, as JSON
+  text in `metadata.tracebridge` and, per span, `params.tracebridge`;
+- thread-level data (Opik thread scores, tags, status) on the thread's last trace.
+Reading such a record undoes all three, so Opik → LangWatch → Opik is the identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from .._errors import RecordError
+from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
+from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash
+from .._time import from_ms, to_ms
+from .wire import LWError, LWEvaluation, LWSpan, LWTrace, LWTypedValue
+
+__all__ = ["describe_validation_error", "thread_to_wire", "trace_from_wire", "trace_to_wire"]
+
+PLATFORM = "langwatch"
+_RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
+_THREAD_TAGS_KEY = "thread_tags"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every bad field: `field 'spans.0.timestamps.started_at': <problem>`."""
+    return "; ".join(
+        f"field '{'.'.join(str(p) for p in err['loc'])}': "
+        f"{err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
+
+
+# ---------------------------------------------------------------------------------------- read
+
+
+def trace_from_wire(
+    raw: dict[str, Any], *, project: str = "", where: str = ""
+) -> tuple[Trace, Thread | None]:
+    """A LangWatch trace (read shape) as a canonical trace, plus the thread data it carries.
+
+    Raises `RecordError` naming the field when the record does not validate. The second value
+    is the Opik thread data a previous copy left on the thread's last trace, else None.
+    """
+    try:
+        wire = LWTrace.model_validate(raw)
+    except ValidationError as exc:
+        label = where or f"trace {raw.get('trace_id', '?')}"
+        raise RecordError(describe_validation_error(exc), where=label, record=raw) from None
+    stash = parse_stash(wire.metadata.get(STASH_KEY)) or {}
+    trace = _decode(wire, stash, project or wire.project_id or "")
+    if trace.source.platform == PLATFORM:
+        trace = _keep_residuals(trace, raw)
+    thread = None
+    if isinstance(stash.get("thread"), dict):
+        thread = Thread.model_validate(stash["thread"])
+    return trace, thread
+
+
+def _decode(wire: LWTrace, stash: dict[str, Any], project: str) -> Trace:
+    source = (
+        Provenance.model_validate(stash["source"])
+        if isinstance(stash.get("source"), dict)
+        else Provenance(platform=PLATFORM, project=project, id=wire.trace_id)
+    )
+    trace_span: Span | None = None
+    spans: list[Span] = []
+    for wire_span in wire.spans:
+        span_stash = parse_stash((wire_span.params or {}).get(STASH_KEY)) or {}
+        span = _span_from_wire(wire_span)
+        if span_stash.get("trace_span"):
+            trace_span = span
+            continue
+        if isinstance(span_stash.get("patch"), dict):
+            span = _patched(span, span_stash["patch"])
+        spans.append(span)
+
+    metadata = {k: v for k, v in wire.metadata.items() if k not in _RESERVED_METADATA}
+    started_at = from_ms(wire.timestamps.started_at)
+    total_ms = (wire.metrics or {}).get("total_time_ms")
+    fields: dict[str, Any] = {
+        "id": wire.trace_id,
+        "source": source,
+        "thread_id": wire.metadata.get("thread_id"),
+        "started_at": started_at,
+        "ended_at": started_at + timedelta(milliseconds=total_ms)
+        if isinstance(total_ms, int | float) and not isinstance(total_ms, bool)
+        else None,
+        "input": _text_value(wire.input),
+        "output": _text_value(wire.output),
+        "metadata": metadata,
+        "tags": _labels(wire.metadata.get("labels")),
+        "error": _error_from_wire(wire.error),
+        "scores": [_score_from_wire(e) for e in wire.evaluations],
+    }
+    if trace_span is not None:
+        # Fold the synthetic root span back into the trace it stands for.
+        fields.update(
+            name=trace_span.name,
+            input=trace_span.input,
+            output=trace_span.output,
+            error=trace_span.error,
+            started_at=trace_span.started_at,
+            ended_at=trace_span.ended_at,
+        )
+        spans = [
+            s.model_copy(update={"parent_id": None}) if s.parent_id == trace_span.id else s
+            for s in spans
+        ]
+    trace = Trace.model_validate({**fields, "spans": spans})
+    if isinstance(stash.get("patch"), dict):
+        trace = _patched(trace, stash["patch"])
+    return trace
+
+
+def _span_from_wire(wire: LWSpan) -> Span:
+    metrics = wire.metrics or {}
+    params = {k: v for k, v in (wire.params or {}).items() if k != STASH_KEY}
+    return Span(
+        id=wire.span_id,
+        parent_id=wire.parent_id,
+        name=wire.name,
+        kind=wire.type,
+        started_at=from_ms(wire.timestamps.started_at),
+        ended_at=_opt_ms(wire.timestamps.finished_at),
+        first_token_at=_opt_ms(wire.timestamps.first_token_at),
+        input=_typed_value(wire.input),
+        output=_typed_value(wire.output),
+        model=wire.model,
+        provider=wire.vendor,
+        usage={k: v for k, v in metrics.items() if type(v) is int and k != "cost"},
+        cost=metrics.get("cost") if _is_number(metrics.get("cost")) else None,
+        params=params,
+        contexts=wire.contexts,
+        error=_error_from_wire(wire.error),
+    )
+
+
+def _score_from_wire(wire: LWEvaluation) -> Score:
+    return Score(
+        name=wire.name,
+        value=wire.score,
+        passed=wire.passed,
+        label=wire.label,
+        reason=wire.details,
+        status=wire.status,
+        id=wire.evaluation_id,
+    )
+
+
+def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
+    """Put in `extras["langwatch"]` what re-encoding would not reproduce of the raw record."""
+    raw_spans = {s.get("span_id"): s for s in raw.get("spans") or [] if isinstance(s, dict)}
+    spans = []
+    for span in trace.spans:
+        residual = make_patch(raw_spans.get(span.id, {}), _span_to_wire(span, trace.id))
+        spans.append(span.model_copy(update={"extras": {PLATFORM: residual}}) if residual else span)
+    scores = []
+    for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
+        residual = make_patch(raw_eval, _score_to_wire(score, trace.id))
+        scores.append(
+            score.model_copy(update={"extras": {PLATFORM: residual}}) if residual else score
+        )
+    trace = trace.model_copy(update={"spans": spans, "scores": scores})
+    residual = make_patch(raw, _encode(trace, project_id=None, thread=None))
+    return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
+
+
+# --------------------------------------------------------------------------------------- write
+
+
+def trace_to_wire(
+    trace: Trace, *, project_id: str | None = None, thread: Thread | None = None
+) -> dict[str, Any]:
+    """A canonical trace in LangWatch's read shape (what the JSONL export and GET return).
+
+    `thread` is the thread-level data to keep on this trace (pass it for a thread's last trace).
+    A copy of a record born elsewhere gets the synthetic root span and the stash.
+    """
+    wire = _encode(trace, project_id=project_id, thread=thread)
+    if trace.source.platform == PLATFORM:
+        return wire
+    decoded = _decode(LWTrace.model_validate(wire), {"source": trace.source.model_dump()}, "")
+    stash: dict[str, Any] = {"source": trace.source.model_dump()}
+    patch = make_patch(_dump_without_spans(trace), _dump_without_spans(decoded))
+    if patch:
+        stash["patch"] = patch
+    if thread is not None and (thread.scores or thread.tags or thread.status):
+        stash["thread"] = thread.model_dump(mode="json", exclude={"traces"})
+    wire["metadata"][STASH_KEY] = json.dumps(stash, ensure_ascii=False, sort_keys=True)
+    decoded_spans = {s.id: s for s in decoded.spans}
+    for span, wire_span in zip(trace.spans, wire["spans"][1:], strict=True):
+        original = span.model_dump(mode="json")
+        back = decoded_spans[span.id].model_dump(mode="json") if span.id in decoded_spans else {}
+        span_patch = make_patch(original, back)
+        if span_patch:
+            wire_span.setdefault("params", {})[STASH_KEY] = json.dumps(
+                {"patch": span_patch}, ensure_ascii=False, sort_keys=True
+            )
+    return wire
+
+
+def thread_to_wire(thread: Thread, *, project_id: str | None = None) -> list[dict[str, Any]]:
+    """Every trace of a thread; the thread-level data goes on the last one (by start time)."""
+    if not thread.traces:
+        return []
+    last = max(range(len(thread.traces)), key=lambda i: thread.traces[i].started_at)
+    return [
+        trace_to_wire(t, project_id=project_id, thread=thread if i == last else None)
+        for i, t in enumerate(thread.traces)
+    ]
+
+
+def _encode(trace: Trace, *, project_id: str | None, thread: Thread | None) -> dict[str, Any]:
+    copy = trace.source.platform != PLATFORM
+    metadata: dict[str, Any] = {}
+    if trace.thread_id is not None:
+        metadata["thread_id"] = trace.thread_id
+    if trace.tags:
+        metadata["labels"] = list(trace.tags)
+    for key, value in trace.metadata.items():
+        if key not in _RESERVED_METADATA:
+            # LangWatch stores custom metadata as strings; write what it will give back.
+            metadata[key] = value if isinstance(value, str) or not copy else _as_text(value)
+    spans = [_span_to_wire(s, trace.id) for s in trace.spans]
+    evaluations = [_score_to_wire(s, trace.id) for s in trace.scores]
+    for span in trace.spans:
+        evaluations += [_score_to_wire(s, trace.id, span_id=span.id) for s in span.scores]
+    if copy:
+        spans = [_trace_span(trace), *_under(spans, trace.id)]
+    if thread is not None:
+        evaluations += [_score_to_wire(s, trace.id, thread=True) for s in thread.scores]
+        if thread.tags:
+            metadata[_THREAD_TAGS_KEY] = _as_text(thread.tags)
+    wire: dict[str, Any] = {"trace_id": trace.id}
+    if project_id is not None:
+        wire["project_id"] = project_id
+    wire["metadata"] = metadata
+    wire["timestamps"] = {"started_at": to_ms(trace.started_at)}
+    if trace.input is not None:
+        wire["input"] = {"value": _as_text_value(trace.input)}
+    if trace.output is not None:
+        wire["output"] = {"value": _as_text_value(trace.output)}
+    if trace.ended_at is not None:
+        wire["metrics"] = {"total_time_ms": to_ms(trace.ended_at) - to_ms(trace.started_at)}
+    wire["error"] = _error_to_wire(trace.error)
+    wire["spans"] = spans
+    wire["evaluations"] = evaluations
+    return _with_extras(wire, trace.extras)
+
+
+def _trace_span(trace: Trace) -> dict[str, Any]:
+    """The synthetic root span that carries a copied trace's own name, IO, error and times."""
+    span = Span(
+        id=trace.id,
+        name=trace.name,
+        kind="span",
+        started_at=trace.started_at,
+        ended_at=trace.ended_at,
+        input=trace.input,
+        output=trace.output,
+        error=trace.error,
+        params={STASH_KEY: json.dumps({"trace_span": True})},
+    )
+    return _span_to_wire(span, trace.id)
+
+
+def _under(spans: list[dict[str, Any]], root_id: str) -> list[dict[str, Any]]:
+    return [{**s, "parent_id": root_id} if s["parent_id"] is None else s for s in spans]
+
+
+def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
+    timestamps: dict[str, Any] = {"started_at": to_ms(span.started_at)}
+    if span.ended_at is not None:
+        timestamps["finished_at"] = to_ms(span.ended_at)
+    if span.first_token_at is not None:
+        timestamps["first_token_at"] = to_ms(span.first_token_at)
+    wire: dict[str, Any] = {
+        "span_id": span.id,
+        "trace_id": trace_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "type": span.kind,
+        "timestamps": timestamps,
+    }
+    if span.input is not None:
+        wire["input"] = span.input.model_dump()
+    if span.output is not None:
+        wire["output"] = span.output.model_dump()
+    if span.model is not None:
+        wire["model"] = span.model
+    if span.provider is not None:
+        wire["vendor"] = span.provider
+    metrics: dict[str, Any] = dict(span.usage)
+    if span.cost is not None:
+        metrics["cost"] = span.cost
+    if metrics:
+        wire["metrics"] = metrics
+    if span.params:
+        wire["params"] = dict(span.params)
+    if span.contexts is not None:
+        wire["contexts"] = span.contexts
+    wire["error"] = _error_to_wire(span.error)
+    return _with_extras(wire, span.extras)
+
+
+def evaluation_id(
+    trace_id: str, name: str, span_id: str | None = None, thread: bool = False
+) -> str:
+    """The stable id tracebridge gives a score that has none (the collector upserts by it)."""
+    key = "\x1f".join((trace_id, span_id or "", "thread" if thread else "", name))
+    return "tb_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _score_to_wire(
+    score: Score, trace_id: str, *, span_id: str | None = None, thread: bool = False
+) -> dict[str, Any]:
+    name = f"thread: {score.name}" if thread else score.name
+    wire: dict[str, Any] = {
+        "evaluation_id": score.id or evaluation_id(trace_id, score.name, span_id, thread),
+        "name": name,
+        "status": score.status,
+    }
+    for key, value in (("passed", score.passed), ("score", score.value), ("label", score.label)):
+        if value is not None:
+            wire[key] = value
+    if score.reason is not None:
+        wire["details"] = score.reason
+    if span_id is not None:
+        wire["span_id"] = span_id
+    return _with_extras(wire, score.extras)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _with_extras(wire: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    residual = extras.get(PLATFORM)
+    return apply_patch(wire, residual) if isinstance(residual, dict) else wire
+
+
+def _patched(record: Any, patch: dict[str, Any]) -> Any:
+    return type(record).model_validate(apply_patch(record.model_dump(mode="json"), patch))
+
+
+def _dump_without_spans(trace: Trace) -> dict[str, Any]:
+    return trace.model_dump(mode="json", exclude={"spans"})
+
+
+def _opt_ms(value: int | None) -> Any:
+    return None if value is None else from_ms(value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _typed_value(wire: LWTypedValue | None) -> IOValue | None:
+    return None if wire is None else IOValue(type=wire.type, value=wire.value)
+
+
+def _text_value(wire: Any) -> IOValue | None:
+    return None if wire is None or wire.value is None else IOValue(type="text", value=wire.value)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _as_text_value(value: IOValue) -> str:
+    return (
+        value.value
+        if value.type == "text" and isinstance(value.value, str)
+        else _as_text(value.value)
+    )
+
+
+def _labels(value: Any) -> list[str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _error_from_wire(wire: LWError | None) -> ErrorInfo | None:
+    if wire is None:
+        return None
+    return ErrorInfo(message=wire.message, stacktrace=list(wire.stacktrace))
+
+
+def _error_to_wire(error: ErrorInfo | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"has_error": True, "message": error.message or "", "stacktrace": list(error.stacktrace)}

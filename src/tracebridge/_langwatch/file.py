@@ -1,0 +1,208 @@
+"""`langwatch-file:PATH`: JSONL, one LangWatch trace per line in the read shape.
+
+As a source it groups traces into threads by `metadata.thread_id` (two passes, see `_files.py`);
+every line that is not a valid trace is dead-lettered with its line number. As a sink it appends
+each acknowledged batch durably (fsync) and is idempotent: a trace already in the file with the
+same content is not written again, a changed one replaces the old line when the file is closed
+(or, after a crash, when it is next opened).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from .._endpoints import Counts, Page, Rejected, Unit, Window, WriteResult
+from .._errors import RecordError, UsageError
+from .._files import ThreadIndex, paged
+from .._models import Thread, Trace
+from .._state import write_atomically
+from .._time import from_ms
+from .convert import thread_to_wire, trace_from_wire, trace_to_wire
+
+__all__ = ["LangWatchFileSink", "LangWatchFileSource"]
+
+Locator = tuple[int, int]  # (byte offset, line number)
+
+
+class LangWatchFileSource:
+    """Reads a LangWatch JSONL export."""
+
+    def __init__(self, path: Path, *, project: str | None = None, page_size: int = 100) -> None:
+        if not path.is_file():
+            raise UsageError(f"langwatch-file:{path}: no such file")
+        self.path = path
+        self.project = project or ""
+        self.page_size = page_size
+        self.label = f"langwatch-file:{path}"
+
+    def _index(self, window: Window) -> ThreadIndex[Locator]:
+        index: ThreadIndex[Locator] = ThreadIndex()
+        with self.path.open("rb") as handle:
+            lineno, offset = 0, 0
+            for raw in handle:
+                lineno += 1
+                here, offset = offset, offset + len(raw)
+                if not raw.strip():
+                    continue
+                record, problem = _parse(raw)
+                if problem is not None:
+                    index.rejected.append(
+                        Rejected(
+                            "trace",
+                            f"{self.path}:{lineno}",
+                            problem,
+                            raw.decode("utf-8", "replace"),
+                        )
+                    )
+                    continue
+                assert record is not None
+                started = _started_at(record)
+                if started is not None and not window.holds(started):
+                    continue
+                thread_id = (record.get("metadata") or {}).get("thread_id")
+                index.add(
+                    thread_id if isinstance(thread_id, str) and thread_id else None, (here, lineno)
+                )
+        return index
+
+    def _load(
+        self, thread_id: str | None, locators: list[Locator]
+    ) -> tuple[Unit | None, list[Rejected]]:
+        traces: list[Trace] = []
+        rejected: list[Rejected] = []
+        thread: Thread | None = None
+        with self.path.open("rb") as handle:
+            for offset, lineno in locators:
+                handle.seek(offset)
+                record, _ = _parse(handle.readline())
+                where = f"{self.path}:{lineno} (trace {(record or {}).get('trace_id', '?')})"
+                try:
+                    trace, thread_data = trace_from_wire(
+                        record or {}, project=self.project, where=where
+                    )
+                except RecordError as exc:
+                    rejected.append(Rejected("trace", where, exc.reason, record))
+                    continue
+                traces.append(trace)
+                thread = thread_data or thread
+        if not traces:
+            return None, rejected
+        if thread_id is None:
+            return traces[0], rejected
+        traces.sort(key=lambda t: t.started_at)
+        data = thread.model_dump(exclude={"id", "traces"}) if thread else {}
+        return Thread(id=thread_id, traces=traces, **data), rejected
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        index = self._index(window)
+        async for page in paged(index, self._load, resume, self.page_size):
+            yield page
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        record = json.loads(raw)
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(record, dict):
+        return None, f"a JSON {type(record).__name__}, not a trace object"
+    return record, None
+
+
+def _started_at(record: dict[str, Any]) -> Any:
+    try:
+        return from_ms((record.get("timestamps") or {}).get("started_at"))
+    except (ValueError, AttributeError):
+        return None  # the conversion names the problem and dead-letters the record
+
+
+class LangWatchFileSink:
+    """Writes LangWatch JSONL, idempotently (see the module docstring)."""
+
+    def __init__(self, path: Path, *, project_id: str | None = None) -> None:
+        self.path = path
+        self.project_id = project_id
+        self.label = f"langwatch-file:{path}"
+        self._digests: dict[str, bytes] = {}
+        self._replaced = False
+        self._handle: IO[bytes] | None = None
+        if path.exists():
+            self._compact()
+
+    def _compact(self) -> None:
+        """Index the file; where a trace occurs twice (a crash before close), keep the last."""
+        lines: dict[str, bytes] = {}
+        duplicates = False
+        with self.path.open("rb") as handle:
+            for raw in handle:
+                record, _ = _parse(raw)
+                trace_id = record.get("trace_id") if record else None
+                key = trace_id if isinstance(trace_id, str) else f"\x00{len(lines)}"
+                duplicates |= key in lines
+                lines[key] = raw if raw.endswith(b"\n") else raw + b"\n"
+        if duplicates:
+            write_atomically(self.path, b"".join(lines.values()).decode("utf-8"))
+        self._digests = {k: _digest(v) for k, v in lines.items()}
+        self._replaced = False
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        result = WriteResult()
+        lines: list[bytes] = []
+        for unit in units:
+            try:
+                wires = (
+                    thread_to_wire(unit, project_id=self.project_id)
+                    if isinstance(unit, Thread)
+                    else [trace_to_wire(unit, project_id=self.project_id)]
+                )
+            except (ValidationError, ValueError) as exc:
+                result.rejected.append(Rejected("trace", _label(unit), f"cannot map: {exc}", None))
+                continue
+            for wire in wires:
+                line = (json.dumps(wire, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+                digest = _digest(line)
+                if dry_run:
+                    result.plan.append(
+                        f"trace {wire['trace_id']}: {len(wire['spans'])} spans, "
+                        f"{len(wire['evaluations'])} evaluations"
+                    )
+                elif self._digests.get(wire["trace_id"]) != digest:
+                    self._replaced |= wire["trace_id"] in self._digests
+                    self._digests[wire["trace_id"]] = digest
+                    lines.append(line)
+            result.written.add(Counts.of(unit))
+        if lines:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("ab")
+            self._handle.write(b"".join(lines))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        return result
+
+    async def aclose(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._replaced:
+            self._compact()
+
+
+def _digest(line: bytes) -> bytes:
+    return hashlib.blake2b(line, digest_size=8).digest()
+
+
+def _label(unit: Unit) -> str:
+    return f"thread {unit.id}" if isinstance(unit, Thread) else f"trace {unit.id}"

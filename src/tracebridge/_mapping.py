@@ -1,0 +1,203 @@
+"""The data half of the mapping layer: span-kind tables, score rules, model names, IO shapes.
+
+Defaults live in the repository's `mappings/*.toml`; a user's file overrides them key by key.
+A file that does not validate raises `MappingFileError` naming the file, the key and the
+problem. The logic half (ids, time, trees) is code, in the platform converters.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._errors import MappingFileError
+
+__all__ = [
+    "LANGWATCH_IO_TYPES",
+    "LANGWATCH_SPAN_TYPES",
+    "OPIK_SPAN_TYPES",
+    "LangWatchToOpik",
+    "Mappings",
+    "OpikToLangWatch",
+    "default_mappings",
+    "load_mappings",
+]
+
+LANGWATCH_SPAN_TYPES = frozenset(
+    {
+        "span", "llm", "chain", "tool", "agent", "rag", "guardrail", "evaluation", "workflow",
+        "component", "module", "server", "client", "producer", "consumer", "task", "unknown",
+    }
+)  # fmt: skip
+OPIK_SPAN_TYPES = frozenset({"general", "llm", "tool", "guardrail"})
+LANGWATCH_IO_TYPES = frozenset(
+    ["text", "chat_messages", "json", "raw", "list", "guardrail_result", "evaluation_result"]
+)
+EVALUATION_STATUSES = frozenset({"processed", "skipped", "error", "scheduled", "in_progress"})
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _L2OScores(_Table):
+    statuses: frozenset[Literal["processed", "skipped", "error", "scheduled", "in_progress"]]
+    passed_value: float
+    failed_value: float
+    source: Literal["ui", "sdk", "online_scoring"]
+
+
+class _L2OModel(_Table):
+    split_vendor_prefix: bool
+
+
+class _MetadataTable(_Table):
+    rename: dict[str, str] = Field(default_factory=dict)
+
+
+def _check_table(table: dict[str, str], allowed: frozenset[str], what: str) -> dict[str, str]:
+    for key, value in table.items():
+        if value not in allowed:
+            raise ValueError(
+                f"{key!r} maps to {value!r}, which is not {what} ({', '.join(sorted(allowed))})"
+            )
+    return table
+
+
+class LangWatchToOpik(_Table):
+    """`mappings/langwatch_to_opik.toml`."""
+
+    version: Literal[1]
+    span_types: dict[str, str]
+    scores: _L2OScores
+    model: _L2OModel
+    io: dict[str, str]
+    metadata: _MetadataTable
+
+    @field_validator("span_types")
+    @classmethod
+    def _span_types(cls, table: dict[str, str]) -> dict[str, str]:
+        if "*" not in table:
+            raise ValueError('needs a "*" entry for the types not listed')
+        return _check_table(table, OPIK_SPAN_TYPES, "an Opik span type")
+
+    @field_validator("io")
+    @classmethod
+    def _io(cls, table: dict[str, str]) -> dict[str, str]:
+        unknown = set(table) - LANGWATCH_IO_TYPES
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} are not LangWatch typed-value types")
+        if len(set(table.values())) != len(table) or not all(table.values()):
+            raise ValueError("Opik keys must be distinct and not empty")
+        return table
+
+    def opik_span_type(self, langwatch_type: str) -> str:
+        """The Opik span type for a LangWatch span type."""
+        return self.span_types.get(langwatch_type, self.span_types["*"])
+
+
+class _O2LScores(_Table):
+    status: Literal["processed"]
+
+
+class _O2LModel(_Table):
+    join_provider: bool
+
+
+class OpikToLangWatch(_Table):
+    """`mappings/opik_to_langwatch.toml`."""
+
+    version: Literal[1]
+    span_types: dict[str, str]
+    scores: _O2LScores
+    model: _O2LModel
+    io: dict[str, str]
+    metadata: _MetadataTable
+
+    @field_validator("span_types")
+    @classmethod
+    def _span_types(cls, table: dict[str, str]) -> dict[str, str]:
+        if "*" not in table:
+            raise ValueError('needs a "*" entry for the types not listed')
+        return _check_table(table, LANGWATCH_SPAN_TYPES, "a LangWatch span type")
+
+    @field_validator("io")
+    @classmethod
+    def _io(cls, table: dict[str, str]) -> dict[str, str]:
+        _check_table(table, LANGWATCH_IO_TYPES, "a LangWatch typed-value type")
+        if not all(table):
+            raise ValueError("Opik keys must not be empty")
+        return table
+
+    def langwatch_span_type(self, opik_type: str) -> str:
+        """The LangWatch span type for an Opik span type."""
+        return self.span_types.get(opik_type, self.span_types["*"])
+
+
+class Mappings(BaseModel):
+    """Both directions; the Opik converter needs both to know what the reverse will do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    to_opik: LangWatchToOpik
+    to_langwatch: OpikToLangWatch
+
+
+def _default_text(name: str) -> str:
+    packaged = resources.files("tracebridge").joinpath("_default_mappings").joinpath(name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    # A source checkout (editable install): the repository's own mappings/ folder.
+    return (Path(__file__).resolve().parents[2] / "mappings" / name).read_text(encoding="utf-8")
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _load(model: type[_Table], name: str, user_file: Path | None) -> Any:
+    source = name
+    data = tomllib.loads(_default_text(name))
+    if user_file is not None:
+        source = str(user_file)
+        try:
+            data = _merge(data, tomllib.loads(user_file.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise MappingFileError(
+                f"mapping file {user_file}: cannot read it ({exc.strerror})"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise MappingFileError(f"mapping file {user_file}: not valid TOML ({exc})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"key '{'.'.join(str(p) for p in err['loc']) or '(top level)'}': {err['msg']}"
+            for err in exc.errors()
+        )
+        raise MappingFileError(f"mapping file {source}: {problems}") from None
+
+
+def load_mappings(to_opik: Path | None = None, to_langwatch: Path | None = None) -> Mappings:
+    """The mappings in force: the defaults, overridden by the user's files where given."""
+    return Mappings(
+        to_opik=_load(LangWatchToOpik, "langwatch_to_opik.toml", to_opik),
+        to_langwatch=_load(OpikToLangWatch, "opik_to_langwatch.toml", to_langwatch),
+    )
+
+
+@cache
+def default_mappings() -> Mappings:
+    """The shipped defaults (read once)."""
+    return load_mappings()

@@ -1,0 +1,93 @@
+"""`migrate`: one job from a source endpoint to a sink endpoint, as the CLI and library run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from ._config import Settings, load_settings
+from ._endpoints import Window
+from ._engine import Report, run
+from ._errors import UsageError
+from ._mapping import load_mappings
+from ._open import Endpoint, open_sink, open_source, parse_endpoint
+from ._state import StateDir
+
+__all__ = ["Job", "migrate"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a migration copies: the checkpoint is keyed on this (never on credentials)."""
+
+    source: Endpoint
+    sink: Endpoint
+    source_project: str | None
+    target_project: str | None
+    window: Window
+
+    def key(self) -> dict[str, str | None]:
+        return {
+            "from": str(self.source),
+            "to": str(self.sink),
+            "source_project": self.source_project,
+            "target_project": self.target_project,
+            "since": self.window.since.isoformat() if self.window.since else None,
+            "until": self.window.until.isoformat() if self.window.until else None,
+        }
+
+
+async def migrate(
+    from_: str,
+    to: str,
+    *,
+    source_project: str | None = None,
+    target_project: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    dry_run: bool = False,
+    settings: Settings | None = None,
+    mapping: Path | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    on_page: Callable[[Report], None] | None = None,
+) -> Report:
+    """Copy a project from one endpoint to another; see `tracebridge migrate --help`.
+
+    `mapping` overrides the mapping file of this direction. `transports` ("langwatch", "opik")
+    replace the HTTP transport of the API endpoints (tests use it to plug in fakes).
+    """
+    settings = settings or load_settings()
+    source, sink = parse_endpoint(from_), parse_endpoint(to)
+    if source.platform == sink.platform:
+        raise UsageError(
+            f"{source} and {sink} are both {source.platform}: tracebridge copies between "
+            "LangWatch and Opik"
+        )
+    if since and until and since > until:
+        raise UsageError("--since is after --until")
+    to_opik = mapping if sink.platform == "opik" and mapping else settings.mapping_to_opik
+    to_lw = mapping if sink.platform == "langwatch" and mapping else settings.mapping_to_langwatch
+    mappings = load_mappings(to_opik, to_lw)
+    job = Job(source, sink, source_project, target_project, Window(since, until))
+    src = open_source(
+        source, settings=settings, mappings=mappings, project=source_project, transports=transports
+    )
+    try:
+        dst = open_sink(
+            sink,
+            settings=settings,
+            mappings=mappings,
+            project=target_project,
+            transports=transports,
+        )
+    except BaseException:
+        await src.aclose()
+        raise
+    state = StateDir(settings.state_dir, job.key())
+    report = await run(src, dst, window=job.window, state=state, dry_run=dry_run, on_page=on_page)
+    report.source_label, report.sink_label = src.label, dst.label
+    return report

@@ -1,0 +1,132 @@
+"""Canonical records: what a trace, its spans, its scores and its thread are inside tracebridge.
+
+Every platform module converts its wire format to and from these models and nothing else knows
+a wire format. Timestamps are UTC `datetime`s with millisecond resolution. Input and output
+use LangWatch's typed-value vocabulary (`IOValue`), the richer of the two; Opik's free JSON maps
+onto it one-to-one (`tracebridge._opik.convert.io_to_json`).
+
+`extras[platform]` holds the fields of that platform's wire record that the canonical fields
+do not capture (server fields such as `inserted_at`, unknown keys), so writing the record back
+to its own platform reproduces the original exactly. Only the origin platform's extras are kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ._time import utc_ms
+
+__all__ = ["ErrorInfo", "IOValue", "Platform", "Provenance", "Score", "Span", "Thread", "Trace"]
+
+Platform = Literal["langwatch", "opik"]
+
+#: A UTC datetime truncated to the millisecond (naive datetimes are refused).
+Instant = Annotated[datetime, AfterValidator(utc_ms)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Provenance(_Record):
+    """Where a record was born: its platform, project and id there (DESIGN.md invariant 2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    platform: Platform
+    project: str
+    id: str
+
+
+class IOValue(_Record):
+    """A typed input or output value, as LangWatch types them.
+
+    `type` is one of text, chat_messages, json, raw, list, guardrail_result, evaluation_result.
+    """
+
+    type: str
+    value: Any = None
+
+
+class ErrorInfo(_Record):
+    """An error attached to a trace or span."""
+
+    message: str | None = None
+    exception_type: str | None = None
+    stacktrace: list[str] = Field(default_factory=list)
+
+
+class Score(_Record):
+    """A judgement: a LangWatch evaluation or an Opik feedback score.
+
+    `value` is the number Opik stores; `passed`, `label` and `reason` are LangWatch's verdict
+    fields (`label` is Opik's `category_name`, `reason` LangWatch's `details`). A score whose
+    `status` is not "processed" is a LangWatch evaluation that never produced a verdict.
+    """
+
+    name: str
+    value: float | None = None
+    passed: bool | None = None
+    label: str | None = None
+    reason: str | None = None
+    status: str = "processed"
+    id: str | None = None
+    source: str | None = None
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class Span(_Record):
+    """One span of a trace's tree; `parent_id` None marks a root."""
+
+    id: str
+    parent_id: str | None = None
+    name: str | None = None
+    kind: str = "span"
+    started_at: Instant
+    ended_at: Instant | None = None
+    first_token_at: Instant | None = None
+    input: IOValue | None = None
+    output: IOValue | None = None
+    model: str | None = None
+    provider: str | None = None
+    usage: dict[str, int] = Field(default_factory=dict)
+    cost: float | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    contexts: list[Any] | None = None
+    error: ErrorInfo | None = None
+    scores: list[Score] = Field(default_factory=list)
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class Trace(_Record):
+    """A trace with its whole span tree and its trace-level scores."""
+
+    id: str
+    source: Provenance
+    name: str | None = None
+    thread_id: str | None = None
+    started_at: Instant
+    ended_at: Instant | None = None
+    input: IOValue | None = None
+    output: IOValue | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    error: ErrorInfo | None = None
+    spans: list[Span] = Field(default_factory=list)
+    scores: list[Score] = Field(default_factory=list)
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class Thread(_Record):
+    """A conversation: the traces sharing one thread id, plus thread-level data (Opik only)."""
+
+    id: str
+    traces: list[Trace] = Field(default_factory=list)
+    scores: list[Score] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    status: str | None = None

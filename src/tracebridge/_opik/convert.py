@@ -1,0 +1,477 @@
+"""Opik's `Trace_Public` / `Span_Public` ⇄ canonical records, driven by `mappings/*.toml`.
+
+The canonical vocabulary is LangWatch's, so the mapping tables apply here: span types, IO shapes,
+model names, metadata renames and the evaluation → score rules. What Opik cannot hold of a copy
+(LangWatch ids, span kinds beyond Opik's four, verdict fields, ...) travels in the stash
+(`metadata.tracebridge`, see `_stash.py`); reading a copy back undoes the mapping exactly.
+
+Ids (DESIGN.md invariant 1): a record born in Opik keeps its id; any other record gets the id
+its `OpikIds` policy gives: by default a UUID v7 derived from the source start time and identity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from .._errors import RecordError
+from .._ids import derived_uuid7
+from .._langwatch.convert import describe_validation_error
+from .._mapping import Mappings
+from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
+from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash, same
+from .._time import from_iso, to_iso, to_ms
+from .wire import OErrorInfo, OScore, OSpan, OTrace
+
+__all__ = [
+    "OpikIds",
+    "OpikTrace",
+    "SourceTimeIds",
+    "io_to_json",
+    "json_to_io",
+    "thread_data_from_opik",
+    "thread_data_to_opik",
+    "trace_from_opik",
+    "trace_to_opik",
+]
+
+PLATFORM = "opik"
+_SCORE_LIMIT = 1e9
+# Opik fields that belong to where a record is stored, not to the record: never carried over.
+_PLACE_FIELDS = frozenset({"project_id", "project_name"})
+
+
+class OpikIds(Protocol):
+    """How a record born elsewhere gets its Opik ids."""
+
+    def trace_id(self, trace: Trace) -> str: ...
+
+    def span_id(self, trace: Trace, span: Span) -> str: ...
+
+
+class SourceTimeIds:
+    """Ids derived from the source record: time field = its start, the rest from its identity."""
+
+    def trace_id(self, trace: Trace) -> str:
+        if trace.source.platform == PLATFORM:
+            return trace.id
+        src = trace.source
+        return derived_uuid7(trace.started_at, src.platform, src.project, "trace", src.id)
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        if trace.source.platform == PLATFORM:
+            return span.id
+        src = trace.source
+        return derived_uuid7(
+            span.started_at, src.platform, src.project, "span", f"{src.id}/{span.id}"
+        )
+
+
+@dataclass
+class OpikTrace:
+    """One trace as Opik holds it: `Trace_Public` and `Span_Public` dicts, scores embedded."""
+
+    trace: dict[str, Any]
+    spans: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------- write
+
+
+def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = None) -> OpikTrace:
+    """A canonical trace as Opik records; a copy carries its provenance and patch in the stash."""
+    ids = ids or SourceTimeIds()
+    record = _encode(trace, mappings, ids)
+    if trace.source.platform == PLATFORM:
+        return record
+    decoded = _decode(
+        record.trace, record.spans, mappings, stash={"source": trace.source.model_dump()}
+    )
+    # What the mapping lost, per trace and per span, so the reverse copy restores it.
+    stash: dict[str, Any] = {"source": trace.source.model_dump()}
+    patch = make_patch(_without_spans(trace), _without_spans(decoded))
+    if patch:
+        stash["patch"] = patch
+    record.trace["metadata"] = {**record.trace.get("metadata", {}), STASH_KEY: stash}
+    for span, wire_span, back in zip(trace.spans, record.spans, decoded.spans, strict=True):
+        span_patch = make_patch(span.model_dump(mode="json"), back.model_dump(mode="json"))
+        if span_patch:
+            wire_span["metadata"] = {
+                **wire_span.get("metadata", {}),
+                STASH_KEY: {"patch": span_patch},
+            }
+    return record
+
+
+def _encode(trace: Trace, m: Mappings, ids: OpikIds) -> OpikTrace:
+    rules = m.to_opik
+    trace_id = ids.trace_id(trace)
+    span_ids = {s.id: ids.span_id(trace, s) for s in trace.spans}
+    warnings: list[str] = []
+    wire: dict[str, Any] = {"id": trace_id}
+    _put(wire, "name", trace.name)
+    wire["start_time"] = to_iso(trace.started_at)
+    _put(wire, "end_time", trace.ended_at and to_iso(trace.ended_at))
+    _put(wire, "input", io_to_json(trace.input, m))
+    _put(wire, "output", io_to_json(trace.output, m))
+    metadata = {rules.metadata.rename.get(k, k): v for k, v in trace.metadata.items()}
+    _put(wire, "metadata", metadata or None)
+    _put(wire, "tags", list(dict.fromkeys(trace.tags)) or None)
+    _put(wire, "error_info", _error_to_opik(trace.error))
+    _put(wire, "thread_id", trace.thread_id)
+    _put(wire, "feedback_scores", _scores_to_opik(trace.scores, m) or None)
+    spans = []
+    for span in trace.spans:
+        parent = None
+        if span.parent_id is not None:
+            parent = span_ids.get(span.parent_id)
+            if parent is None:
+                warnings.append(
+                    f"trace {trace.id}: span {span.id} names parent {span.parent_id!r}, which is "
+                    "not in the trace; written as a top-level span (the parent is remembered)"
+                )
+        spans.append(_span_to_opik(span, span_ids[span.id], trace_id, parent, m))
+    return OpikTrace(_with_extras(wire, trace.extras), spans, warnings)
+
+
+def _span_to_opik(
+    span: Span, span_id: str, trace_id: str, parent: str | None, m: Mappings
+) -> dict[str, Any]:
+    wire: dict[str, Any] = {"id": span_id, "trace_id": trace_id}
+    _put(wire, "parent_span_id", parent)
+    _put(wire, "name", span.name)
+    wire["type"] = m.to_opik.opik_span_type(span.kind)
+    wire["start_time"] = to_iso(span.started_at)
+    _put(wire, "end_time", span.ended_at and to_iso(span.ended_at))
+    _put(wire, "input", io_to_json(span.input, m))
+    _put(wire, "output", io_to_json(span.output, m))
+    metadata = dict(span.metadata)
+    if span.params:
+        metadata["params"] = span.params
+    if span.contexts is not None:
+        metadata["contexts"] = span.contexts
+    _put(wire, "metadata", metadata or None)
+    model, provider = span.model, span.provider
+    if model and provider is None and m.to_opik.model.split_vendor_prefix and "/" in model:
+        provider, model = model.split("/", 1)
+    _put(wire, "model", model)
+    _put(wire, "provider", provider)
+    _put(wire, "tags", list(dict.fromkeys(span.tags)) or None)
+    usage = dict(span.usage)
+    if {"prompt_tokens", "completion_tokens"} <= usage.keys() and "total_tokens" not in usage:
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    _put(wire, "usage", usage or None)
+    _put(
+        wire,
+        "total_estimated_cost",
+        span.cost if span.cost is not None and span.cost >= 0 else None,
+    )
+    _put(wire, "error_info", _error_to_opik(span.error))
+    if span.first_token_at is not None:
+        wire["ttft"] = float(to_ms(span.first_token_at) - to_ms(span.started_at))
+    _put(wire, "feedback_scores", _scores_to_opik(span.scores, m) or None)
+    return _with_extras(wire, span.extras)
+
+
+def _scores_to_opik(scores: list[Score], m: Mappings) -> list[dict[str, Any]]:
+    """The scores Opik can hold: a verdict in the configured statuses, one per name."""
+    rules = m.to_opik.scores
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for score in scores:
+        value = score.value
+        if value is None and score.passed is not None:
+            value = rules.passed_value if score.passed else rules.failed_value
+        if (
+            score.status not in rules.statuses
+            or value is None
+            or not math.isfinite(value)
+            or abs(value) > _SCORE_LIMIT
+            or not score.name.strip()
+            or score.name in seen
+        ):
+            continue  # kept in the stash's patch instead (DESIGN.md: "kept in trace metadata")
+        seen.add(score.name)
+        wire: dict[str, Any] = {
+            "name": score.name,
+            "value": value,
+            "source": score.source or rules.source,
+        }
+        _put(wire, "category_name", score.label)
+        _put(wire, "reason", score.reason)
+        out.append(_with_extras(wire, score.extras))
+    return out
+
+
+def _error_to_opik(error: ErrorInfo | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    wire: dict[str, Any] = {"exception_type": error.exception_type or "Error"}
+    _put(wire, "message", error.message)
+    wire["traceback"] = "\n".join(error.stacktrace) or error.message or "(no traceback)"
+    return wire
+
+
+def io_to_json(value: IOValue | None, m: Mappings) -> Any:
+    """A typed value as the Opik JSON that `json_to_io` maps back to exactly the same value.
+
+    Opik takes an object, an array of objects or a string. A `json` value that is one of those
+    and reads back as itself is written as it is; other types become a one-key object
+    (`{"messages": [...]}`, `{"text": "..."}`); anything else is escaped as `{"json": value}`.
+    The mapping is a bijection, so both round trips are exact.
+    """
+    if value is None:
+        return None
+    keys = m.to_opik.io
+    if value.type == "json":
+        return value.value if _plain(value.value, m) else {keys.get("json", "json"): value.value}
+    return {keys.get(value.type, value.type): value.value}
+
+
+def json_to_io(value: Any, m: Mappings) -> IOValue | None:
+    """Opik JSON as a typed value (inverse of `io_to_json`); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, inner),) = value.items()
+        kind = m.to_langwatch.io.get(key)
+        if kind == "json" and not _plain(inner, m):
+            return IOValue(type="json", value=inner)
+        if kind not in (None, "json") and _fits(kind, inner):
+            return IOValue(type=kind, value=inner)
+    return IOValue(type="json", value=value)
+
+
+def _plain(value: Any, m: Mappings) -> bool:
+    """True when `value` is valid Opik IO that `json_to_io` reads as the `json` value itself."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, list):
+        return all(isinstance(item, dict) for item in value)
+    if not isinstance(value, dict):
+        return False
+    if len(value) != 1:
+        return True
+    ((key, inner),) = value.items()
+    kind = m.to_langwatch.io.get(key)
+    if kind is None:
+        return True
+    return _plain(inner, m) if kind == "json" else not _fits(kind, inner)
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind in ("text", "raw"):
+        return isinstance(value, str)
+    if kind == "chat_messages":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind == "list":
+        return isinstance(value, list) and all(isinstance(v, dict) and "type" in v for v in value)
+    return isinstance(value, dict)
+
+
+# ---------------------------------------------------------------------------------------- read
+
+
+def trace_from_opik(
+    trace: dict[str, Any],
+    spans: list[dict[str, Any]],
+    *,
+    project: str,
+    mappings: Mappings,
+    where: str = "",
+) -> Trace:
+    """Opik records (`Trace_Public`, its `Span_Public`s) as one canonical trace.
+
+    Raises `RecordError` naming the field when a record does not validate.
+    """
+    label = where or f"trace {trace.get('id', '?')}"
+    try:
+        OTrace.model_validate(trace)
+        for span in spans:
+            OSpan.model_validate(span)
+    except ValidationError as exc:
+        raise RecordError(describe_validation_error(exc), where=label, record=trace) from None
+    metadata = trace.get("metadata")
+    stash = parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None
+    canonical = _decode(trace, spans, mappings, stash=stash or {}, project=project)
+    if canonical.source.platform == PLATFORM:
+        canonical = _keep_residuals(canonical, trace, spans, mappings)
+    return canonical
+
+
+def _decode(
+    trace: dict[str, Any],
+    spans: list[dict[str, Any]],
+    m: Mappings,
+    *,
+    stash: dict[str, Any],
+    project: str = "",
+) -> Trace:
+    wire = OTrace.model_validate(trace)
+    source = (
+        Provenance.model_validate(stash["source"])
+        if isinstance(stash.get("source"), dict)
+        else Provenance(platform=PLATFORM, project=project, id=wire.id)
+    )
+    metadata = _plain_metadata(wire.metadata)
+    rename = m.to_langwatch.metadata.rename
+    started_at = from_iso(wire.start_time)
+    canonical = Trace(
+        id=wire.id,
+        source=source,
+        name=wire.name,
+        thread_id=wire.thread_id,
+        started_at=started_at,
+        ended_at=from_iso(wire.end_time) if wire.end_time else None,
+        input=json_to_io(wire.input, m),
+        output=json_to_io(wire.output, m),
+        metadata={rename.get(k, k): v for k, v in metadata.items()},
+        tags=list(wire.tags or []),
+        error=_error_from_opik(wire.error_info),
+        spans=[_span_from_opik(OSpan.model_validate(s), m) for s in spans],
+        scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
+    )
+    if isinstance(stash.get("patch"), dict):
+        canonical = _patched(canonical, stash["patch"])
+    return canonical
+
+
+def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
+    metadata = _plain_metadata(wire.metadata)
+    stash = parse_stash(wire.metadata.get(STASH_KEY)) if isinstance(wire.metadata, dict) else None
+    stash = stash or {}
+    params = metadata.pop("params") if isinstance(metadata.get("params"), dict) else {}
+    contexts = metadata.pop("contexts") if isinstance(metadata.get("contexts"), list) else None
+    usage = dict(wire.usage or {})
+    if (
+        usage.get("total_tokens")
+        == usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        and {
+            "prompt_tokens",
+            "completion_tokens",
+        }
+        <= usage.keys()
+    ):
+        del usage["total_tokens"]
+    model = wire.model
+    if model and wire.provider and m.to_langwatch.model.join_provider:
+        model = f"{wire.provider}/{model}"
+    started_at = from_iso(wire.start_time)
+    span = Span(
+        id=wire.id,
+        parent_id=wire.parent_span_id,
+        name=wire.name,
+        kind=m.to_langwatch.langwatch_span_type(wire.type or "general"),
+        started_at=started_at,
+        ended_at=from_iso(wire.end_time) if wire.end_time else None,
+        first_token_at=started_at + timedelta(milliseconds=wire.ttft)
+        if wire.ttft is not None
+        else None,
+        input=json_to_io(wire.input, m),
+        output=json_to_io(wire.output, m),
+        model=model,
+        provider=None if model != wire.model else wire.provider,
+        usage=usage,
+        cost=wire.total_estimated_cost,
+        params=params,
+        metadata=metadata,
+        tags=list(wire.tags or []),
+        contexts=contexts,
+        error=_error_from_opik(wire.error_info),
+        scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
+    )
+    if isinstance(stash.get("patch"), dict):
+        span = _patched(span, stash["patch"])
+    return span
+
+
+def _score_from_opik(wire: OScore, m: Mappings) -> Score:
+    return Score(
+        name=wire.name,
+        value=wire.value,
+        label=wire.category_name,
+        reason=wire.reason,
+        status=m.to_langwatch.scores.status,
+        source=None if wire.source == m.to_opik.scores.source else wire.source,
+    )
+
+
+def _error_from_opik(wire: OErrorInfo | None) -> ErrorInfo | None:
+    if wire is None:
+        return None
+    stacktrace = [wire.traceback] if wire.traceback is not None else []
+    return ErrorInfo(
+        message=wire.message, exception_type=wire.exception_type, stacktrace=stacktrace
+    )
+
+
+def _keep_residuals(
+    trace: Trace, raw: dict[str, Any], raw_spans: list[dict[str, Any]], m: Mappings
+) -> Trace:
+    """Put in `extras["opik"]` what re-encoding would not reproduce of the Opik records."""
+    record = _encode(trace, m, SourceTimeIds())
+    spans = []
+    for span, raw_span, back in zip(trace.spans, raw_spans, record.spans, strict=True):
+        residual = make_patch(_placeless(raw_span), _placeless(back))
+        spans.append(span.model_copy(update={"extras": {PLATFORM: residual}}) if residual else span)
+    trace = trace.model_copy(update={"spans": spans})
+    residual = make_patch(_placeless(raw), _placeless(_encode(trace, m, SourceTimeIds()).trace))
+    return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _put(wire: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` only when there is a value: Opik wants absent fields omitted, not null."""
+    if value is not None:
+        wire[key] = value
+
+
+def _plain_metadata(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k != STASH_KEY} if isinstance(value, dict) else {}
+
+
+def _placeless(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in _PLACE_FIELDS}
+
+
+def _with_extras(wire: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    residual = extras.get(PLATFORM)
+    return apply_patch(wire, residual) if isinstance(residual, dict) else wire
+
+
+def _patched(record: Any, patch: dict[str, Any]) -> Any:
+    return type(record).model_validate(apply_patch(record.model_dump(mode="json"), patch))
+
+
+def _without_spans(trace: Trace) -> dict[str, Any]:
+    return trace.model_dump(mode="json", exclude={"spans"})
+
+
+# ------------------------------------------------------------------------------------- threads
+
+
+def thread_data_to_opik(thread: Thread, m: Mappings) -> dict[str, Any] | None:
+    """A thread's own data (scores, tags, status) as Opik holds it; None when it has none."""
+    if not (thread.scores or thread.tags or thread.status):
+        return None
+    data: dict[str, Any] = {"thread_id": thread.id}
+    _put(data, "feedback_scores", _scores_to_opik(thread.scores, m) or None)
+    _put(data, "tags", list(dict.fromkeys(thread.tags)) or None)
+    _put(data, "status", thread.status)
+    return data
+
+
+def thread_data_from_opik(data: dict[str, Any], m: Mappings) -> dict[str, Any]:
+    """Keyword arguments for `Thread` from an Opik thread (`TraceThread` or our thread file)."""
+    scores = [
+        _score_from_opik(OScore.model_validate(s), m) for s in data.get("feedback_scores") or []
+    ]
+    tags = data.get("tags") or []
+    return {"scores": scores, "tags": [str(t) for t in tags], "status": data.get("status")}

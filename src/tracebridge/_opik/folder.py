@@ -1,0 +1,284 @@
+"""`opik-dir:PATH`: the folder layout of `opik export` / `opik import` (opik SDK 2.x).
+
+    PATH/<workspace>/projects/<project id>/project.json        {"id": ..., "name": ...}
+    PATH/<workspace>/projects/<project id>/trace_<trace id>.json
+        {"trace": Trace_Public, "spans": [Span_Public], "attachments": [],
+         "downloaded_at", "project_name"}
+
+`opik import WORKSPACE PROJECT traces --path PATH` loads what the sink writes. As a source, the
+older layout (folders named after the project, no project.json) is read too. Thread-level data
+that `opik export` has no place for (thread scores, tags, status) is kept beside the traces in
+`thread_<digest>.json` files, which `opik import` ignores and this source reads back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .._endpoints import SCORES_IN_METADATA, Counts, Page, Rejected, Unit, Window, WriteResult
+from .._errors import RecordError, UsageError
+from .._files import ThreadIndex, paged
+from .._mapping import Mappings
+from .._models import Thread, Trace
+from .._state import write_atomically
+from .._time import from_iso
+from .convert import (
+    OpikIds,
+    thread_data_from_opik,
+    thread_data_to_opik,
+    trace_from_opik,
+    trace_to_opik,
+)
+
+__all__ = ["OpikDirSink", "OpikDirSource"]
+
+# Files a project folder may hold besides traces: skipped, not dead-lettered.
+_KNOWN_FILES = ("project.json",)
+_KNOWN_SUFFIXES = (".db", ".db-journal", ".db-wal", ".db-shm")
+
+
+def _project_name(folder: Path) -> str:
+    try:
+        data = json.loads((folder / "project.json").read_text(encoding="utf-8"))
+        name = data.get("name") if isinstance(data, dict) else None
+        if isinstance(name, str):
+            return name
+    except (OSError, ValueError):
+        pass
+    return folder.name  # the older layout names the folder after the project
+
+
+def _project_folders(root: Path) -> list[tuple[str, Path]]:
+    """(workspace, folder) of every project folder under an export root."""
+    found = [
+        (ws.name, p)
+        for ws in sorted(root.iterdir())
+        if ws.is_dir()
+        for p in sorted((ws / "projects").glob("*"))
+        if p.is_dir()
+    ]
+    found += [("", p) for p in sorted((root / "projects").glob("*")) if p.is_dir()]
+    return found
+
+
+class OpikDirSource:
+    """Reads one project of an `opik export` folder."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        project: str | None,
+        mappings: Mappings,
+        workspace: str | None = None,
+        page_size: int = 100,
+    ) -> None:
+        if not root.is_dir():
+            raise UsageError(f"opik-dir:{root}: no such folder")
+        folders = [
+            (ws, f, _project_name(f)) for ws, f in _project_folders(root) if workspace in (None, ws)
+        ]
+        if project is not None:
+            folders = [x for x in folders if x[2].casefold() == project.casefold()]
+        if len(folders) != 1:
+            names = ", ".join(sorted({x[2] for x in _project_folders_named(root)})) or "none"
+            wanted = f"project {project!r}" if project else "one project (use --source-project)"
+            raise UsageError(f"opik-dir:{root}: expected {wanted}; projects found: {names}")
+        _, self.folder, self.project = folders[0]
+        self.mappings = mappings
+        self.page_size = page_size
+        self.label = f"opik-dir:{root} (project {self.project})"
+        self._thread_files: dict[str, Path] = {}
+
+    def _index(self, window: Window) -> ThreadIndex[Path]:
+        index: ThreadIndex[Path] = ThreadIndex()
+        for path in sorted(self.folder.iterdir()):
+            if (
+                path.is_dir()
+                or path.name in _KNOWN_FILES
+                or path.name.startswith(".")
+                or path.suffix in _KNOWN_SUFFIXES
+            ):
+                continue
+            if path.name.startswith("thread_") and path.suffix == ".json":
+                data, _ = _read(path)
+                if data is not None and isinstance(data.get("thread_id"), str):
+                    self._thread_files[data["thread_id"]] = path
+                continue
+            data, problem = _read(path)
+            if problem is None and not path.name.startswith("trace_"):
+                problem = "not an Opik export file (expected trace_<id>.json)"
+            if problem is not None:
+                index.rejected.append(Rejected("trace", str(path), problem, None))
+                continue
+            assert data is not None
+            trace = data.get("trace")
+            if isinstance(trace, dict):
+                try:
+                    if not window.holds(from_iso(trace.get("start_time"))):
+                        continue
+                except ValueError:
+                    pass  # the conversion names the problem and dead-letters the record
+                thread_id = trace.get("thread_id")
+            else:
+                thread_id = None
+            index.add(thread_id if isinstance(thread_id, str) and thread_id else None, path)
+        return index
+
+    def _load(self, thread_id: str | None, paths: list[Path]) -> tuple[Unit | None, list[Rejected]]:
+        traces: list[Trace] = []
+        rejected: list[Rejected] = []
+        for path in paths:
+            data, problem = _read(path)
+            trace, spans = (data or {}).get("trace"), (data or {}).get("spans", [])
+            if problem is None and not isinstance(trace, dict):
+                problem = "no 'trace' object"
+            elif problem is None and not (
+                isinstance(spans, list) and all(isinstance(s, dict) for s in spans)
+            ):
+                problem = "'spans' is not a list of objects"
+            if problem is not None:
+                rejected.append(Rejected("trace", str(path), problem, data))
+                continue
+            assert isinstance(trace, dict)
+            try:
+                traces.append(
+                    trace_from_opik(
+                        trace, spans, project=self.project, mappings=self.mappings, where=str(path)
+                    )
+                )
+            except RecordError as exc:
+                rejected.append(Rejected("trace", str(path), exc.reason, data))
+        if not traces:
+            return None, rejected
+        if thread_id is None:
+            return traces[0], rejected
+        traces.sort(key=lambda t: t.started_at)
+        extra: dict[str, Any] = {}
+        if thread_id in self._thread_files:
+            data, _ = _read(self._thread_files[thread_id])
+            extra = thread_data_from_opik(data or {}, self.mappings)
+        return Thread(id=thread_id, traces=traces, **extra), rejected
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        index = self._index(window)
+        async for page in paged(index, self._load, resume, self.page_size):
+            yield page
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _project_folders_named(root: Path) -> list[tuple[str, Path, str]]:
+    return [(ws, f, _project_name(f)) for ws, f in _project_folders(root)]
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror})"
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    if not isinstance(data, dict):
+        return None, f"a JSON {type(data).__name__}, not an object"
+    return data, None
+
+
+class OpikDirSink:
+    """Writes one project in the `opik export` layout; rewriting a trace is idempotent."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        workspace: str,
+        project: str,
+        mappings: Mappings,
+        ids: OpikIds | None = None,
+    ) -> None:
+        self.root = root
+        self.project = project
+        self.mappings = mappings
+        self.ids = ids
+        self.label = f"opik-dir:{root} (workspace {workspace}, project {project})"
+        projects = root / workspace / "projects"
+        existing = [
+            f
+            for f in sorted(projects.glob("*"))
+            if f.is_dir()
+            and (f / "project.json").is_file()
+            and _project_name(f).casefold() == project.casefold()
+        ]
+        if existing:
+            self.folder = existing[0]
+            self._project_json: dict[str, str] | None = None
+        else:
+            project_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tracebridge:{workspace}:{project}"))
+            self.folder = projects / project_id
+            self._project_json = {"id": project_id, "name": project}
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        result = WriteResult()
+        if self._project_json is not None and not dry_run:
+            write_atomically(self.folder / "project.json", json.dumps(self._project_json) + "\n")
+            self._project_json = None
+        for unit in units:
+            traces = unit.traces if isinstance(unit, Thread) else [unit]
+            for trace in traces:
+                self._write_trace(trace, result, dry_run)
+            if isinstance(unit, Thread):
+                result.written.threads += 1
+                data = thread_data_to_opik(unit, self.mappings)
+                if data is not None:
+                    result.written.scores += len(data.get("feedback_scores", []))
+                    if not dry_run:
+                        digest = hashlib.sha256(unit.id.encode()).hexdigest()[:16]
+                        _write_json(self.folder / f"thread_{digest}.json", data)
+        return result
+
+    def _write_trace(self, trace: Trace, result: WriteResult, dry_run: bool) -> None:
+        record = trace_to_opik(trace, mappings=self.mappings, ids=self.ids)
+        result.warnings += record.warnings
+        counts = Counts.of(trace)
+        written_scores = len(record.trace.get("feedback_scores", [])) + sum(
+            len(s.get("feedback_scores", [])) for s in record.spans
+        )
+        result.skip(counts.scores - written_scores, "scores", SCORES_IN_METADATA)
+        result.written.add(Counts(traces=1, spans=len(record.spans), scores=written_scores))
+        if dry_run:
+            result.plan.append(
+                f"trace {trace.id} -> {record.trace['id']}: {len(record.spans)} spans, "
+                f"{written_scores} feedback scores"
+            )
+            return
+        body = {
+            "trace": record.trace,
+            "spans": record.spans,
+            "attachments": [],
+            "project_name": self.project,
+        }
+        _write_json(self.folder / f"trace_{record.trace['id']}.json", body, stamp=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _write_json(path: Path, body: dict[str, Any], *, stamp: bool = False) -> None:
+    """Write `body` atomically unless the file already holds it (a rerun changes nothing)."""
+    existing, _ = _read(path) if path.exists() else (None, None)
+    if existing is not None:
+        existing.pop("downloaded_at", None)
+        if existing == body:
+            return
+    if stamp:
+        body = {**body, "downloaded_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    write_atomically(path, json.dumps(body, ensure_ascii=False, indent=1) + "\n")

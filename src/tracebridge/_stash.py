@@ -1,0 +1,85 @@
+"""What a platform cannot hold natively travels in one reserved key: the stash.
+
+A copy written to the other platform carries, under `metadata["tracebridge"]` (Opik records,
+LangWatch traces) or `params["tracebridge"]` (LangWatch spans):
+
+    {"source": {"platform", "project", "id"},   # provenance (traces only)
+     "patch": {...}}                            # canonical fields the wire could not express
+
+The patch is computed, not hand-listed: encode the canonical record, decode it again, and keep
+the difference (`make_patch`). Reading applies it (`apply_patch`), so a round trip through the
+other platform returns the original record exactly, whatever the mapping could not express.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+__all__ = ["STASH_KEY", "apply_patch", "make_patch", "parse_stash", "same"]
+
+STASH_KEY = "tracebridge"
+
+Json = Any
+
+
+def same(a: Json, b: Json) -> bool:
+    """JSON equality that tells booleans from numbers (Python's `True == 1` does not)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str, Json]:
+    """The patch that turns `decoded` back into `original` ({} when they are the same).
+
+    Each key maps to `{"set": value}`, `{"del": true}` or, for two dicts, `{"sub": patch}`.
+    """
+    patch: dict[str, Json] = {}
+    for key in original.keys() | decoded.keys():
+        if key not in original:
+            patch[key] = {"del": True}
+        elif key not in decoded:
+            patch[key] = {"set": original[key]}
+        elif same(original[key], decoded[key]):
+            continue
+        elif isinstance(original[key], dict) and isinstance(decoded[key], dict):
+            patch[key] = {"sub": make_patch(original[key], decoded[key])}
+        else:
+            patch[key] = {"set": original[key]}
+    return patch
+
+
+def apply_patch(target: dict[str, Json], patch: dict[str, Json]) -> dict[str, Json]:
+    """`target` with `patch` applied (a new dict; `target` is not changed)."""
+    result = dict(target)
+    for key, change in patch.items():
+        if "del" in change:
+            result.pop(key, None)
+        elif "sub" in change and isinstance(result.get(key), dict):
+            result[key] = apply_patch(result[key], change["sub"])
+        elif "sub" in change:
+            result[key] = apply_patch({}, change["sub"])
+        else:
+            result[key] = copy.deepcopy(change["set"])
+    return result
+
+
+def parse_stash(value: Json) -> dict[str, Json] | None:
+    """The stash found under the reserved key, or None.
+
+    LangWatch returns custom metadata values as strings, so a JSON text is decoded here.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,141 @@
+"""The state directory: checkpoint files (DESIGN.md invariant 3) and the dead-letter file.
+
+A checkpoint is one small JSON file per job, written atomically (temp file, fsync, `os.replace`),
+with a schema version, validated on load, and locked against a second concurrent run of the same
+job. It moves only after the sink acknowledged the page it describes. It never holds secrets:
+the job key is built from endpoint names, projects and the time window only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ._endpoints import Rejected
+from ._errors import CheckpointError
+
+__all__ = ["Checkpoint", "DeadLetters", "StateDir", "write_atomically"]
+
+SCHEMA_VERSION = 1
+
+
+class Checkpoint(BaseModel):
+    """Where a job stands: the source cursor after the last acknowledged page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    job: dict[str, Any]
+    cursor: dict[str, Any] | None = None
+    complete: bool = False
+    pages: int = 0
+    updated_at: datetime | None = None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a crash leaves either the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DeadLetters:
+    """Appends rejected records to `<state-dir>/dead-letters.jsonl`, one JSON object a line."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.count = 0
+        self._handle: IO[str] | None = None
+
+    def add(self, rejected: Rejected) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("a", encoding="utf-8")
+        entry = {
+            "run_id": self.run_id,
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "kind": rejected.kind,
+            "where": rejected.where,
+            "reason": rejected.reason,
+            "record": rejected.record,
+        }
+        self._handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        self._handle.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class StateDir:
+    """One job's files in the state directory, locked for the life of the object."""
+
+    def __init__(self, root: Path, job: dict[str, Any]) -> None:
+        self.root = root
+        self.job = job
+        digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
+        self.checkpoint_path = root / f"checkpoint-{digest}.json"
+        self.dead_letter_path = root / "dead-letters.jsonl"
+        self._lock: IO[bytes] | None = None
+
+    def lock(self) -> None:
+        """Take the job's lock; raise CheckpointError when another run holds it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = (self.root / f"{self.checkpoint_path.stem}.lock").open("ab")
+        except OSError as exc:
+            raise CheckpointError(f"state directory {self.root}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise CheckpointError(
+                f"another tracebridge run of this job holds {self.root}; wait for it to finish"
+            ) from None
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def load(self) -> Checkpoint | None:
+        """The job's checkpoint, or None when there is none; a corrupt one is an error."""
+        try:
+            text = self.checkpoint_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            checkpoint = Checkpoint.model_validate_json(text)
+        except ValidationError as exc:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_path} does not validate ({exc.error_count()} "
+                "problems); move it away to start the job from the beginning"
+            ) from None
+        if checkpoint.job != self.job:
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} belongs to another job")
+        return checkpoint
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        checkpoint.updated_at = datetime.now(UTC)
+        write_atomically(self.checkpoint_path, checkpoint.model_dump_json(indent=2) + "\n")

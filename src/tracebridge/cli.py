@@ -1,0 +1,152 @@
+"""The `tracebridge` command line: `migrate` and `check`.
+
+Every error class carries its exit code (`_errors.py`): 0 all copied, 1 finished but lossy,
+2 usage or configuration error, 3 fatal runtime error. Bad input never shows a traceback;
+an unexpected internal error shows one only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from ._config import load_settings
+from ._errors import TracebridgeError
+from ._migrate import migrate
+from ._summary import format_summary, verdict_line
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def _moment(value: str | None, *, end_of_day: bool) -> datetime | None:
+    """An ISO date or datetime; a bare date means the whole day; no timezone means UTC."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime.combine(day, time.min, UTC)
+            return moment + timedelta(days=1, milliseconds=-1) if end_of_day else moment
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date (2026-01-31) or datetime") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _run(debug: bool, work: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return anyio.run(work)
+    except TracebridgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: rerun the same command to resume", err=True)
+        sys.exit(3)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+        sys.exit(3)
+
+
+@click.group()
+@click.version_option(package_name="tracebridge")
+def main() -> None:
+    """Move LLM-observability data between LangWatch and Opik, both ways."""
+
+
+@main.command("migrate")
+@click.option(
+    "--from",
+    "from_",
+    required=True,
+    metavar="SRC",
+    help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik.",
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="DST",
+    help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik.",
+)
+@click.option(
+    "--source-project", help="Project to read (Opik project name; LangWatch project id for files)."
+)
+@click.option(
+    "--target-project", help="Project to write [default: OPIK_PROJECT_NAME or 'Default Project']."
+)
+@click.option("--since", help="Only traces that started at or after this ISO date/datetime (UTC).")
+@click.option(
+    "--until",
+    help="Only traces that started at or before this ISO date/datetime (a date: the whole day).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read and map everything, write nothing, print what would be written.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="Checkpoints and dead letters [default: .tracebridge].",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (see config.example.toml).",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Your mapping file for this direction (see mappings/).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def migrate_command(
+    from_: str,
+    to: str,
+    source_project: str | None,
+    target_project: str | None,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    state_dir: Path | None,
+    config_file: Path | None,
+    mapping: Path | None,
+    debug: bool,
+) -> None:
+    """Copy one project from SRC to DST, then print what was read, written, skipped and lost.
+
+    Reruns are idempotent, and an interrupted run resumes from its checkpoint.
+    Exit codes: 0 all copied, 1 finished but lossy, 2 usage error, 3 fatal error.
+    """
+    start, end = _moment(since, end_of_day=False), _moment(until, end_of_day=True)
+
+    async def work() -> Any:
+        settings = load_settings(config_file, {"state_dir": state_dir})
+        return await migrate(
+            from_,
+            to,
+            source_project=source_project,
+            target_project=target_project,
+            since=start,
+            until=end,
+            dry_run=dry_run,
+            settings=settings,
+            mapping=mapping,
+        )
+
+    report = _run(debug, work)
+    click.echo(format_summary(report))
+    if report.lossy:
+        click.echo(verdict_line(report), err=True)
+    sys.exit(report.exit_code)

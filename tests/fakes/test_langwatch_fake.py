@@ -1,0 +1,660 @@
+"""Tests of the LangWatch fake, through real httpx requests on `fake.transport`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.fakes.langwatch import LangWatchFake
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.anyio
+
+NOW = 1_750_000_000_000  # 2025-06-15, epoch ms
+DAY = 86_400_000
+SEED = Path("/work/shared/seeds/langwatch-get-thread.txt")
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = NOW
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fake(clock: Clock) -> LangWatchFake:
+    return LangWatchFake(now=clock)
+
+
+@pytest.fixture
+async def client(fake: LangWatchFake) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"X-Auth-Token": fake.api_key}
+    async with httpx.AsyncClient(
+        transport=fake.transport, base_url=fake.base_url, headers=headers
+    ) as c:
+        yield c
+
+
+def span(span_id: str, start: int = NOW - 60_000, **extra: Any) -> dict[str, Any]:
+    return {
+        "span_id": span_id,
+        "type": "llm",
+        "timestamps": {"started_at": start, "finished_at": start + 1_000},
+        **extra,
+    }
+
+
+def read_trace(trace_id: str, started_at: int, updated_at: int | None = None, **extra: Any):
+    """A minimal trace in the read shape, for add_trace."""
+    return {
+        "trace_id": trace_id,
+        "metadata": {},
+        "timestamps": {
+            "started_at": started_at,
+            "inserted_at": started_at,
+            "updated_at": started_at if updated_at is None else updated_at,
+        },
+        "input": {"value": f"in {trace_id}"},
+        "output": {"value": f"out {trace_id}"},
+        "spans": [],
+        "evaluations": [],
+        **extra,
+    }
+
+
+async def search(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    body = {"startDate": 0, "endDate": NOW * 2, "format": "json", **body}
+    return await client.post("/api/traces/search", json=body)
+
+
+async def scroll_ids(client: httpx.AsyncClient, **body: Any) -> tuple[list[str], int]:
+    """Follow scrollId to the end; returns the trace ids in order and the request count."""
+    ids: list[str] = []
+    requests = 0
+    scroll_id = None
+    while True:
+        page = (await search(client, scrollId=scroll_id, **body)).json()
+        requests += 1
+        ids += [t["trace_id"] for t in page["traces"]]
+        scroll_id = page["pagination"].get("scrollId")
+        if scroll_id is None:
+            return ids, requests
+
+
+# ---- auth (§2) ---------------------------------------------------------------------------------
+
+
+async def test_auth_headers(fake: LangWatchFake) -> None:
+    fake.add_trace(read_trace("t1", NOW))
+    basic = base64.b64encode(f"{fake.project_id}:{fake.api_key}".encode()).decode()
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        for headers in (
+            {"X-Auth-Token": fake.api_key},
+            {"Authorization": f"Bearer {fake.api_key}"},
+            {"Authorization": f"Basic {basic}"},
+            {
+                "Authorization": "Bearer ",
+                "X-Auth-Token": fake.api_key,
+            },  # empty Bearer falls through
+        ):
+            assert (await c.get("/api/traces/t1", headers=headers)).status_code == 200, headers
+        wrong = await c.get("/api/traces/t1", headers={"X-Auth-Token": "sk-lw-wrong"})
+        assert wrong.status_code == 401
+        assert wrong.json()["message"] == "Invalid auth token."
+        bearer_wins = {"Authorization": "Bearer nope", "X-Auth-Token": fake.api_key}
+        assert (await c.get("/api/traces/t1", headers=bearer_wins)).status_code == 401
+        missing = await c.post("/api/traces/search", json={"startDate": 0, "endDate": 1})
+        assert missing.status_code == 401
+        assert missing.json()["message"].startswith("Authentication token is required")
+        collector = await c.post("/api/collector", json={"trace_id": "x", "spans": [span("s")]})
+        assert collector.status_code == 401
+        assert collector.json() == {"error": "Unauthorized", "message": "Invalid credentials"}
+    assert "x" not in fake.traces
+    assert len(fake.requests) == 8
+
+
+async def test_unknown_route_and_missing_trace(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/nope")).status_code == 404
+    assert (await client.get("/api/collector")).status_code == 404  # wrong method
+    missing = await client.get("/api/traces/does-not-exist")
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "Trace not found."}
+
+
+# ---- search paging (§3.1) ----------------------------------------------------------------------
+
+
+async def test_scroll_id_only_on_full_pages(fake: LangWatchFake, client) -> None:
+    for i in range(5):
+        fake.add_trace(read_trace(f"t{i}", NOW - 1000 * i))
+    ids, requests = await scroll_ids(client, pageSize=2, sortDirection="asc")
+    assert ids == ["t4", "t3", "t2", "t1", "t0"]  # ascending by started_at
+    assert requests == 3
+    first = (await search(client, pageSize=2)).json()
+    assert [t["trace_id"] for t in first["traces"]] == ["t0", "t1"]  # default desc
+    assert first["pagination"]["totalHits"] == 5
+    cursor = json.loads(base64.b64decode(first["pagination"]["scrollId"]))
+    assert cursor == {
+        "lastTimestamp": NOW - 1000,
+        "lastTraceId": "t1",
+        "pageSize": 2,
+        "sortDirection": "desc",
+        "dateField": "occurred",
+    }
+
+
+async def test_exactly_full_last_page_costs_an_empty_extra_page(fake, client) -> None:
+    for i in range(4):
+        fake.add_trace(read_trace(f"t{i}", NOW - 1000 * i))
+    page = (await search(client, pageSize=2)).json()
+    page = (await search(client, pageSize=2, scrollId=page["pagination"]["scrollId"])).json()
+    assert [t["trace_id"] for t in page["traces"]] == ["t2", "t3"]
+    assert "scrollId" in page["pagination"]
+    last = (await search(client, pageSize=2, scrollId=page["pagination"]["scrollId"])).json()
+    assert last["traces"] == []
+    assert "scrollId" not in last["pagination"]
+
+
+async def test_ties_broken_by_trace_id_in_the_sort_direction(fake, client) -> None:
+    for trace_id in ("b", "c", "a"):
+        fake.add_trace(read_trace(trace_id, NOW))
+    assert (await scroll_ids(client, pageSize=1, sortDirection="asc"))[0] == ["a", "b", "c"]
+    assert (await scroll_ids(client, pageSize=1))[0] == ["c", "b", "a"]
+
+
+async def test_changed_cursor_parameters_silently_restart_from_page_one(fake, client) -> None:
+    for i in range(6):
+        fake.add_trace(read_trace(f"t{i}", NOW - 1000 * i))
+    first = (await search(client, pageSize=2)).json()
+    scroll_id = first["pagination"]["scrollId"]
+    same = (await search(client, pageSize=2, scrollId=scroll_id)).json()
+    assert [t["trace_id"] for t in same["traces"]] == ["t2", "t3"]
+    for change in ({"pageSize": 3}, {"sortDirection": "asc"}, {"dateField": "updated"}):
+        body = {"pageSize": 2, **change}
+        restarted = (await search(client, scrollId=scroll_id, **body)).json()
+        expected = (await search(client, **body)).json()
+        assert restarted["traces"] == expected["traces"], change
+        assert restarted["traces"][0]["trace_id"] in ("t0", "t5"), change
+    garbage = (await search(client, pageSize=2, scrollId="not base64 json!")).json()
+    assert [t["trace_id"] for t in garbage["traces"]] == ["t0", "t1"]
+
+
+async def test_page_size_default_and_cap(fake, client) -> None:
+    for i in range(1001):
+        fake.add_trace(read_trace(f"t{i:04d}", NOW - i))
+    default = (await search(client)).json()
+    capped = (await search(client, pageSize=5000)).json()
+    assert len(default["traces"]) == len(capped["traces"]) == 1000
+    cursor = json.loads(base64.b64decode(capped["pagination"]["scrollId"]))
+    assert cursor["pageSize"] == 1000
+
+
+async def test_search_validation(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/traces/search", json={"endDate": 1})).status_code == 422
+    assert (await search(client, pageOffset=1000)).status_code == 422
+    assert (await search(client, pageOffset=0)).status_code == 200
+    assert (await search(client, dateField="created")).status_code == 422
+    assert (await search(client, pageSize=0)).status_code == 422
+    assert (await search(client, filters={"metadata.nope": ["x"]})).status_code == 422
+    assert (await search(client, format="digest")).status_code == 400
+
+
+async def test_date_window_is_inclusive_and_accepts_iso(fake, client) -> None:
+    start, end = NOW - DAY, NOW
+    for trace_id, at in (("before", start - 1), ("lo", start), ("hi", end), ("after", end + 1)):
+        fake.add_trace(read_trace(trace_id, at))
+    page = (await search(client, startDate=start, endDate=end, sortDirection="asc")).json()
+    assert [t["trace_id"] for t in page["traces"]] == ["lo", "hi"]
+    iso = (await search(client, startDate="2025-06-14T15:06:40Z", endDate=end)).json()
+    assert {t["trace_id"] for t in iso["traces"]} == {"lo", "hi"}
+
+
+async def test_date_field_updated_and_updated_through(fake, client, clock) -> None:
+    fake.add_trace(read_trace("old-but-updated", NOW - 30 * DAY, updated_at=NOW - 100))
+    fake.add_trace(read_trace("recent", NOW - 200, updated_at=NOW - 200))
+    fake.add_trace(read_trace("stale", NOW - 300, updated_at=NOW - 10 * DAY))
+    body = {"dateField": "updated", "startDate": NOW - DAY, "sortDirection": "asc"}
+    page = (await search(client, **body, endDate=NOW + DAY)).json()
+    assert [t["trace_id"] for t in page["traces"]] == ["recent", "old-but-updated"]
+    assert page["pagination"]["updatedThrough"] == NOW  # the scroll start, not the endDate
+    early = (await search(client, **body, endDate=NOW - 150)).json()
+    assert early["pagination"]["updatedThrough"] == NOW - 150
+    occurred = (await search(client, startDate=NOW - DAY, endDate=NOW + DAY)).json()
+    assert "updatedThrough" not in occurred["pagination"]
+    assert {t["trace_id"] for t in occurred["traces"]} == {"recent", "stale"}
+
+
+async def test_updated_axis_pins_the_scroll_start(fake, client, clock) -> None:
+    for i in range(3):
+        fake.add_trace(read_trace(f"t{i}", NOW - 10, updated_at=NOW - 10 + i))
+    body = {"dateField": "updated", "sortDirection": "asc", "pageSize": 1, "endDate": NOW + DAY}
+    first = (await search(client, **body)).json()
+    assert [t["trace_id"] for t in first["traces"]] == ["t0"]
+    clock.ms = NOW + 5_000
+    fake.traces["t1"]["timestamps"]["updated_at"] = NOW + 4_000  # modified mid-scroll
+    rest = (await search(client, **body, scrollId=first["pagination"]["scrollId"])).json()
+    assert [t["trace_id"] for t in rest["traces"]] == ["t2"]
+    assert rest["pagination"]["updatedThrough"] == NOW
+    nxt = (await search(client, **{**body, "startDate": NOW, "pageSize": 10})).json()
+    assert [t["trace_id"] for t in nxt["traces"]] == ["t1"]
+
+
+async def test_filters_trace_ids_and_spans_flag(fake, client) -> None:
+    fake.add_trace(read_trace("a", NOW, metadata={"thread_id": "th1"}, spans=[span("s")]))
+    fake.add_trace(read_trace("b", NOW, metadata={"thread_id": "th2"}))
+    fake.add_trace(read_trace("c", NOW))
+    by_thread = (await search(client, filters={"metadata.thread_id": ["th1", "th2"]})).json()
+    assert sorted(t["trace_id"] for t in by_thread["traces"]) == ["a", "b"]
+    by_id = (await search(client, traceIds=["c", "zzz"])).json()
+    assert [t["trace_id"] for t in by_id["traces"]] == ["c"]
+    no_spans = (await search(client, traceIds=["a"])).json()["traces"][0]
+    assert no_spans["spans"] == []
+    assert no_spans["platformUrl"].endswith("/a")
+    with_spans = (await search(client, traceIds=["a"], includeSpans=True)).json()["traces"][0]
+    assert [s["span_id"] for s in with_spans["spans"]] == ["s"]
+
+
+async def test_unserializable_traces_are_skipped_and_counted(fake, client) -> None:
+    for i in range(4):
+        fake.add_trace(read_trace(f"t{i}", NOW - i))
+    fake.unserializable = {"t1"}
+    page = (await search(client, pageSize=2)).json()
+    assert [t["trace_id"] for t in page["traces"]] == ["t0"]
+    assert page["pagination"]["skipped"] == 1
+    assert "scrollId" in page["pagination"]  # the page was full before serialization
+    rest = (await search(client, pageSize=2, scrollId=page["pagination"]["scrollId"])).json()
+    assert [t["trace_id"] for t in rest["traces"]] == ["t2", "t3"]
+    assert "skipped" not in rest["pagination"]
+
+
+async def test_select_projection(fake, client) -> None:
+    fake.add_trace(read_trace("a", NOW, metadata={"thread_id": "th"}))
+    body = {"select": ["trace_id", "started_at", "metadata.thread_id", "evaluations.score"]}
+    result = (await search(client, **body)).json()
+    assert result["traces"] == [
+        {"trace_id": "a", "started_at": NOW, "metadata": {"thread_id": "th"}, "evaluations": []}
+    ]
+    assert [c["collection"] for c in result["schema"]["columns"]] == [False, False, False, True]
+    assert (await search(client, select=["nope.x"])).status_code == 422
+
+
+# ---- previews (§6) -----------------------------------------------------------------------------
+
+
+async def test_search_returns_a_64kb_preview_and_reads_return_full_values(fake, client) -> None:
+    big = "é" * 40_000  # 80,000 bytes
+    await client.post(
+        "/api/collector",
+        json={
+            "trace_id": "big",
+            "metadata": {"thread_id": "th"},
+            "spans": [span("root", input={"type": "text", "value": big})],
+        },
+    )
+    found = (await search(client, includeSpans=True)).json()["traces"][0]
+    preview = found["input"]["value"]
+    assert len(preview.encode()) == 65536
+    assert big.startswith(preview)
+    assert found["spans"][0]["input"]["value"] == preview
+    full = (await client.get("/api/traces/big")).json()
+    assert full["input"]["value"] == big
+    assert full["spans"][0]["input"]["value"] == big
+    thread = (await client.get("/api/thread/th")).json()["traces"][0]
+    assert thread["input"]["value"] == big
+    assert thread["spans"][0]["input"]["value"] == big
+
+
+# ---- thread (§3.4) -----------------------------------------------------------------------------
+
+
+async def test_thread_cap_ordering_and_no_evaluations(clock) -> None:
+    fake = LangWatchFake(now=clock, thread_cap=3)
+    evaluation = {"evaluation_id": "e1", "name": "x", "status": "processed", "score": 1}
+    for i in (4, 2, 0, 3, 1):
+        fake.add_trace(
+            read_trace(
+                f"t{i}",
+                NOW + i,
+                metadata={"thread_id": "th"},
+                spans=[span(f"s{i}", NOW + i)],
+                evaluations=[evaluation],
+            )
+        )
+    fake.add_trace(read_trace("other", NOW - 5, metadata={"thread_id": "other"}))
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        r = await c.get("/api/thread/th", headers={"X-Auth-Token": fake.api_key})
+        assert r.status_code == 200
+        traces = r.json()["traces"]
+        assert [t["trace_id"] for t in traces] == ["t0", "t1", "t2"]
+        assert all(t.get("evaluations", []) == [] for t in traces)
+        assert [t["spans"][0]["span_id"] for t in traces] == ["s0", "s1", "s2"]
+        full = await c.get("/api/traces/t0", headers={"X-Auth-Token": fake.api_key})
+        assert full.json()["evaluations"] == [evaluation]
+        empty = await c.get("/api/thread/none", headers={"X-Auth-Token": fake.api_key})
+        assert empty.json() == {"traces": []}
+
+
+async def test_seed_trace_round_trips(fake, client) -> None:
+    text = SEED.read_text()
+    start = text.index("[\n  {")
+    seed = json.JSONDecoder().raw_decode(text[start:])[0][0]
+    seed["metadata"]["thread_id"] = "seed-thread"
+    fake.add_trace(seed)
+    got = (await client.get(f"/api/traces/{seed['trace_id']}")).json()
+    assert got["spans"] == seed["spans"]
+    assert got["evaluations"] == seed["evaluations"]
+    assert got["input"] == {"value": "hi"}
+    thread = (await client.get("/api/thread/seed-thread")).json()["traces"]
+    assert [t["trace_id"] for t in thread] == [seed["trace_id"]]
+    found = (await search(client, startDate=1721382486868, endDate=1721382486868)).json()
+    assert [t["trace_id"] for t in found["traces"]] == [seed["trace_id"]]
+
+
+# ---- collector (§5.1) --------------------------------------------------------------------------
+
+
+async def test_collector_too_many_spans_is_429_without_state_change(fake, client) -> None:
+    spans = [span(f"s{i}") for i in range(201)]
+    r = await client.post("/api/collector", json={"trace_id": "t", "spans": spans})
+    assert r.status_code == 429
+    assert r.json() == {"message": "Too many spans, maximum of 200 per trace"}
+    evals = [{"name": f"e{i}", "score": 1} for i in range(201)]
+    body = {"trace_id": "t", "spans": spans[:1], "evaluations": evals}
+    assert (await client.post("/api/collector", json=body)).status_code == 429
+    assert fake.traces == {}
+    assert fake.collected_requests() == []
+    ok = await client.post("/api/collector", json={"trace_id": "t", "spans": spans[:200]})
+    assert ok.status_code == 200
+    assert len(fake.traces["t"]["spans"]) == 200
+
+
+async def test_collector_drops_spans_older_than_31_days(fake, client) -> None:
+    spans = [span("old", NOW - 31 * DAY - 1), span("edge", NOW - 31 * DAY), span("new")]
+    r = await client.post("/api/collector", json={"trace_id": "t", "spans": spans})
+    assert r.status_code == 200
+    assert r.json()["message"] == "Trace received successfully."
+    partial = r.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == 1
+    assert partial["errorMessage"] == (
+        "1 span(s) dropped: start time is more than 31 days in the past"
+    )
+    assert [s["span_id"] for s in fake.traces["t"]["spans"]] == ["edge", "new"]
+    clean = await client.post("/api/collector", json={"trace_id": "u", "spans": [span("x")]})
+    assert "partialSuccess" not in clean.json()
+
+
+async def test_collector_rejects_seconds(fake, client) -> None:
+    r = await client.post(
+        "/api/collector", json={"trace_id": "t", "spans": [span("s", start=NOW // 1000)]}
+    )
+    assert r.status_code == 400
+    assert "should be in milliseconds not in seconds" in r.json()["message"]
+    evaluation = {"name": "e", "score": 1, "timestamps": {"started_at": NOW // 1000}}
+    r = await client.post(
+        "/api/collector", json={"trace_id": "t", "spans": [span("s")], "evaluations": [evaluation]}
+    )
+    assert r.status_code == 400
+    assert fake.traces == {}
+
+
+async def test_collector_request_validation(fake, client) -> None:
+    body = {"trace_id": "t", "spans": [span("s")]}
+    text = await client.post(
+        "/api/collector", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+    )
+    assert text.status_code == 400
+    mixed = {"trace_id": "t", "spans": [span("a"), {**span("b"), "trace_id": "other"}]}
+    assert (await client.post("/api/collector", json=mixed)).status_code == 400
+    bad_type = {"trace_id": "t", "spans": [span("a", type="llm_call")]}
+    assert (await client.post("/api/collector", json=bad_type)).status_code == 400
+    huge = {"trace_id": "t", "spans": [span("a", params={"blob": "x" * (10 * 1024 * 1024)})]}
+    assert (await client.post("/api/collector", json=huge)).status_code == 413
+    assert fake.traces == {}
+    from_spans = {"spans": [{**span("a"), "trace_id": "t"}, {**span("b"), "trace_id": "t"}]}
+    assert (await client.post("/api/collector", json=from_spans)).status_code == 200
+    assert len(fake.traces["t"]["spans"]) == 2
+
+
+async def test_collector_plan_limit_is_402(fake, client) -> None:
+    fake.plan_limit_reached = True
+    r = await client.post("/api/collector", json={"trace_id": "t", "spans": [span("s")]})
+    assert r.status_code == 402
+    assert fake.traces == {}
+    fake.plan_limit_reached = False
+    r = await client.post("/api/collector", json={"trace_id": "t", "spans": [span("s")]})
+    assert r.status_code == 200
+
+
+async def test_posts_with_the_same_trace_id_merge(fake, client, clock) -> None:
+    root = span(
+        "root",
+        NOW - 5_000,
+        input={"type": "text", "value": "question"},
+        output={"type": "json", "value": {"answer": 42}},
+        metrics={"prompt_tokens": 10, "completion_tokens": 5, "cost": 0.5},
+    )
+    child = span("child", NOW - 4_000, parent_id="root", metrics={"prompt_tokens": 1})
+    await client.post(
+        "/api/collector",
+        json={"trace_id": "t", "spans": [root], "metadata": {"thread_id": "a", "k1": "v1"}},
+    )
+    clock.ms = NOW + 1_000
+    await client.post(
+        "/api/collector",
+        json={"trace_id": "t", "spans": [child], "metadata": {"thread_id": "b", "k2": "v2"}},
+    )
+    trace = fake.traces["t"]
+    assert len(fake.traces) == 1
+    assert [s["span_id"] for s in trace["spans"]] == ["root", "child"]
+    assert trace["metadata"] == {"thread_id": "b", "k1": "v1", "k2": "v2"}
+    assert trace["timestamps"] == {
+        "started_at": NOW - 5_000,
+        "inserted_at": NOW,
+        "updated_at": NOW + 1_000,
+    }
+    assert trace["input"] == {"value": "question"}
+    assert trace["output"] == {"value": '{"answer":42}'}
+    assert trace["metrics"]["total_time_ms"] == 2_000
+    assert trace["metrics"]["prompt_tokens"] == 11
+    assert trace["metrics"]["total_cost"] == 0.5
+    assert trace["error"] is None
+    assert trace["spans"][1]["timestamps"]["inserted_at"] == NOW + 1_000
+    assert trace["spans"][0]["project_id"] == fake.project_id
+
+    clock.ms = NOW + 2_000  # identical re-send: deduped, nothing changes
+    await client.post("/api/collector", json={"trace_id": "t", "spans": [child]})
+    assert fake.traces["t"]["timestamps"]["updated_at"] == NOW + 1_000
+    failed = {**root, "error": {"message": "boom", "stacktrace": []}}
+    await client.post("/api/collector", json={"trace_id": "t", "spans": [failed]})
+    trace = fake.traces["t"]
+    assert len(trace["spans"]) == 2
+    assert trace["spans"][0]["error"] == {"has_error": True, "message": "boom", "stacktrace": []}
+    assert trace["spans"][0]["timestamps"]["inserted_at"] == NOW
+    assert trace["spans"][0]["timestamps"]["updated_at"] == NOW + 2_000
+    assert trace["timestamps"]["updated_at"] == NOW + 2_000
+    assert trace["error"] == {"has_error": True, "message": "boom", "stacktrace": []}
+    assert len(fake.collected_requests()) == 4
+
+
+async def test_span_read_shape(fake, client) -> None:
+    sent = span(
+        "s",
+        name="call",
+        model="openai/gpt-5",
+        params={"temperature": 0.2},
+        metrics={"prompt_tokens": 3, "custom_metric": 7},
+        extra_field="stripped",
+        output={"type": "chat_messages", "value": [{"role": "assistant", "content": "hey"}]},
+    )
+    sent["timestamps"]["ignore_timestamps_on_write"] = True
+    await client.post("/api/collector", json={"trace_id": "t", "spans": [sent]})
+    got = (await client.get("/api/traces/t")).json()
+    stored = got["spans"][0]
+    assert "extra_field" not in stored
+    assert stored["params"] == {"temperature": 0.2, "custom_metric": 7}
+    assert stored["metrics"] == {"prompt_tokens": 3}
+    assert stored["model"] == "openai/gpt-5"
+    assert stored["timestamps"] == {
+        "started_at": NOW - 60_000,
+        "finished_at": NOW - 59_000,
+        "inserted_at": NOW,
+        "updated_at": NOW,
+    }
+    assert got["output"] == {"value": "hey"}
+    assert got["project_id"] == fake.project_id
+    assert "ascii_tree" in got
+
+
+async def test_custom_metadata_comes_back_as_strings(fake, client) -> None:
+    metadata = {
+        "thread_id": "th",
+        "labels": ["a", "b"],
+        "count": 3,
+        "ratio": 0.5,
+        "whole": 2.0,
+        "flag": True,
+        "obj": {"x": [1, "y"]},
+        "arr": [1, 2],
+        "text": "plain",
+    }
+    await client.post(
+        "/api/collector", json={"trace_id": "t", "spans": [span("s")], "metadata": metadata}
+    )
+    got = (await client.get("/api/traces/t")).json()["metadata"]
+    assert got == {
+        "thread_id": "th",
+        "labels": ["a", "b"],
+        "count": "3",
+        "ratio": "0.5",
+        "whole": "2",
+        "flag": "true",
+        "obj": '{"x":[1,"y"]}',
+        "arr": "[1,2]",
+        "text": "plain",
+    }
+    await client.post(
+        "/api/collector",
+        json={"trace_id": "t", "spans": [], "metadata": {"labels": ["c"], "count": 4}},
+    )
+    got = (await client.get("/api/traces/t")).json()["metadata"]
+    assert got["labels"] == ["c"]
+    assert got["count"] == "4"
+
+
+async def test_patch_metadata(fake, client, clock) -> None:
+    await client.post("/api/collector", json={"trace_id": "t", "spans": [span("s")]})
+    clock.ms = NOW + 10
+    r = await client.patch("/api/traces/t/metadata", json={"metadata": {"thread_id": "x", "n": 1}})
+    assert r.json() == {"traceId": "t"}
+    assert fake.traces["t"]["metadata"] == {"thread_id": "x", "n": "1"}
+    assert fake.traces["t"]["timestamps"]["updated_at"] == NOW + 10
+    missing = await client.patch("/api/traces/zz/metadata", json={"metadata": {}})
+    assert missing.status_code == 404
+
+
+async def test_evaluations_upsert_by_id(fake, client, clock) -> None:
+    first = {"name": "Quality", "score": 0.2, "timestamps": {"started_at": NOW - DAY}}
+    await client.post(
+        "/api/collector", json={"trace_id": "t", "spans": [span("s")], "evaluations": [first]}
+    )
+    evaluations = fake.traces["t"]["evaluations"]
+    expected_id = "eval_md5_" + hashlib.md5(b"tQuality").hexdigest()
+    assert [e["evaluation_id"] for e in evaluations] == [expected_id]
+    assert evaluations[0]["status"] == "processed"
+    assert evaluations[0]["timestamps"]["started_at"] == NOW  # ingestion time, not NOW - DAY
+    clock.ms = NOW + 500
+    again = {"name": "Quality", "score": 0.9}
+    explicit = {"evaluation_id": "mine", "name": "Other", "status": "skipped", "passed": True}
+    await client.post(
+        "/api/collector",
+        json={"trace_id": "t", "spans": [], "evaluations": [again, explicit]},
+    )
+    listed = (await client.get("/api/traces/t")).json()["evaluations"]
+    assert sorted(e["evaluation_id"] for e in listed) == sorted([expected_id, "mine"])
+    by_id = {e["evaluation_id"]: e for e in listed}
+    assert by_id[expected_id]["score"] == 0.9
+    assert by_id[expected_id]["timestamps"]["inserted_at"] == NOW
+    assert by_id[expected_id]["timestamps"]["updated_at"] == NOW + 500
+    assert by_id["mine"]["passed"] is None  # verdicts nulled unless processed
+    assert fake.traces["t"]["timestamps"]["updated_at"] == NOW + 500
+    no_verdict = {"trace_id": "t", "spans": [], "evaluations": [{"name": "x"}]}
+    assert (await client.post("/api/collector", json=no_verdict)).status_code == 400
+    errored = {"name": "x", "error": {"message": "boom", "stacktrace": ["l1"]}}
+    r = await client.post("/api/collector", json={"trace_id": "t", "evaluations": [errored]})
+    assert r.status_code == 200
+    stored = next(e for e in fake.traces["t"]["evaluations"] if e["name"] == "x")
+    assert stored["status"] == "error"
+
+
+async def test_evaluations_before_their_trace_wait_for_it(fake, client) -> None:
+    body = {"trace_id": "t", "spans": [], "evaluations": [{"name": "e", "passed": True}]}
+    assert (await client.post("/api/collector", json=body)).status_code == 200
+    assert "t" not in fake.traces
+    await client.post("/api/collector", json={"trace_id": "t", "spans": [span("s")]})
+    assert [e["name"] for e in fake.traces["t"]["evaluations"]] == ["e"]
+
+
+# ---- fault injection ---------------------------------------------------------------------------
+
+
+async def test_fail_next_without_state_change(fake, client) -> None:
+    fake.fail_next(503, times=2, path_contains="/api/collector", json={"message": "down"})
+    body = {"trace_id": "t", "spans": [span("s")]}
+    assert (await search(client)).status_code == 200  # other paths unaffected
+    for _ in range(2):
+        r = await client.post("/api/collector", json=body)
+        assert r.status_code == 503
+        assert r.json() == {"message": "down"}
+    assert fake.traces == {}
+    assert (await client.post("/api/collector", json=body)).status_code == 200
+    fake.fail_next(500)
+    assert (await search(client)).status_code == 500
+    assert (await search(client)).status_code == 200
+    assert len(fake.requests) == 6
+
+
+async def test_fail_after_writes(fake, client) -> None:
+    fake.fail_after_writes(2)
+    for i in range(2):
+        body = {"trace_id": f"t{i}", "spans": [span("s")]}
+        assert (await client.post("/api/collector", json=body)).status_code == 200
+    blocked = await client.post("/api/collector", json={"trace_id": "t2", "spans": [span("s")]})
+    assert blocked.status_code == 503
+    assert (await client.patch("/api/traces/t0/metadata", json={"metadata": {}})).status_code == 503
+    assert (await search(client)).status_code == 200  # reads are not writes
+    assert sorted(fake.traces) == ["t0", "t1"]
+    assert len(fake.collected_requests()) == 2
+    fake.clear_faults()
+    body = {"trace_id": "t2", "spans": [span("s")]}
+    assert (await client.post("/api/collector", json=body)).status_code == 200
+
+
+def test_sync_clients_work_too(fake: LangWatchFake) -> None:
+    with httpx.Client(transport=fake.transport, base_url=fake.base_url) as c:
+        r = c.post(
+            "/api/collector",
+            json={"trace_id": "t", "spans": [span("s")]},
+            headers={"Authorization": f"Bearer {fake.api_key}"},
+        )
+    assert r.status_code == 200
+    assert list(fake.traces) == ["t"]

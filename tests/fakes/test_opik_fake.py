@@ -1,0 +1,732 @@
+"""Tests of the Opik fake's rules, through real httpx requests (reference: opik-api.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import uuid
+
+import httpx
+import pytest
+
+from tests.fakes.opik import OpikFake, is_uuid7, uuid7, uuid7_ms
+
+T0 = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
+BATCH, SPANS = "/v1/private/traces/batch", "/v1/private/spans/batch"
+TRACE_SCORES = "/v1/private/traces/feedback-scores"
+SPAN_SCORES = "/v1/private/spans/feedback-scores"
+THREAD_SCORES = "/v1/private/traces/threads/feedback-scores"
+THREADS = "/v1/private/traces/threads"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def at(seconds: float = 0) -> str:
+    return (T0 + dt.timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def tid(seconds: float = 0) -> str:
+    return uuid7(int((T0 + dt.timedelta(seconds=seconds)).timestamp() * 1000))
+
+
+def trace(**fields: object) -> dict:
+    return {"id": tid(), "name": "t", "start_time": at(), "project_name": "P", **fields}
+
+
+def span(trace_id: str, **fields: object) -> dict:
+    return {
+        "id": tid(),
+        "trace_id": trace_id,
+        "type": "general",
+        "start_time": at(),
+        "project_name": "P",
+        **fields,
+    }
+
+
+def score(ref: str, name: str = "q", value: float = 1.0, **fields: object) -> dict:
+    return {"id": ref, "name": name, "value": value, "source": "sdk", **fields}
+
+
+@pytest.fixture
+def fake() -> OpikFake:
+    return OpikFake()
+
+
+@pytest.fixture
+async def client(fake: OpikFake):
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        yield c
+
+
+async def list_traces(client: httpx.AsyncClient, project: str = "P", **params: str) -> dict:
+    response = await client.get("/v1/private/traces", params={"project_name": project, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def list_threads(client: httpx.AsyncClient, project: str = "P", **params: str) -> dict:
+    response = await client.get(THREADS, params={"project_name": project, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- ids ------------------------------------------------------------------------------------
+
+
+def test_uuid7_helper_sets_version_variant_and_time() -> None:
+    value = uuid7(1_700_000_000_123)
+    parsed = uuid.UUID(value)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert uuid7_ms(value) == 1_700_000_000_123
+    assert is_uuid7(value)
+    assert not is_uuid7(str(uuid.uuid4()))
+    assert uuid7(5) != uuid7(5)
+
+
+# --- auth (ref §5) -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"authorization": "key-1", "Comet-Workspace": "ws"}, 200),
+        ({"authorization": "Bearer key-1", "Comet-Workspace": "ws"}, 401),
+        ({"authorization": "key-2", "Comet-Workspace": "ws"}, 401),
+        ({"authorization": "key-1", "Comet-Workspace": "other"}, 401),
+        ({"authorization": "key-1"}, 401),
+        ({}, 401),
+    ],
+)
+async def test_auth_requires_bare_key_and_workspace(headers: dict, status: int) -> None:
+    fake = OpikFake(api_key="key-1", workspace="ws")
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        response = await c.get("/v1/private/auth/workspace", headers=headers)
+        write = await c.post(BATCH, json={"traces": [trace()]}, headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.json() == {"code": 401, "message": "User not allowed to access workspace!"}
+        assert write.status_code == 401
+        assert fake.traces == {}
+    else:
+        assert response.json() == {"workspace_name": "ws"}
+        assert write.status_code == 204
+
+
+@pytest.mark.anyio
+async def test_no_auth_needed_without_api_key(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/v1/private/auth", json={})).status_code == 204
+    assert (await client.get("/v1/private/auth/workspace")).json() == {"workspace_name": "default"}
+
+
+def test_sync_client_works_with_the_same_transport(fake: OpikFake) -> None:
+    with httpx.Client(transport=fake.sync_transport, base_url=fake.base_url) as c:
+        assert c.post(BATCH, json={"traces": [trace()]}).status_code == 204
+    assert len(fake.traces) == 1
+    assert fake.requests[0].url.path == "/api" + BATCH
+
+
+@pytest.mark.anyio
+async def test_unknown_routes_are_404(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/private/nothing")).status_code == 404
+    assert (await client.get("http://opik.test/v1/private/traces")).status_code == 404
+    assert (await client.delete("/v1/private/traces/batch")).status_code == 404
+
+
+# --- trace and span batch writes (ref §2.1, §2.2, §3) ---------------------------------------
+
+
+@pytest.mark.anyio
+async def test_non_v7_id_fails_whole_trace_batch(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    good, bad = trace(), trace(id=str(uuid.uuid4()))
+    response = await client.post(BATCH, json={"traces": [good, bad]})
+    assert response.status_code == 400
+    assert response.json() == {"errors": ["Trace id must be a version 7 UUID"]}
+    assert fake.traces == {}
+    assert fake.projects == {}
+
+
+@pytest.mark.anyio
+async def test_non_v7_span_id_or_trace_id_fails_whole_span_batch(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    t = tid()
+    for bad in (span(t, id=str(uuid.uuid4())), span(str(uuid.uuid4()))):
+        response = await client.post(SPANS, json={"spans": [span(t), bad]})
+        assert response.status_code == 400
+        assert response.json() == {"errors": ["Span id must be a version 7 UUID"]}
+    assert fake.spans == {}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("count", "status"), [(0, 422), (1, 204), (1000, 204), (1001, 422)])
+async def test_batch_size_is_1_to_1000(
+    fake: OpikFake, client: httpx.AsyncClient, count: int, status: int
+) -> None:
+    response = await client.post(BATCH, json={"traces": [trace() for _ in range(count)]})
+    assert response.status_code == status
+    assert len(fake.traces) == (count if status == 204 else 0)
+    if status == 422:
+        assert "errors" in response.json()
+    else:
+        assert response.content == b""
+
+
+@pytest.mark.anyio
+async def test_field_validation(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    no_start = {k: v for k, v in trace().items() if k != "start_time"}
+    assert (await client.post(BATCH, json={"traces": [no_start]})).status_code == 422
+    naive = trace(start_time="2025-05-01T12:00:00")
+    assert (await client.post(BATCH, json={"traces": [naive]})).status_code == 400
+    t = tid()
+    no_trace = {k: v for k, v in span(t).items() if k != "trace_id"}
+    assert (await client.post(SPANS, json={"spans": [no_trace]})).status_code == 422
+    assert (await client.post(SPANS, json={"spans": [span(t, type="agent")]})).status_code == 422
+    assert fake.row_count() == 0
+
+
+@pytest.mark.anyio
+async def test_span_without_type_is_stored_unknown(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    s = span(tid())
+    del s["type"]
+    assert (await client.post(SPANS, json={"spans": [s]})).status_code == 204
+    assert fake.spans[s["id"]]["type"] == "unknown"
+
+
+@pytest.mark.anyio
+async def test_upsert_replaces_whole_row_without_duplicates(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    t = trace(output={"answer": 42}, tags=["a"])
+    await client.post(BATCH, json={"traces": [t]})
+    rows = fake.row_count()
+    again = {k: v for k, v in t.items() if k != "output"}
+    assert (await client.post(BATCH, json={"traces": [again]})).status_code == 204
+    assert fake.row_count() == rows == 1
+    assert "output" not in fake.traces[t["id"]]
+    assert fake.traces[t["id"]]["tags"] == ["a"]
+    assert fake.duplicate_rows == {}
+
+
+@pytest.mark.anyio
+async def test_absent_and_null_fields_are_absent_and_junk_dropped(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    t = trace(output=None, usage={"total_tokens": 3}, whatever=1)
+    await client.post(BATCH, json={"traces": [t]})
+    row = fake.traces[t["id"]]
+    assert {"output", "usage", "whatever", "project_name", "end_time"}.isdisjoint(row)
+    assert row["project_id"] == fake.project_id("P")
+    assert {"created_at", "last_updated_at"} <= set(row)
+
+
+@pytest.mark.anyio
+async def test_highest_last_updated_at_wins(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    t = trace(name="new", last_updated_at=at(100))
+    await client.post(BATCH, json={"traces": [t]})
+    await client.post(BATCH, json={"traces": [{**t, "name": "old", "last_updated_at": at(50)}]})
+    assert fake.traces[t["id"]]["name"] == "new"
+    await client.post(BATCH, json={"traces": [{**t, "name": "newer", "last_updated_at": at(101)}]})
+    assert fake.traces[t["id"]]["name"] == "newer"
+    # within one batch, the newest copy wins regardless of order
+    u = trace(name="b", last_updated_at=at(2))
+    await client.post(BATCH, json={"traces": [u, {**u, "name": "a", "last_updated_at": at(1)}]})
+    assert fake.traces[u["id"]]["name"] == "b"
+
+
+@pytest.mark.anyio
+async def test_omitted_last_updated_at_is_set_by_server() -> None:
+    fake = OpikFake(now=lambda: T0)
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        t = trace()
+        await c.post(BATCH, json={"traces": [t]})
+    assert fake.traces[t["id"]]["last_updated_at"] == "2025-05-01T12:00:00Z"
+
+
+@pytest.mark.anyio
+async def test_same_id_in_another_project_or_parent_is_a_second_row(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    t = trace()
+    await client.post(BATCH, json={"traces": [t]})
+    await client.post(BATCH, json={"traces": [{**t, "project_name": "Q"}]})
+    assert len(fake.traces) == 1
+    assert list(fake.duplicate_rows) == [("trace", fake.project_id("Q"), t["id"])]
+    assert fake.row_count() == 2
+    assert [r["id"] for r in (await list_traces(client, "Q"))["content"]] == [t["id"]]
+    s = span(t["id"])
+    await client.post(SPANS, json={"spans": [s]})
+    await client.post(SPANS, json={"spans": [{**s, "parent_span_id": tid(1)}]})
+    assert len(fake.spans) == 1
+    assert len(fake.duplicate_rows) == 2
+
+
+@pytest.mark.anyio
+async def test_gzip_body_is_decompressed(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    t = trace(input={"text": "x" * 500})
+    body = gzip.compress(json.dumps({"traces": [t]}).encode())
+    response = await client.post(
+        BATCH,
+        content=body,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 204
+    assert fake.traces[t["id"]]["input"] == {"text": "x" * 500}
+    assert fake.request_bodies(BATCH) == [{"traces": [t]}]
+
+
+@pytest.mark.anyio
+async def test_projects_default_and_case_insensitive(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    a, b, c = trace(project_name="My Proj"), trace(project_name="my proj"), trace()
+    del c["project_name"]
+    d = trace(project_name="")
+    await client.post(BATCH, json={"traces": [a, b, c, d]})
+    assert sorted(p["name"] for p in fake.projects.values()) == ["Default Project", "My Proj"]
+    assert fake.traces[b["id"]]["project_id"] == fake.project_id("MY PROJ")
+    assert fake.traces[d["id"]]["project_id"] == fake.project_id("Default Project")
+    assert (
+        await client.post(BATCH, json={"traces": [trace(project_name="  ")]})
+    ).status_code == 422
+
+
+@pytest.mark.anyio
+async def test_project_endpoints(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    missing = await client.post("/v1/private/projects/retrieve", json={"name": "P"})
+    assert missing.status_code == 404
+    created = await client.post("/v1/private/projects", json={"name": "P"})
+    assert created.status_code == 201
+    assert created.headers["Location"].endswith(fake.project_id("P"))
+    assert (await client.post("/v1/private/projects", json={"name": "p"})).status_code == 409
+    found = await client.post("/v1/private/projects/retrieve", json={"name": "p"})
+    assert found.json()["id"] == fake.project_id("P")
+    listed = (await client.get("/v1/private/projects", params={"name": "p"})).json()
+    assert [p["name"] for p in listed["content"]] == ["P"]
+
+
+# --- time window (ref §3.1, §10) ------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("offset", "reason"), [(-25 * 3600, "too_old"), (25 * 3600, "too_far_future"), (-3600, None)]
+)
+async def test_time_window(offset: int, reason: str | None) -> None:
+    now = T0 + dt.timedelta(days=10)
+    fake = OpikFake(enforce_time_window=True, now=lambda: now)
+    old = uuid7(int((now + dt.timedelta(seconds=offset)).timestamp() * 1000))
+    ok = uuid7(int(now.timestamp() * 1000))
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        response = await c.post(BATCH, json={"traces": [trace(id=ok), trace(id=old)]})
+        span_response = await c.post(SPANS, json={"spans": [span(ok, id=old)]})
+    if reason is None:
+        assert response.status_code == span_response.status_code == 204
+        assert len(fake.traces) == 2
+        return
+    assert response.status_code == span_response.status_code == 400
+    body = response.json()
+    assert body["code"] == 400
+    assert body["message"] == "Invalid UUID for id"
+    assert body["details"].startswith("id with timestamp '")
+    assert body["details"].endswith(f"ingestion window of 'PT24H' around now, reason '{reason}'")
+    assert fake.traces == {}
+    assert fake.spans == {}
+
+
+@pytest.mark.anyio
+async def test_time_window_off_by_default(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    ancient = trace(id=uuid7(1_000))
+    assert (await client.post(BATCH, json={"traces": [ancient]})).status_code == 204
+
+
+# --- feedback scores (ref §2.3, §10) --------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_scores_upsert_by_entity_and_name(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    t = trace()
+    await client.post(BATCH, json={"traces": [t]})
+    first = [score(t["id"], "q", 0.1, project_name="P"), score(t["id"], "r", 1, project_name="P")]
+    assert (await client.put(TRACE_SCORES, json={"scores": first})).status_code == 204
+    again = [score(t["id"], "q", 0.9, reason="better", project_name="P")]
+    await client.put(TRACE_SCORES, json={"scores": again})
+    assert len(fake.trace_scores) == 2
+    assert fake.trace_scores[(t["id"], "q")]["value"] == 0.9
+    assert fake.trace_scores[(t["id"], "q")]["reason"] == "better"
+    listed = (await list_traces(client))["content"][0]["feedback_scores"]
+    assert sorted((s["name"], s["value"]) for s in listed) == [("q", 0.9), ("r", 1)]
+    assert "project_id" not in listed[0]
+
+
+@pytest.mark.anyio
+async def test_score_without_project_lands_in_default_and_is_invisible(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    t = trace()
+    s = span(t["id"])
+    await client.post(BATCH, json={"traces": [t]})
+    await client.post(SPANS, json={"spans": [s]})
+    await client.put(TRACE_SCORES, json={"scores": [score(t["id"])]})
+    await client.put(SPAN_SCORES, json={"scores": [score(s["id"])]})
+    assert fake.trace_scores[(t["id"], "q")]["project_id"] == fake.project_id("Default Project")
+    assert "feedback_scores" not in (await list_traces(client))["content"][0]
+    spans = (await client.get("/v1/private/spans", params={"project_name": "P"})).json()
+    assert "feedback_scores" not in spans["content"][0]
+    # re-sent with the right project: a second row, now visible
+    await client.put(SPAN_SCORES, json={"scores": [score(s["id"], project_name="P")]})
+    assert len(fake.duplicate_rows) == 1
+    spans = (await client.get("/v1/private/spans", params={"project_name": "P"})).json()
+    assert spans["content"][0]["feedback_scores"][0]["name"] == "q"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("item", "status"),
+    [
+        ({"value": 2e9}, 422),
+        ({"source": "api"}, 422),
+        ({"name": " "}, 422),
+        ({"id": str(uuid.uuid4())}, 400),
+    ],
+)
+async def test_score_validation(
+    fake: OpikFake, client: httpx.AsyncClient, item: dict, status: int
+) -> None:
+    bad = {**score(tid()), **item}
+    response = await client.put(TRACE_SCORES, json={"scores": [score(tid()), bad]})
+    assert response.status_code == status
+    assert fake.trace_scores == {}
+
+
+@pytest.mark.anyio
+async def test_scores_do_not_require_the_entity(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    assert (await client.put(TRACE_SCORES, json={"scores": [score(tid())]})).status_code == 204
+    assert len(fake.trace_scores) == 1
+
+
+@pytest.mark.anyio
+async def test_thread_scores_get_or_create_thread(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    item = {"thread_id": "th", "name": "csat", "value": 4, "source": "sdk", "project_name": "P"}
+    assert (await client.put(THREAD_SCORES, json={"scores": [item]})).status_code == 204
+    await client.put(THREAD_SCORES, json={"scores": [{**item, "value": 5}]})
+    pid = fake.project_id("P")
+    assert fake.thread_scores[(pid, "th", "csat")]["value"] == 5
+    assert len(fake.thread_scores) == 1
+    assert fake.threads[(pid, "th")]["status"] == "active"
+    no_id = {k: v for k, v in item.items() if k != "thread_id"}
+    assert (await client.put(THREAD_SCORES, json={"scores": [no_id]})).status_code == 422
+
+
+# --- threads (ref §2.4, §2.9, §10) ----------------------------------------------------------
+
+
+async def write_threads(client: httpx.AsyncClient) -> None:
+    """Threads a (updated at 30), b (updated at 20, started at 0), c (updated at 20, start 5)."""
+    traces = [
+        trace(
+            id=tid(1),
+            thread_id="a",
+            start_time=at(1),
+            end_time=at(2),
+            last_updated_at=at(30),
+            input={"q": "a1"},
+            output={"r": "a1"},
+        ),
+        trace(
+            id=tid(3),
+            thread_id="a",
+            start_time=at(3),
+            end_time=at(9),
+            last_updated_at=at(10),
+            input={"q": "a2"},
+            output={"r": "a2"},
+        ),
+        trace(id=tid(5), thread_id="c", start_time=at(5), last_updated_at=at(20)),
+        trace(id=tid(0), thread_id="b", start_time=at(0), last_updated_at=at(20)),
+        trace(id=tid(7), start_time=at(7), last_updated_at=at(8)),
+    ]
+    assert (await client.post(BATCH, json={"traces": traces})).status_code == 204
+
+
+@pytest.mark.anyio
+async def test_threads_listing_order_paging_and_aggregates(client: httpx.AsyncClient) -> None:
+    await write_threads(client)
+    page1 = await list_threads(client, size="2")
+    page2 = await list_threads(client, size="2", page="2")
+    assert page1["total"] == page2["total"] == 3
+    assert [t["id"] for t in page1["content"] + page2["content"]] == ["a", "b", "c"]
+    a = page1["content"][0]
+    assert a["number_of_messages"] == 4
+    assert (a["start_time"], a["end_time"], a["duration"]) == (at(1), at(9), 8000.0)
+    assert (a["first_message"], a["last_message"]) == ({"q": "a1"}, {"r": "a2"})
+    assert a["last_updated_at"] == at(30)
+    assert a["status"] == "active"
+    assert is_uuid7(a["thread_model_id"])
+    assert "sortableBy" in page1
+
+
+@pytest.mark.anyio
+async def test_thread_tags_status_and_scores_do_not_move_last_updated_at(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    await write_threads(client)
+    c = (await list_threads(client))["content"][2]
+    url = f"{THREADS}/{c['thread_model_id']}"
+    assert (await client.patch(url, json={"tags": ["x", "y"]})).status_code == 204
+    assert (
+        await client.patch(url, json={"tags_to_add": ["z"], "tags_to_remove": ["x"]})
+    ).is_success
+    closed = await client.put(f"{THREADS}/close", json={"project_name": "P", "thread_ids": ["c"]})
+    assert closed.status_code == 204
+    item = {"thread_id": "c", "name": "n", "value": 1, "source": "sdk", "project_name": "P"}
+    await client.put(THREAD_SCORES, json={"scores": [item]})
+    threads = (await list_threads(client))["content"]
+    assert [t["id"] for t in threads] == ["a", "b", "c"]
+    c = threads[2]
+    assert (c["tags"], c["status"], c["last_updated_at"]) == (["y", "z"], "inactive", at(20))
+    assert [s["name"] for s in c["feedback_scores"]] == ["n"]
+    opened = await client.put(f"{THREADS}/open", json={"project_name": "P", "thread_id": "c"})
+    assert opened.status_code == 204
+    assert fake.threads[(fake.project_id("P"), "c")]["status"] == "active"
+    both = {"project_name": "P", "thread_id": "c", "thread_ids": ["c"]}
+    assert (await client.put(f"{THREADS}/close", json=both)).status_code == 422
+    unknown = {"project_name": "P", "thread_id": "zz"}
+    assert (await client.put(f"{THREADS}/close", json=unknown)).status_code == 404
+    assert (await client.patch(f"{THREADS}/{uuid7()}", json={"tags": []})).status_code == 404
+
+
+@pytest.mark.anyio
+async def test_new_trace_reopens_closed_thread(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    await write_threads(client)
+    await client.put(f"{THREADS}/close", json={"project_name": "P", "thread_id": "b"})
+    assert fake.threads[(fake.project_id("P"), "b")]["status"] == "inactive"
+    await client.post(BATCH, json={"traces": [trace(thread_id="b")]})
+    assert fake.threads[(fake.project_id("P"), "b")]["status"] == "active"
+
+
+@pytest.mark.anyio
+async def test_thread_retrieve(client: httpx.AsyncClient) -> None:
+    await write_threads(client)
+    found = await client.post(f"{THREADS}/retrieve", json={"project_name": "P", "thread_id": "b"})
+    assert found.status_code == 200
+    assert found.json()["id"] == "b"
+    missing = await client.post(f"{THREADS}/retrieve", json={"project_name": "P", "thread_id": "x"})
+    assert missing.status_code == 404
+
+
+@pytest.mark.anyio
+async def test_thread_search_cursor_repeats_first_page(client: httpx.AsyncClient) -> None:
+    await write_threads(client)
+
+    async def search(cursor: str | None) -> list[dict]:
+        body = {"project_name": "P", "limit": 2}
+        if cursor:
+            body["last_retrieved_thread_model_id"] = cursor
+        response = await client.post(f"{THREADS}/search", json=body)
+        assert response.status_code == 200
+        return [json.loads(line) for line in response.text.splitlines()]
+
+    first = await search(None)
+    second = await search(first[-1]["thread_model_id"])
+    assert len(first) == 2
+    # `thread_model_id > cursor` with DESC order: page 2 re-sends page 1 minus its last item
+    assert [t["id"] for t in second] == [t["id"] for t in first[:-1]]
+    # so a client paging by this cursor sees repeats and never reaches the third thread
+    received: list[str] = []
+    cursor = None
+    while page := await search(cursor):
+        received += [t["id"] for t in page]
+        cursor = page[-1]["thread_model_id"]
+    assert len(received) > len(set(received)) == 2
+
+
+# --- reads: traces and spans (ref §2.5, §2.6, §2.7) -----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_traces_require_project_and_default_to_id_desc(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/private/traces")).status_code == 400
+    assert (await client.get("/v1/private/traces", params={"project_name": "X"})).status_code == 404
+    await write_threads(client)
+    ids = [t["id"] for t in (await list_traces(client, size="100"))["content"]]
+    assert ids == sorted(ids, reverse=True)
+    assert len(ids) == 5
+
+
+@pytest.mark.anyio
+async def test_traces_filters(client: httpx.AsyncClient) -> None:
+    await write_threads(client)
+
+    async def ids(*filters: dict) -> list[str]:
+        page = await list_traces(client, filters=json.dumps(list(filters)), size="100")
+        return sorted(t["start_time"] for t in page["content"])
+
+    assert await ids({"field": "thread_id", "operator": "=", "value": "a"}) == [at(1), at(3)]
+    assert await ids({"field": "thread_id", "operator": "is_empty", "value": ""}) == [at(7)]
+    assert len(await ids({"field": "thread_id", "operator": "is_not_empty", "value": ""})) == 4
+    since = {"field": "last_updated_at", "operator": ">=", "value": at(20)}
+    assert await ids(since) == [at(0), at(1), at(5)]
+    bad = await client.get(
+        "/v1/private/traces", params={"project_name": "P", "filters": '[{"field": "nope"}]'}
+    )
+    assert bad.status_code == 400
+
+
+@pytest.mark.anyio
+async def test_trace_read_adds_derived_fields_and_truncates(client: httpx.AsyncClient) -> None:
+    t = trace(start_time=at(0), end_time=at(1.5), input={"text": "x" * 20_000})
+    await client.post(BATCH, json={"traces": [t]})
+    spans = [
+        span(t["id"], type="llm", usage={"total_tokens": 5}, total_estimated_cost=0.5),
+        span(t["id"], type="llm", usage={"total_tokens": 7}),
+    ]
+    await client.post(SPANS, json={"spans": spans})
+    got = (await client.get(f"/v1/private/traces/{t['id']}")).json()
+    assert (got["span_count"], got["llm_span_count"], got["duration"]) == (2, 2, 1500.0)
+    assert got["usage"] == {"total_tokens": 12}
+    assert got["total_estimated_cost"] == 0.5
+    assert len(got["input"]["text"]) == 20_000
+    cut = (await list_traces(client, truncate="true"))["content"][0]
+    assert len(cut["input"]["text"]) < 20_000
+    assert (await client.get(f"/v1/private/traces/{tid()}")).status_code == 404
+
+
+@pytest.mark.anyio
+async def test_spans_require_project_even_with_trace_id(client: httpx.AsyncClient) -> None:
+    t = trace()
+    s = span(t["id"])
+    await client.post(BATCH, json={"traces": [t]})
+    await client.post(SPANS, json={"spans": [s, span(tid(9))]})
+    await client.put(SPAN_SCORES, json={"scores": [score(s["id"], project_name="P")]})
+    refused = await client.get("/v1/private/spans", params={"trace_id": t["id"]})
+    assert refused.status_code == 400
+    page = await client.get("/v1/private/spans", params={"project_name": "P", "trace_id": t["id"]})
+    assert [x["id"] for x in page.json()["content"]] == [s["id"]]
+    assert page.json()["content"][0]["feedback_scores"][0]["value"] == 1.0
+
+
+@pytest.mark.anyio
+async def test_trace_search_stream_pages_by_keyset(client: httpx.AsyncClient) -> None:
+    await write_threads(client)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        body = {
+            "project_name": "P",
+            "limit": 2,
+            **({"last_retrieved_id": cursor} if cursor else {}),
+        }
+        response = await client.post("/v1/private/traces/search", json=body)
+        page = [json.loads(line)["id"] for line in response.text.splitlines()]
+        if not page:
+            break
+        seen += page
+        cursor = page[-1]
+    assert len(seen) == len(set(seen)) == 5
+    assert seen == sorted(seen, reverse=True)
+
+
+# --- seeding ---------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_seed_helpers_are_readable_through_the_api(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    t = {"id": tid(), "start_time": at(), "thread_id": "th", "name": "seed"}
+    s = {"id": tid(1), "type": "llm", "start_time": at()}
+    fake.add_trace(
+        "Seeded",
+        t,
+        [s],
+        trace_scores=[{"name": "q", "value": 1}],
+        span_scores={s["id"]: [{"name": "s", "value": 0}]},
+    )
+    fake.add_thread_data(
+        "Seeded", "th", scores=[{"name": "csat", "value": 3}], tags=["vip"], status="inactive"
+    )
+    assert fake.row_count() == 5
+    got = (await list_traces(client, "seeded"))["content"][0]
+    assert (got["name"], got["feedback_scores"][0]["name"], got["span_count"]) == ("seed", "q", 1)
+    thread = (await list_threads(client, "Seeded"))["content"][0]
+    assert (thread["tags"], thread["status"]) == (["vip"], "inactive")
+    assert thread["feedback_scores"][0]["value"] == 3
+    with pytest.raises(ValueError, match="version 7"):
+        fake.add_trace("Seeded", {"id": str(uuid.uuid4()), "start_time": at()})
+
+
+# --- fault injection and rate limits (ref §6) ----------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_fail_next_changes_no_state(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    fake.fail_next(429, headers={"RateLimit-Reset": "2"})
+    t = trace()
+    limited = await client.post(BATCH, json={"traces": [t]})
+    assert limited.status_code == 429
+    assert limited.headers["RateLimit-Reset"] == "2"
+    assert fake.traces == {}
+    assert fake.projects == {}
+    assert (await client.post(BATCH, json={"traces": [t]})).status_code == 204
+
+
+@pytest.mark.anyio
+async def test_fail_next_times_and_path(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    fake.fail_next(503, times=2, path_contains="/spans", json={"oops": True})
+    assert (await client.post(BATCH, json={"traces": [trace()]})).status_code == 204
+    s = span(tid())
+    first = await client.post(SPANS, json={"spans": [s]})
+    assert (first.status_code, first.json()) == (503, {"oops": True})
+    assert (await client.post(SPANS, json={"spans": [s]})).status_code == 503
+    assert fake.spans == {}
+    assert (await client.post(SPANS, json={"spans": [s]})).status_code == 204
+
+
+@pytest.mark.anyio
+async def test_fail_after_writes(fake: OpikFake, client: httpx.AsyncClient) -> None:
+    fake.fail_after_writes(1)
+    await client.post(BATCH, json={"traces": [trace()]})
+    t2 = trace()
+    assert (await client.post(BATCH, json={"traces": [t2]})).status_code == 503
+    assert (await client.put(TRACE_SCORES, json={"scores": [score(t2["id"])]})).status_code == 503
+    assert len(fake.traces) == 1
+    assert fake.trace_scores == {}
+    assert (await list_traces(client))["total"] == 1  # reads still work
+    fake.clear_faults()
+    assert (await client.post(BATCH, json={"traces": [t2]})).status_code == 204
+    assert len(fake.traces) == 2
+
+
+@pytest.mark.anyio
+async def test_failed_writes_do_not_count_toward_fail_after_writes(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    fake.fail_after_writes(1, status=500)
+    bad = await client.post(BATCH, json={"traces": [trace(id=str(uuid.uuid4()))]})
+    assert bad.status_code == 400
+    assert (await client.post(BATCH, json={"traces": [trace()]})).status_code == 204
+    assert (await client.post(BATCH, json={"traces": [trace()]})).status_code == 500
+
+
+@pytest.mark.anyio
+async def test_rate_limit_counts_batch_items() -> None:
+    clock = [T0]
+    fake = OpikFake(rate_limit=3, now=lambda: clock[0])
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        assert (await c.post(BATCH, json={"traces": [trace(), trace()]})).status_code == 204
+        limited = await c.post(BATCH, json={"traces": [trace(), trace()]})
+        assert limited.status_code == 429
+        assert limited.headers["RateLimit-Reset"] == "60"
+        clock[0] = T0 + dt.timedelta(seconds=61)
+        assert (await c.post(BATCH, json={"traces": [trace(), trace()]})).status_code == 204
+    assert len(fake.traces) == 4
