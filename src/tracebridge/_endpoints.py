@@ -60,6 +60,8 @@ class Rejected:
     where: str
     reason: str
     record: Any = None
+    #: What the record held, when more than itself (a trace's spans and scores).
+    contains: Counts | None = None
 
 
 @dataclass

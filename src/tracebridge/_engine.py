@@ -56,6 +56,9 @@ class Report:
 
 
 def _count_rejected(counts: Counts, rejected: Rejected) -> None:
+    if rejected.contains is not None:
+        counts.add(rejected.contains)
+        return
     attr = {"thread": "threads", "trace": "traces", "span": "spans", "score": "scores"}
     name = attr.get(rejected.kind, "traces")
     setattr(counts, name, getattr(counts, name) + 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,21 @@ def open_source(
 
         assert endpoint.path is not None
         return OpikDirSource(endpoint.path, project=project, mappings=mappings)
-    raise UsageError(f"{endpoint} is not available as a source in this version")
+    transports = transports or {}
+    if endpoint.kind == "langwatch":
+        from ._langwatch.api import LangWatchApiSource, langwatch_api
+
+        return LangWatchApiSource(
+            langwatch_api(settings, transports.get("langwatch")), project=project
+        )
+    from ._opik.api import OpikApiSource, opik_api
+
+    name = project or settings.opik_project
+    if not name:
+        raise UsageError("name the Opik project to read: --source-project or OPIK_PROJECT_NAME")
+    return OpikApiSource(
+        opik_api(settings, transports.get("opik")), project=name, mappings=mappings
+    )
 
 
 def open_sink(
@@ -96,4 +111,24 @@ def open_sink(
             project=project or settings.opik_project or "Default Project",
             mappings=mappings,
         )
-    raise UsageError(f"{endpoint} is not available as a sink in this version")
+    transports = transports or {}
+    if endpoint.kind == "langwatch":
+        from ._langwatch.api import LangWatchApiSink, langwatch_api
+
+        return LangWatchApiSink(
+            langwatch_api(settings, transports.get("langwatch")),
+            shift_old_timestamps=settings.shift_old_timestamps,
+        )
+    from ._opik.api import OpikApiSink, opik_api
+    from ._opik.convert import OpikIds, SourceTimeIds
+    from ._opik.ids import MintedIds
+
+    name = project or settings.opik_project or "Default Project"
+    ids: OpikIds = SourceTimeIds()
+    if settings.opik_ids == "write-time":
+        key = f"{settings.opik_url}\x1f{settings.opik_workspace}\x1f{name.casefold()}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        ids = MintedIds(settings.state_dir / f"opik-ids-{digest}.sqlite")
+    return OpikApiSink(
+        opik_api(settings, transports.get("opik")), project=name, mappings=mappings, ids=ids
+    )

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import anyio
 import click
 
+from ._check import check_langwatch, check_opik
 from ._config import load_settings
 from ._errors import TracebridgeError
 from ._migrate import migrate
@@ -110,6 +111,18 @@ def main() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Your mapping file for this direction (see mappings/).",
 )
+@click.option(
+    "--opik-ids",
+    type=click.Choice(["source-time", "write-time"]),
+    help="Opik ids from the source start time (default), or minted at write time for servers "
+    "that refuse old ids (400 too_old); the id map is kept in the state directory.",
+)
+@click.option(
+    "--shift-old-timestamps",
+    is_flag=True,
+    default=None,
+    help="Move traces older than LangWatch's 31-day cutoff into its window (originals kept).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def migrate_command(
     from_: str,
@@ -122,6 +135,8 @@ def migrate_command(
     state_dir: Path | None,
     config_file: Path | None,
     mapping: Path | None,
+    opik_ids: str | None,
+    shift_old_timestamps: bool | None,
     debug: bool,
 ) -> None:
     """Copy one project from SRC to DST, then print what was read, written, skipped and lost.
@@ -132,7 +147,14 @@ def migrate_command(
     start, end = _moment(since, end_of_day=False), _moment(until, end_of_day=True)
 
     async def work() -> Any:
-        settings = load_settings(config_file, {"state_dir": state_dir})
+        settings = load_settings(
+            config_file,
+            {
+                "state_dir": state_dir,
+                "opik_ids": opik_ids,
+                "shift_old_timestamps": shift_old_timestamps,
+            },
+        )
         return await migrate(
             from_,
             to,
@@ -150,3 +172,26 @@ def migrate_command(
     if report.lossy:
         click.echo(verdict_line(report), err=True)
     sys.exit(report.exit_code)
+
+
+@main.command("check")
+@click.option("--project", help="Opik project to look up [default: OPIK_PROJECT_NAME].")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def check_command(project: str | None, config_file: Path | None, debug: bool) -> None:
+    """Check the connections and credentials of both platforms and print what they show.
+
+    Exit codes: 0 both reachable, 2 configuration error (a missing key), 3 refused or unreachable.
+    """
+
+    async def work() -> list[str]:
+        settings = load_settings(config_file)
+        return [*await check_opik(settings, project), *await check_langwatch(settings)]
+
+    for line in _run(debug, work):
+        click.echo(line)

@@ -30,7 +30,14 @@ from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash
 from .._time import from_ms, to_ms
 from .wire import LWError, LWEvaluation, LWSpan, LWTrace, LWTypedValue
 
-__all__ = ["describe_validation_error", "thread_to_wire", "trace_from_wire", "trace_to_wire"]
+__all__ = [
+    "describe_validation_error",
+    "evaluation_id",
+    "shift_timestamps",
+    "thread_to_wire",
+    "trace_from_wire",
+    "trace_to_wire",
+]
 
 PLATFORM = "langwatch"
 _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
@@ -57,12 +64,16 @@ def trace_from_wire(
     Raises `RecordError` naming the field when the record does not validate. The second value
     is the Opik thread data a previous copy left on the thread's last trace, else None.
     """
+    metadata = raw.get("metadata")
+    stash = (parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None) or {}
+    shift = stash.get("shift_ms")
+    if isinstance(shift, int) and shift:
+        raw = shift_timestamps(raw, -shift)  # undo --shift-old-timestamps
     try:
         wire = LWTrace.model_validate(raw)
     except ValidationError as exc:
         label = where or f"trace {raw.get('trace_id', '?')}"
         raise RecordError(describe_validation_error(exc), where=label, record=raw) from None
-    stash = parse_stash(wire.metadata.get(STASH_KEY)) or {}
     trace = _decode(wire, stash, project or wire.project_id or "")
     if trace.source.platform == PLATFORM:
         trace = _keep_residuals(trace, raw)
@@ -344,6 +355,30 @@ def _score_to_wire(
     if span_id is not None:
         wire["span_id"] = span_id
     return _with_extras(wire, score.extras)
+
+
+def shift_timestamps(wire: dict[str, Any], delta_ms: int) -> dict[str, Any]:
+    """A copy of a read-shape trace with every timestamp moved by `delta_ms`.
+
+    A shifted copy records the shift in its stash (`shift_ms`), so reading it undoes the move:
+    that is how `--shift-old-timestamps` keeps the original times.
+    """
+
+    def moved(timestamps: Any) -> Any:
+        if not isinstance(timestamps, dict):
+            return timestamps
+        return {k: v + delta_ms if type(v) is int else v for k, v in timestamps.items()}
+
+    def moved_record(record: Any) -> Any:
+        if not isinstance(record, dict) or "timestamps" not in record:
+            return record
+        return {**record, "timestamps": moved(record["timestamps"])}
+
+    shifted = dict(moved_record(wire))
+    for key in ("spans", "evaluations"):
+        if isinstance(wire.get(key), list):
+            shifted[key] = [moved_record(item) for item in wire[key]]
+    return shifted
 
 
 # ------------------------------------------------------------------------------------- helpers

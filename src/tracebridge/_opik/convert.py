@@ -23,7 +23,7 @@ from .._ids import derived_uuid7
 from .._langwatch.convert import describe_validation_error
 from .._mapping import Mappings
 from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
-from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash, same
+from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash
 from .._time import from_iso, to_iso, to_ms
 from .wire import OErrorInfo, OScore, OSpan, OTrace
 

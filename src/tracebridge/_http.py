@@ -1,0 +1,162 @@
+"""HTTP for the API endpoints: one httpx client per platform and the retry policy, as data.
+
+Retried, and only these (`TRANSIENT_*`): timeouts, connection failures and the statuses
+429, 500, 502, 503, 504 — unless a caller takes a status out (LangWatch's collector answers 429
+for "too many spans in one request", which must be split, not resent). The wait is the server's
+when it says one (`RateLimit-Reset` seconds from Opik, `Retry-After` seconds or HTTP date),
+capped; otherwise jittered exponential backoff. Every request has a total time budget; when it
+is spent the request fails with `RetriesExhausted`. 401/403 raise `AuthError` naming the
+variable to fix. Any other status is returned to the caller, who knows what it means.
+
+Tests pass a `transport` (the seam respx fakes plug into) and a `RetryPolicy` whose `sleep`
+records waits instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import httpx
+
+from ._errors import AuthError, RetriesExhausted
+
+__all__ = ["TRANSIENT_ERRORS", "TRANSIENT_STATUSES", "Api", "RetryPolicy", "server_wait"]
+
+log = logging.getLogger("tracebridge.http")
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+_GZIP_FROM_BYTES = 256  # what the Opik SDK does (reference/opik-api.md §10)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often a request is retried."""
+
+    attempts: int = 8
+    budget: float = 600.0  # seconds for one request, waits included
+    initial_wait: float = 0.5
+    max_backoff: float = 30.0
+    max_server_wait: float = 300.0
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    clock: Callable[[], float] = time.monotonic
+    jitter: Callable[[], float] = field(default=random.random)
+
+    def backoff(self, attempt: int) -> float:
+        """Jittered exponential wait before retry number `attempt` (1-based)."""
+        base = min(self.max_backoff, self.initial_wait * 2 ** (attempt - 1))
+        return float(base * (0.5 + self.jitter() / 2))
+
+
+def server_wait(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """The wait the server asks for: `RateLimit-Reset` or `Retry-After` (seconds or a date)."""
+    for header in ("RateLimit-Reset", "Retry-After"):
+        value = response.headers.get(header)
+        if not value:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+    return None
+
+
+class Api:
+    """A platform's HTTP API: base URL, headers that carry the credentials, the retry policy."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        auth_variable: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> None:
+        self.name = name
+        self.auth_variable = auth_variable
+        self.policy = policy or RetryPolicy()
+        self.requests = 0  # requests sent, retries included (benchmarks report it)
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"Accept": "application/json", **headers},
+            transport=transport,
+            timeout=timeout or httpx.Timeout(connect=20, read=100, write=100, pool=20),
+        )
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        compress: bool = False,
+        retry_statuses: frozenset[int] = TRANSIENT_STATUSES,
+    ) -> httpx.Response:
+        """Send one request, retrying transient failures; return the final response."""
+        content, headers = None, {}
+        if json_body is not None:
+            content = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+            if compress and len(content) >= _GZIP_FROM_BYTES:
+                content, headers["Content-Encoding"] = gzip.compress(content, 6), "gzip"
+        policy = self.policy
+        deadline = policy.clock() + policy.budget
+        last = ""
+        for attempt in range(1, policy.attempts + 1):
+            wait: float | None = None
+            try:
+                self.requests += 1
+                response = await self._client.request(
+                    method, path.lstrip("/"), content=content, params=params, headers=headers
+                )
+            except TRANSIENT_ERRORS as exc:
+                last = f"{type(exc).__name__}"
+            else:
+                if response.status_code in (401, 403):
+                    raise AuthError(
+                        f"{self.name} refused the credentials ({response.status_code} on "
+                        f"{method} {path}): check {self.auth_variable}"
+                    )
+                if response.status_code not in retry_statuses:
+                    return response
+                last = f"HTTP {response.status_code}"
+                wait = server_wait(response)
+                if wait is not None:
+                    wait = min(wait, policy.max_server_wait)
+            if attempt == policy.attempts:
+                break
+            wait = policy.backoff(attempt) if wait is None else wait
+            if policy.clock() + wait > deadline:
+                break
+            log.info("%s %s %s: %s, retrying in %.1f s", self.name, method, path, last, wait)
+            await policy.sleep(wait)
+        raise RetriesExhausted(
+            f"{self.name} {method} {path} still failing ({last}) after {attempt} attempts; "
+            "rerun the same command to resume"
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

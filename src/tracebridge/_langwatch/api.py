@@ -1,0 +1,589 @@
+"""`langwatch`: the LangWatch REST API as a source (search, thread, trace) and a sink (collector).
+
+Source (`reference/langwatch-api.md` §3, §6): `POST /api/traces/search` with `format: "json"`,
+`includeSpans`, a date window, `dateField: "occurred"`, ascending, and the same `pageSize` on
+every page (the scroll cursor silently restarts when they change). The cursor appears only on
+full pages. A trace with a `metadata.thread_id` brings its whole thread with it, fetched once
+(`GET /api/thread/{id}`, capped at 1000 traces: bigger threads are read by a search filtered on
+the thread id); evaluations come from a search by trace ids, since the thread endpoint has none.
+A trace outside threads whose text may be the 64 KB preview is fetched whole
+(`GET /api/traces/{id}`). `pagination.skipped` is reported as a loss.
+
+Sink (§5.1): `POST /api/collector`, ≤ 200 spans, ≤ 200 evaluations and ≤ 10 MB per request
+(a big trace is several requests with the same `trace_id`, which LangWatch merges). A 429 there
+means "too large": the request is split, never resent unchanged; 402 (plan quota) is fatal.
+`partialSuccess` is read on every answer and rejected spans are dead-lettered. Spans that started
+more than 31 days ago are dropped by LangWatch: such a trace is dead-lettered with the reason,
+or, with `shift_old_timestamps`, moved into the accepted window with the shift kept in its stash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .._config import Settings
+from .._endpoints import Counts, Page, Rejected, Unit, Window, WriteResult
+from .._errors import QuotaError, RecordError, ServerError, UsageError
+from .._http import TRANSIENT_STATUSES, Api, RetryPolicy
+from .._models import Thread, Trace
+from .._stash import STASH_KEY, parse_stash
+from .._time import to_ms
+from .convert import shift_timestamps, thread_to_wire, trace_from_wire, trace_to_wire
+
+__all__ = ["LangWatchApiSink", "LangWatchApiSource", "langwatch_api"]
+
+PREVIEW_BYTES = 65_536
+THREAD_CAP = 1000
+CUTOFF = timedelta(days=31)
+_SAFE_AGE = timedelta(days=30)  # where shifted traces start: a day inside the cutoff
+_HISTORY_START_MS = 946_684_800_000  # 2000-01-01: "the whole history"
+_OLD_ORIGINAL = (
+    "traces born in LangWatch and older than its 31-day ingestion cutoff: the original is "
+    "still in LangWatch, so it is not written again"
+)
+
+
+def langwatch_api(
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    policy: RetryPolicy | None = None,
+) -> Api:
+    """The LangWatch API of the settings, authenticated with `X-Auth-Token`."""
+    if settings.langwatch_api_key is None:
+        raise UsageError(
+            "no LangWatch API key: set LANGWATCH_API_KEY (or api_key under [langwatch])"
+        )
+    return Api(
+        name="LangWatch",
+        base_url=settings.langwatch_endpoint,
+        headers={"X-Auth-Token": settings.langwatch_api_key.get_secret_value()},
+        auth_variable="LANGWATCH_API_KEY",
+        transport=transport,
+        policy=policy,
+    )
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return json.dumps(body)[:500]
+
+
+def _maybe_truncated(value: Any) -> bool:
+    """True when a string inside `value` is as long as LangWatch's 64 KB preview."""
+    if isinstance(value, str):
+        return len(value) * 4 >= PREVIEW_BYTES and len(value.encode()) >= PREVIEW_BYTES - 4
+    if isinstance(value, dict):
+        return any(_maybe_truncated(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_maybe_truncated(v) for v in value)
+    return False
+
+
+def _thread_id(raw: dict[str, Any]) -> str | None:
+    value = (raw.get("metadata") or {}).get("thread_id")
+    return value if isinstance(value, str) and value else None
+
+
+class LangWatchApiSource:
+    """Reads the LangWatch project the API key belongs to."""
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        project: str | None = None,
+        page_size: int = 200,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.api = api
+        self.project = project or ""
+        self.page_size = page_size
+        self._now = now or (lambda: datetime.now(UTC))
+        self.label = "langwatch"
+
+    async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.api.send(
+            "POST", "api/traces/search", json_body={"format": "json", **body}
+        )
+        if not response.is_success:
+            raise ServerError(
+                f"LangWatch answered {response.status_code} to a trace search: {_message(response)}"
+            )
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("traces"), list):
+            raise ServerError("LangWatch answered a trace search without a 'traces' list")
+        return data
+
+    async def _scroll(
+        self, body: dict[str, Any], scroll_id: str | None = None
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+        """Every page of one search: same pageSize, sortDirection and dateField on each."""
+        first_id: str | None = None
+        seen_scrolls: set[str] = set()
+        while True:
+            data = await self._search({**body, **({"scrollId": scroll_id} if scroll_id else {})})
+            traces, pagination = data["traces"], data.get("pagination") or {}
+            if traces and first_id is not None and traces[0].get("trace_id") == first_id:
+                raise ServerError(
+                    "LangWatch restarted the scroll from its first page; rerun to resume"
+                )
+            if first_id is None and traces:
+                first_id = traces[0].get("trace_id")
+            yield traces, pagination
+            scroll_id = pagination.get("scrollId")
+            if not scroll_id:
+                return
+            if scroll_id in seen_scrolls:
+                raise ServerError(
+                    "LangWatch returned the same scroll cursor twice; rerun to resume"
+                )
+            seen_scrolls.add(scroll_id)
+
+    def _window(self, window: Window) -> dict[str, Any]:
+        start = to_ms(window.since) if window.since else _HISTORY_START_MS
+        end = to_ms(window.until) if window.until else to_ms(self._now() + timedelta(minutes=1))
+        return {
+            "startDate": start,
+            "endDate": end,
+            "dateField": "occurred",
+            "sortDirection": "asc",
+            "pageSize": self.page_size,
+        }
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        if resume and resume.get("done"):
+            return
+        body = {**self._window(window), "includeSpans": True}
+        seen_threads: set[str] = set(resume.get("threads", [])) if resume else set()
+        async for traces, pagination in self._scroll(body, (resume or {}).get("scroll_id")):
+            page = Page(lost=int(pagination.get("skipped") or 0))
+            for raw in traces:
+                thread_id = _thread_id(raw)
+                if thread_id is None:
+                    await self._standalone(raw, page)
+                elif thread_id not in seen_threads:
+                    seen_threads.add(thread_id)
+                    await self._thread(thread_id, window, page)
+            next_scroll = pagination.get("scrollId")
+            page.cursor = {"scroll_id": next_scroll} if next_scroll else {"done": True}
+            yield page
+
+    async def _standalone(self, raw: dict[str, Any], page: Page) -> None:
+        if _maybe_truncated(
+            [
+                raw.get("input"),
+                raw.get("output"),
+                [(s.get("input"), s.get("output")) for s in raw.get("spans") or []],
+            ]
+        ):
+            raw = await self._get_trace(raw.get("trace_id")) or raw
+        self._convert(raw, page, into=page.units)
+
+    async def _get_trace(self, trace_id: Any) -> dict[str, Any] | None:
+        response = await self.api.send("GET", f"api/traces/{quote(str(trace_id), safe='')}")
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise ServerError(
+                f"LangWatch answered {response.status_code} to GET trace {trace_id}: "
+                f"{_message(response)}"
+            )
+        data = response.json()
+        return data if isinstance(data, dict) else None
+
+    def _convert(self, raw: dict[str, Any], page: Page, *, into: list[Any]) -> Thread | None:
+        try:
+            trace, thread_data = trace_from_wire(raw, project=self.project)
+        except RecordError as exc:
+            page.rejected.append(Rejected("trace", exc.where, exc.reason, raw))
+            return None
+        into.append(trace)
+        return thread_data
+
+    async def _thread(self, thread_id: str, window: Window, page: Page) -> None:
+        response = await self.api.send("GET", f"api/thread/{quote(thread_id, safe='')}")
+        if not response.is_success:
+            raise ServerError(
+                f"LangWatch answered {response.status_code} to GET thread {thread_id}: "
+                f"{_message(response)}"
+            )
+        raws = (response.json() or {}).get("traces") or []
+        if len(raws) >= THREAD_CAP:  # the endpoint's cap: read the whole thread by search
+            raws = []
+            body = {
+                **self._window(Window()),
+                "includeSpans": True,
+                "filters": {"metadata.thread_id": [thread_id]},
+            }
+            async for found, _ in self._scroll(body):
+                for raw in found:
+                    full = (
+                        await self._get_trace(raw.get("trace_id"))
+                        if _maybe_truncated(raw)
+                        else None
+                    )
+                    raws.append(full or raw)
+        raws = [r for r in raws if isinstance(r, dict) and self._in_window(r, window)]
+        evaluations = await self._evaluations(
+            [r.get("trace_id") for r in raws if not r.get("evaluations")]
+        )
+        traces: list[Trace] = []
+        thread_data: Thread | None = None
+        for raw in raws:
+            if not raw.get("evaluations"):
+                raw = {**raw, "evaluations": evaluations.get(raw.get("trace_id"), [])}
+            thread_data = self._convert(raw, page, into=traces) or thread_data
+        if traces:
+            extra = thread_data.model_dump(exclude={"id", "traces"}) if thread_data else {}
+            page.units.append(
+                Thread(id=thread_id, traces=sorted(traces, key=lambda t: t.started_at), **extra)
+            )
+
+    @staticmethod
+    def _in_window(raw: dict[str, Any], window: Window) -> bool:
+        started = (raw.get("timestamps") or {}).get("started_at")
+        if not isinstance(started, int):
+            return True  # the conversion names the problem
+        from .._time import from_ms
+
+        try:
+            return window.holds(from_ms(started))
+        except ValueError:
+            return True
+
+    async def _evaluations(self, trace_ids: list[Any]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        ids = [t for t in trace_ids if isinstance(t, str)]
+        for start in range(0, len(ids), 1000):
+            body = {
+                **self._window(Window()),
+                "pageSize": 1000,
+                "includeSpans": False,
+                "traceIds": ids[start : start + 1000],
+            }
+            async for traces, _ in self._scroll(body):
+                for raw in traces:
+                    found[str(raw.get("trace_id"))] = raw.get("evaluations") or []
+        return found
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+
+_SPAN_FIELDS = frozenset(
+    "span_id trace_id parent_id name type input output timestamps model vendor metrics params "
+    "contexts error".split()
+)
+_EVALUATION_FIELDS = frozenset(
+    "evaluation_id evaluator_id name type is_guardrail status passed score label details error "
+    "timestamps".split()
+)
+
+
+def _span_body(span: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in span.items() if k in _SPAN_FIELDS and v is not None}
+    body["timestamps"] = {
+        k: v
+        for k, v in span["timestamps"].items()
+        if k in ("started_at", "finished_at", "first_token_at")
+    }
+    return body
+
+
+def _evaluation_body(evaluation: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in evaluation.items() if k in _EVALUATION_FIELDS and v is not None}
+    if isinstance(body.get("timestamps"), dict):
+        body["timestamps"] = {
+            k: v
+            for k, v in body["timestamps"].items()
+            if k in ("started_at", "finished_at") and v is not None
+        }
+    if isinstance(body.get("error"), dict):
+        error = body["error"]
+        body["error"] = {
+            "message": error.get("message") or "",
+            "stacktrace": list(error.get("stacktrace") or []),
+        }
+    return body
+
+
+@dataclass
+class _Request:
+    """One collector request of a trace, and what it carries."""
+
+    body: dict[str, Any]
+    spans: int
+    evaluations: int
+
+
+class LangWatchApiSink:
+    """Writes canonical records to the LangWatch project of the API key, through the collector."""
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        shift_old_timestamps: bool = False,
+        now: Callable[[], datetime] | None = None,
+        max_spans: int = 200,
+        max_evaluations: int = 200,
+        max_bytes: int = 9_500_000,
+    ) -> None:
+        self.api = api
+        self.shift = shift_old_timestamps
+        self._now = now or (lambda: datetime.now(UTC))
+        self.max_spans = max_spans
+        self.max_evaluations = max_evaluations
+        self.max_bytes = max_bytes
+        self.label = "langwatch"
+        self.shifted = 0
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        result = WriteResult()
+        for unit in units:
+            traces = unit.traces if isinstance(unit, Thread) else [unit]
+            try:
+                wires = thread_to_wire(unit) if isinstance(unit, Thread) else [trace_to_wire(unit)]
+            except ValueError as exc:
+                result.rejected.append(
+                    Rejected(
+                        "trace",
+                        f"{type(unit).__name__.lower()} {unit.id}",
+                        f"cannot map: {exc}",
+                        None,
+                        Counts.of(unit),
+                    )
+                )
+                continue
+            accepted = self._apply_cutoff(traces, wires, result)
+            if isinstance(unit, Thread):
+                result.written.threads += 1
+            for trace, wire in zip(traces, accepted, strict=True):
+                if wire is None:
+                    continue
+                if dry_run:
+                    result.plan.append(
+                        f"trace {trace.id}: {len(wire['spans'])} spans, "
+                        f"{len(wire['evaluations'])} evaluations"
+                    )
+                    result.written.add(
+                        Counts(traces=1, spans=len(trace.spans), scores=len(wire["evaluations"]))
+                    )
+                    continue
+                await self._write_trace(trace, wire, result)
+        return result
+
+    def _apply_cutoff(
+        self, traces: list[Trace], wires: list[dict[str, Any]], result: WriteResult
+    ) -> list[dict[str, Any] | None]:
+        """LangWatch drops spans older than 31 days: skip, shift or dead-letter such traces."""
+        cutoff = to_ms(self._now() - CUTOFF) + 60_000  # a minute of margin for the trip
+
+        def oldest(wire: dict[str, Any]) -> int:
+            starts = [wire["timestamps"]["started_at"]]
+            starts += [s["timestamps"]["started_at"] for s in wire["spans"]]
+            return int(min(starts))
+
+        old = [oldest(w) < cutoff for w in wires]
+        if not any(old):
+            return [*wires]
+        out: list[dict[str, Any] | None] = []
+        # One shift for the whole thread keeps its turns in order, when it fits in the window.
+        starts = [oldest(w) for w in wires]
+        span = max(starts) - min(starts)
+        target = to_ms(self._now() - _SAFE_AGE)
+        for trace, wire, is_old, start in zip(traces, wires, old, starts, strict=True):
+            if not is_old:
+                out.append(wire)
+            elif trace.source.platform == "langwatch":
+                result.skip(1, "traces", _OLD_ORIGINAL)
+                out.append(None)
+            elif not self.shift:
+                result.rejected.append(
+                    Rejected(
+                        "trace",
+                        f"trace {trace.id}",
+                        "it started more than 31 days ago and LangWatch drops spans older "
+                        "than that; "
+                        "rerun with --shift-old-timestamps to move it into the accepted window "
+                        "(the original times are kept in its metadata)",
+                        None,
+                        Counts.of(trace),
+                    )
+                )
+                out.append(None)
+            else:
+                delta = target - (
+                    min(starts)
+                    if span < (_SAFE_AGE - timedelta(days=1)) / timedelta(milliseconds=1)
+                    else start
+                )
+                out.append(_shifted(wire, delta))
+                self.shifted += 1
+        return out
+
+    def _requests(self, wire: dict[str, Any]) -> list[_Request]:
+        spans = [_span_body(s) for s in wire["spans"]]
+        evaluations = [_evaluation_body(e) for e in wire["evaluations"]]
+        requests: list[_Request] = []
+        i = j = 0
+        while i < len(spans) or j < len(evaluations) or not requests:
+            body: dict[str, Any] = {"trace_id": wire["trace_id"]}
+            if not requests:
+                body["metadata"] = wire["metadata"]
+            chunk_spans = spans[i : i + self.max_spans]
+            chunk_evals = evaluations[j : j + self.max_evaluations]
+            while (
+                len(json.dumps(chunk_spans, ensure_ascii=False).encode()) > self.max_bytes
+                and len(chunk_spans) > 1
+            ):
+                chunk_spans = chunk_spans[: len(chunk_spans) // 2]
+            body["spans"] = chunk_spans
+            if chunk_evals:
+                body["evaluations"] = chunk_evals
+            requests.append(_Request(body, len(chunk_spans), len(chunk_evals)))
+            i += len(chunk_spans)
+            j += len(chunk_evals)
+        return requests
+
+    async def _write_trace(self, trace: Trace, wire: dict[str, Any], result: WriteResult) -> None:
+        synthetic = 1 if trace.source.platform != "langwatch" else 0
+        rejected_spans = rejected_evaluations = 0
+        for request in self._requests(wire):
+            spans, evaluations = await self._post(request, f"trace {trace.id}", result)
+            rejected_spans += spans
+            rejected_evaluations += evaluations
+        result.written.add(
+            Counts(
+                traces=1,
+                spans=max(0, len(wire["spans"]) - synthetic - rejected_spans),
+                scores=len(wire["evaluations"]) - rejected_evaluations,
+            )
+        )
+
+    async def _post(self, request: _Request, owner: str, result: WriteResult) -> tuple[int, int]:
+        """Send one request (splitting it when LangWatch says it is too large or bad).
+
+        Returns the numbers of spans and evaluations LangWatch refused.
+        """
+        response = await self.api.send(
+            "POST",
+            "api/collector",
+            json_body=request.body,
+            retry_statuses=TRANSIENT_STATUSES - {429},
+        )
+        if response.status_code == 402:
+            raise QuotaError(
+                "LangWatch refused the data: the plan's quota is used up "
+                f"(402: {_message(response)})"
+            )
+        if response.is_success:
+            partial = (response.json() or {}).get("partialSuccess") or {}
+            spans, evaluations = (
+                int(partial.get("rejectedSpans") or 0),
+                int(partial.get("rejectedEvaluations") or 0),
+            )
+            if spans or evaluations:
+                result.rejected.append(
+                    Rejected(
+                        "span",
+                        owner,
+                        f"LangWatch accepted the request but dropped {spans} spans and "
+                        f"{evaluations} evaluations: {partial.get('errorMessage', '')}",
+                        None,
+                        Counts(spans=spans, scores=evaluations),
+                    )
+                )
+            return spans, evaluations
+        if response.status_code not in (400, 413, 422, 429):
+            raise ServerError(
+                f"LangWatch answered {response.status_code} to POST /api/collector: "
+                f"{_message(response)}"
+            )
+        halves = _split(request)
+        if halves is None:
+            reason = f"LangWatch refused it ({response.status_code}): {_message(response)}"
+            kind = "span" if request.spans else "score"
+            result.rejected.append(
+                Rejected(
+                    kind,
+                    owner,
+                    reason,
+                    request.body,
+                    Counts(spans=request.spans, scores=request.evaluations),
+                )
+            )
+            return request.spans, request.evaluations
+        first = await self._post(halves[0], owner, result)
+        second = await self._post(halves[1], owner, result)
+        return first[0] + second[0], first[1] + second[1]
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+
+def _split(request: _Request) -> tuple[_Request, _Request] | None:
+    """Two requests carrying what `request` did, or None when it holds one item only."""
+    body = request.body
+    spans, evaluations = body.get("spans", []), body.get("evaluations", [])
+    head = {k: v for k, v in body.items() if k not in ("spans", "evaluations")}
+    if len(spans) > 1:
+        half = len(spans) // 2
+        return (
+            _Request({**head, "spans": spans[:half]}, half, 0),
+            _Request(
+                {
+                    **head,
+                    "spans": spans[half:],
+                    **({"evaluations": evaluations} if evaluations else {}),
+                },
+                len(spans) - half,
+                len(evaluations),
+            ),
+        )
+    if len(evaluations) > 1 or (spans and evaluations):
+        half = len(evaluations) // 2
+        return (
+            (
+                _Request(
+                    {**head, "spans": spans, "evaluations": evaluations[:half]}, len(spans), half
+                ),
+                _Request(
+                    {**head, "spans": [], "evaluations": evaluations[half:]},
+                    0,
+                    len(evaluations) - half,
+                ),
+            )
+            if half
+            else (
+                _Request({**head, "spans": spans}, len(spans), 0),
+                _Request({**head, "spans": [], "evaluations": evaluations}, 0, len(evaluations)),
+            )
+        )
+    return None
+
+
+def _shifted(wire: dict[str, Any], delta_ms: int) -> dict[str, Any]:
+    """The wire moved by `delta_ms`, with the shift recorded in its stash so a read undoes it."""
+    shifted = shift_timestamps(wire, delta_ms)
+    stash = parse_stash(shifted["metadata"].get(STASH_KEY)) or {}
+    stash["shift_ms"] = delta_ms
+    shifted["metadata"] = {
+        **shifted["metadata"],
+        STASH_KEY: json.dumps(stash, ensure_ascii=False, sort_keys=True),
+    }
+    return shifted

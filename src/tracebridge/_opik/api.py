@@ -1,0 +1,502 @@
+"""`opik`: the Opik REST API as a sink (batch upserts) and as a source (paged reads).
+
+Sink (DESIGN.md invariant 1, `reference/opik-api.md` §2–§4, §9): only the batch upsert
+endpoints, in the order traces → spans → trace scores → span scores → thread data (close,
+tags, thread scores); ≤ 1000 items and a byte cap per request, gzip bodies, absent fields
+omitted; every score carries the entity's `project_name`. A batch the server refuses with
+400/422 is halved until the bad item is alone; that item is dead-lettered with the server's
+message and the rest is written. A `too_old` refusal means the server enforces the UUID v7 time
+window: in `source-time` mode that stops the run with the option to use.
+
+Source (§2.4–§2.6, §10): threads paged with `GET /traces/threads` (`page`/`size`; the NDJSON
+thread stream's cursor repeats itself), each thread's traces filtered on `thread_id`, then the
+traces that belong to no thread, spans per trace; always `truncate=false`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from .._config import Settings
+from .._endpoints import SCORES_IN_METADATA, Counts, Page, Rejected, Unit, Window, WriteResult
+from .._errors import RecordError, ServerError, UsageError
+from .._http import Api, RetryPolicy
+from .._mapping import Mappings
+from .._models import Thread, Trace
+from .._time import to_iso
+from .convert import (
+    OpikIds,
+    SourceTimeIds,
+    thread_data_from_opik,
+    thread_data_to_opik,
+    trace_from_opik,
+    trace_to_opik,
+)
+from .ids import MintedIds
+
+__all__ = ["OpikApiSink", "OpikApiSource", "opik_api"]
+
+_TRACE_FIELDS = frozenset(
+    "id project_name name start_time end_time input output metadata tags error_info "
+    "last_updated_at ttft thread_id source".split()
+)
+_SPAN_FIELDS = frozenset(
+    "id project_name trace_id parent_span_id name type start_time end_time input output metadata "
+    "model provider tags usage error_info last_updated_at total_estimated_cost "
+    "total_estimated_cost_version ttft source".split()
+)
+_SCORE_FIELDS = frozenset({"name", "category_name", "value", "reason", "source"})
+_ALREADY_WRITTEN = (
+    "already written by an earlier run; the server refuses updates of ids older than its window"
+)
+MAX_ITEMS = 1000
+MAX_BYTES = 10_000_000  # before gzip; well under every proxy limit the reference lists
+
+
+def opik_api(
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    policy: RetryPolicy | None = None,
+) -> Api:
+    """The Opik API of the settings: `authorization: <key>` (no Bearer) and `Comet-Workspace`."""
+    headers = {"Comet-Workspace": settings.opik_workspace}
+    if settings.opik_api_key is not None:
+        headers["authorization"] = settings.opik_api_key.get_secret_value()
+    return Api(
+        name="Opik",
+        base_url=settings.opik_url,
+        headers=headers,
+        auth_variable="OPIK_API_KEY and OPIK_WORKSPACE",
+        transport=transport,
+        policy=policy,
+    )
+
+
+def _only(record: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k in fields and v is not None}
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("message", "details") if body.get(k)]
+        parts += [str(e) for e in body.get("errors") or []]
+        if parts:
+            return "; ".join(parts)
+    return json.dumps(body)[:500]
+
+
+@dataclass
+class _Item:
+    """One item of a batch request and the record it belongs to."""
+
+    body: dict[str, Any]
+    owner: str  # "trace <source id>" — what is dead-lettered if the item is refused
+    kind: str
+    contains: Counts | None = None
+
+
+@dataclass
+class _Batch:
+    """Everything one `write` sends, by endpoint."""
+
+    traces: list[_Item] = field(default_factory=list)
+    spans: list[_Item] = field(default_factory=list)
+    trace_scores: list[_Item] = field(default_factory=list)
+    span_scores: list[_Item] = field(default_factory=list)
+    threads: list[dict[str, Any]] = field(default_factory=list)
+
+
+class OpikApiSink:
+    """Writes canonical records to one Opik project through the batch upsert endpoints."""
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        project: str,
+        mappings: Mappings,
+        ids: OpikIds | None = None,
+        max_items: int = MAX_ITEMS,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        self.api = api
+        self.project = project
+        self.mappings = mappings
+        self.ids = ids or SourceTimeIds()
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.label = f"opik ({api.name} project {project!r})"
+
+    def _collect(self, units: list[Unit], result: WriteResult) -> _Batch:
+        batch = _Batch()
+        for unit in units:
+            for trace in unit.traces if isinstance(unit, Thread) else [unit]:
+                self._add_trace(trace, batch, result)
+            if isinstance(unit, Thread):
+                result.written.threads += 1
+                data = thread_data_to_opik(unit, self.mappings)
+                if data is not None:
+                    batch.threads.append(data)
+        return batch
+
+    def _add_trace(self, trace: Trace, batch: _Batch, result: WriteResult) -> None:
+        owner = f"trace {trace.id}"
+        try:
+            record = trace_to_opik(trace, mappings=self.mappings, ids=self.ids)
+        except (ValidationError, ValueError) as exc:
+            result.rejected.append(
+                Rejected("trace", owner, f"cannot map: {exc}", None, Counts.of(trace))
+            )
+            return
+        result.warnings += record.warnings
+        project = {"project_name": self.project}
+        scores = [
+            _Item({"id": record.trace["id"], **project, **_only(s, _SCORE_FIELDS)}, owner, "score")
+            for s in record.trace.get("feedback_scores", [])
+        ]
+        for span in record.spans:
+            scores += [
+                _Item({"id": span["id"], **project, **_only(s, _SCORE_FIELDS)}, owner, "score")
+                for s in span.get("feedback_scores", [])
+            ]
+        n_trace_scores = len(record.trace.get("feedback_scores", []))
+        batch.trace_scores += scores[:n_trace_scores]
+        batch.span_scores += scores[n_trace_scores:]
+        contains = Counts(traces=1, spans=len(record.spans), scores=len(scores))
+        batch.traces.append(
+            _Item({**_only(record.trace, _TRACE_FIELDS), **project}, owner, "trace", contains)
+        )
+        batch.spans += [
+            _Item({**_only(s, _SPAN_FIELDS), **project}, owner, "span") for s in record.spans
+        ]
+        result.skip(Counts.of(trace).scores - len(scores), "scores", SCORES_IN_METADATA)
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        result = WriteResult()
+        batch = self._collect(units, result)
+        if dry_run:
+            for item in batch.traces:
+                result.plan.append(f"{item.owner} -> Opik trace {item.body['id']}")
+            result.written.add(
+                Counts(
+                    traces=len(batch.traces),
+                    spans=len(batch.spans),
+                    scores=len(batch.trace_scores) + len(batch.span_scores),
+                )
+            )
+            return result
+        if isinstance(self.ids, MintedIds):
+            self.ids.commit()  # the ids exist before anything that uses them is sent
+        refused: set[str] = set()
+        result.written.traces += await self._send(
+            "POST", "v1/private/traces/batch", "traces", batch.traces, result, refused
+        )
+        live = [i for i in batch.spans if i.owner not in refused]
+        result.written.spans += await self._send(
+            "POST", "v1/private/spans/batch", "spans", live, result, refused
+        )
+        for path, items in (
+            ("v1/private/traces/feedback-scores", batch.trace_scores),
+            ("v1/private/spans/feedback-scores", batch.span_scores),
+        ):
+            live = [i for i in items if i.owner not in refused]
+            result.written.scores += await self._send("PUT", path, "scores", live, result, refused)
+        if batch.threads:
+            result.written.scores += await self._write_threads(batch.threads, result)
+        return result
+
+    def _chunks(self, items: list[_Item]) -> Iterator[list[_Item]]:
+        chunk: list[_Item] = []
+        size = 0
+        for item in items:
+            item_size = len(json.dumps(item.body, ensure_ascii=False).encode())
+            if chunk and (len(chunk) >= self.max_items or size + item_size > self.max_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(item)
+            size += item_size
+        if chunk:
+            yield chunk
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        key: str,
+        items: list[_Item],
+        result: WriteResult,
+        refused: set[str],
+    ) -> int:
+        """Send `items` in chunks; return how many the server accepted."""
+        accepted = 0
+        for chunk in self._chunks(items):
+            accepted += await self._send_chunk(method, path, key, chunk, result, refused)
+        return accepted
+
+    async def _send_chunk(
+        self,
+        method: str,
+        path: str,
+        key: str,
+        chunk: list[_Item],
+        result: WriteResult,
+        refused: set[str],
+    ) -> int:
+        response = await self.api.send(
+            method, path, json_body={key: [i.body for i in chunk]}, compress=True
+        )
+        if response.is_success:
+            if isinstance(self.ids, MintedIds) and key in ("traces", "spans"):
+                self.ids.acknowledge([i.body["id"] for i in chunk])
+            return len(chunk)
+        if response.status_code not in (400, 413, 422):
+            raise ServerError(
+                f"Opik answered {response.status_code} to {method} {path}: {_message(response)}"
+            )
+        message = _message(response)
+        if "too_old" in message or "too_far_future" in message:
+            if not isinstance(self.ids, MintedIds):
+                raise UsageError(
+                    f"Opik refused {method} {path}: {message}. This server enforces the UUID v7 "
+                    "time window, so ids derived from old start times are refused: rerun with "
+                    '--opik-ids write-time (or ids = "write-time" under [opik] in the config file)'
+                )
+            if len(chunk) == 1 and self.ids.was_acknowledged(chunk[0].body["id"]):
+                # Written by an earlier run; the server no longer takes updates of this id.
+                result.skip(1, f"{chunk[0].kind}s", _ALREADY_WRITTEN)
+                return 0
+        if len(chunk) > 1:
+            half = len(chunk) // 2
+            first = await self._send_chunk(method, path, key, chunk[:half], result, refused)
+            return first + await self._send_chunk(method, path, key, chunk[half:], result, refused)
+        item = chunk[0]
+        where = item.owner
+        if item.kind != "trace":
+            where += f": {item.kind} {item.body.get('id', item.body.get('name'))}"
+        reason = f"Opik refused it ({response.status_code}): {message}"
+        result.rejected.append(Rejected(item.kind, where, reason, item.body, item.contains))
+        if item.kind == "trace":
+            refused.add(item.owner)
+        return 0
+
+    async def _write_threads(self, threads: list[dict[str, Any]], result: WriteResult) -> int:
+        """Close the threads, set their tags, then write thread scores (safe on every version)."""
+        ids = [t["thread_id"] for t in threads]
+        for start in range(0, len(ids), MAX_ITEMS):
+            response = await self.api.send(
+                "PUT",
+                "v1/private/traces/threads/close",
+                json_body={
+                    "project_name": self.project,
+                    "thread_ids": ids[start : start + MAX_ITEMS],
+                },
+            )
+            if not response.is_success and response.status_code != 404:
+                raise ServerError(
+                    f"Opik answered {response.status_code} closing threads: {_message(response)}"
+                )
+        scores: list[_Item] = []
+        for thread in threads:
+            owner = f"thread {thread['thread_id']}"
+            if thread.get("tags"):
+                await self._tag_thread(thread, owner, result)
+            if thread.get("status") == "active":
+                await self.api.send(
+                    "PUT",
+                    "v1/private/traces/threads/open",
+                    json_body={"project_name": self.project, "thread_id": thread["thread_id"]},
+                )
+            scores += [
+                _Item(
+                    {
+                        "thread_id": thread["thread_id"],
+                        "project_name": self.project,
+                        **_only(s, _SCORE_FIELDS),
+                    },
+                    owner,
+                    "score",
+                )
+                for s in thread.get("feedback_scores", [])
+            ]
+        return await self._send(
+            "PUT", "v1/private/traces/threads/feedback-scores", "scores", scores, result, set()
+        )
+
+    async def _tag_thread(self, thread: dict[str, Any], owner: str, result: WriteResult) -> None:
+        response = await self.api.send(
+            "POST",
+            "v1/private/traces/threads/retrieve",
+            json_body={"project_name": self.project, "thread_id": thread["thread_id"]},
+        )
+        if not response.is_success:
+            result.rejected.append(
+                Rejected(
+                    "thread",
+                    owner,
+                    f"cannot tag the thread: Opik answered {response.status_code} "
+                    f"({_message(response)})",
+                    thread,
+                )
+            )
+            return
+        model_id = response.json().get("thread_model_id")
+        response = await self.api.send(
+            "PATCH", f"v1/private/traces/threads/{model_id}", json_body={"tags": thread["tags"]}
+        )
+        if not response.is_success:
+            result.rejected.append(
+                Rejected(
+                    "thread",
+                    owner,
+                    f"Opik refused the thread's tags ({response.status_code}): "
+                    f"{_message(response)}",
+                    thread,
+                )
+            )
+
+    async def aclose(self) -> None:
+        if isinstance(self.ids, MintedIds):
+            self.ids.close()
+        await self.api.aclose()
+
+
+class OpikApiSource:
+    """Reads one Opik project: its threads, then the traces outside threads."""
+
+    def __init__(self, api: Api, *, project: str, mappings: Mappings, page_size: int = 100) -> None:
+        self.api = api
+        self.project = project
+        self.mappings = mappings
+        self.page_size = page_size
+        self.label = f"opik ({api.name} project {project!r})"
+
+    def _window_filters(self, window: Window) -> list[dict[str, str]]:
+        filters = []
+        if window.since is not None:
+            filters.append({"field": "start_time", "operator": ">=", "value": to_iso(window.since)})
+        if window.until is not None:
+            filters.append({"field": "start_time", "operator": "<=", "value": to_iso(window.until)})
+        return filters
+
+    async def _get_page(
+        self, path: str, page: int, size: int, filters: list[dict[str, str]], **params: str
+    ) -> dict[str, Any]:
+        query = {
+            "project_name": self.project,
+            "page": str(page),
+            "size": str(size),
+            "truncate": "false",
+            **params,
+        }
+        if filters:
+            query["filters"] = json.dumps(filters)
+        response = await self.api.send("GET", path, params=query)
+        if response.status_code == 404:
+            raise UsageError(
+                f"Opik has no project {self.project!r} in this workspace (--source-project)"
+            )
+        if not response.is_success:
+            raise ServerError(
+                f"Opik answered {response.status_code} to GET {path}: {_message(response)}"
+            )
+        body = response.json()
+        if not isinstance(body, dict) or not isinstance(body.get("content"), list):
+            raise ServerError(f"Opik answered GET {path} with no 'content' list")
+        return body
+
+    async def _all(
+        self, path: str, filters: list[dict[str, str]], **params: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        page = 1
+        while True:
+            body = await self._get_page(path, page, 100, filters, **params)
+            for item in body["content"]:
+                yield item
+            if len(body["content"]) < 100:
+                return
+            page += 1
+
+    async def _trace(self, raw: dict[str, Any]) -> tuple[Trace | None, Rejected | None]:
+        spans = [s async for s in self._all("v1/private/spans", [], trace_id=str(raw.get("id")))]
+        try:
+            return trace_from_opik(raw, spans, project=self.project, mappings=self.mappings), None
+        except RecordError as exc:
+            return None, Rejected("trace", exc.where, exc.reason, {"trace": raw, "spans": spans})
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        phase = (resume or {}).get("phase", "threads")
+        page_no = int((resume or {}).get("page", 1))
+        window_filters = self._window_filters(window)
+        if phase == "threads":
+            while True:
+                body = await self._get_page(
+                    "v1/private/traces/threads",
+                    page_no,
+                    self.page_size,
+                    window_filters,
+                    sorting=json.dumps([{"field": "start_time", "direction": "ASC"}]),
+                )
+                page = Page(cursor={"phase": "threads", "page": page_no + 1})
+                for thread in body["content"]:
+                    await self._read_thread(thread, window_filters, page)
+                yield page
+                if len(body["content"]) < self.page_size:
+                    break
+                page_no += 1
+            page_no = 1
+        no_thread = [{"field": "thread_id", "operator": "is_empty", "value": ""}, *window_filters]
+        while True:
+            body = await self._get_page(
+                "v1/private/traces",
+                page_no,
+                self.page_size,
+                no_thread,
+                sorting=json.dumps([{"field": "start_time", "direction": "ASC"}]),
+            )
+            page = Page(cursor={"phase": "traces", "page": page_no + 1})
+            for raw in body["content"]:
+                trace, rejected = await self._trace(raw)
+                if trace is not None:
+                    page.units.append(trace)
+                if rejected is not None:
+                    page.rejected.append(rejected)
+            yield page
+            if len(body["content"]) < self.page_size:
+                return
+            page_no += 1
+
+    async def _read_thread(
+        self, thread: dict[str, Any], window_filters: list[dict[str, str]], page: Page
+    ) -> None:
+        thread_id = thread.get("id")
+        if not isinstance(thread_id, str):
+            page.rejected.append(
+                Rejected("thread", "thread (no id)", "Opik thread without an id", thread)
+            )
+            return
+        filters = [{"field": "thread_id", "operator": "=", "value": thread_id}, *window_filters]
+        traces: list[Trace] = []
+        async for raw in self._all("v1/private/traces", filters):
+            trace, rejected = await self._trace(raw)
+            if trace is not None:
+                traces.append(trace)
+            if rejected is not None:
+                page.rejected.append(rejected)
+        if traces:
+            traces.sort(key=lambda t: t.started_at)
+            page.units.append(
+                Thread(id=thread_id, traces=traces, **thread_data_from_opik(thread, self.mappings))
+            )
+
+    async def aclose(self) -> None:
+        await self.api.aclose()

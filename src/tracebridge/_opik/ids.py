@@ -1,0 +1,88 @@
+"""Ids minted at write time, for Opik servers that refuse ids older than their window.
+
+Newer Opik servers can refuse UUID v7 ids whose time field is more than ~24 h old (400
+`too_old`). In `write-time` mode each record gets a fresh v7 id the first time it is written,
+and the source-id → Opik-id map lives in the state directory (SQLite, so memory stays flat), so
+a rerun reuses the same ids: the map is what makes the writes idempotent (DESIGN.md invariant 1).
+
+Ids are saved (`commit`) before the batch that uses them is sent, and marked acknowledged after
+the server accepted it. An id that was never acknowledged and is older than the smallest window
+a server can have (12 h) is replaced on the next run, since the server would refuse it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .._ids import minted_uuid7, uuid7_ms
+from .._models import Span, Trace
+from .._time import to_ms
+
+__all__ = ["MintedIds"]
+
+_SMALLEST_WINDOW = timedelta(hours=12)
+
+
+class MintedIds:
+    """`OpikIds` that mints ids at write time and remembers them in a SQLite file."""
+
+    def __init__(self, path: Path, *, now: Callable[[], datetime] | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._now = now or (lambda: datetime.now(UTC))
+        self._db = sqlite3.connect(path)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS ids (source TEXT PRIMARY KEY, opik_id TEXT NOT NULL, "
+            "acked INTEGER NOT NULL DEFAULT 0)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS ids_by_opik_id ON ids (opik_id)")
+        self._db.commit()
+
+    def _id(self, key: str) -> str:
+        row = self._db.execute("SELECT opik_id, acked FROM ids WHERE source = ?", (key,)).fetchone()
+        now = self._now()
+        if row is not None:
+            opik_id, acked = row
+            if acked or to_ms(now) - uuid7_ms(opik_id) < _SMALLEST_WINDOW / timedelta(
+                milliseconds=1
+            ):
+                return str(opik_id)
+        opik_id = minted_uuid7(now)
+        self._db.execute(
+            "INSERT INTO ids (source, opik_id, acked) VALUES (?, ?, 0) "
+            "ON CONFLICT(source) DO UPDATE SET opik_id = excluded.opik_id, acked = 0",
+            (key, opik_id),
+        )
+        return opik_id
+
+    def trace_id(self, trace: Trace) -> str:
+        if trace.source.platform == "opik":
+            return trace.id
+        src = trace.source
+        return self._id(f"trace\x1f{src.platform}\x1f{src.project}\x1f{src.id}")
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        if trace.source.platform == "opik":
+            return span.id
+        src = trace.source
+        return self._id(f"span\x1f{src.platform}\x1f{src.project}\x1f{src.id}/{span.id}")
+
+    def commit(self) -> None:
+        """Save the ids minted so far; call before sending the batch that uses them."""
+        self._db.commit()
+
+    def acknowledge(self, opik_ids: list[str]) -> None:
+        """Mark ids the server accepted (they are kept even when they grow old)."""
+        self._db.executemany("UPDATE ids SET acked = 1 WHERE opik_id = ?", [(i,) for i in opik_ids])
+        self._db.commit()
+
+    def was_acknowledged(self, opik_id: str) -> bool:
+        row = self._db.execute("SELECT acked FROM ids WHERE opik_id = ?", (opik_id,)).fetchone()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
