@@ -7,6 +7,9 @@ Usage::
     async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as client:
         await client.post("/api/collector", json={...}, headers={"X-Auth-Token": fake.api_key})
 
+`with fake.router:` also patches httpx globally. A request to another host raises respx's
+AllMockedAssertionError; an unknown path on this host answers 404.
+
 State lives in `fake.traces` (trace_id -> trace in the READ shape of §4, with "spans" and
 "evaluations"); reads render from it, the collector folds writes into it.
 """

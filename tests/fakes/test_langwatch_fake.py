@@ -133,12 +133,18 @@ async def test_auth_headers(fake: LangWatchFake) -> None:
     assert len(fake.requests) == 8
 
 
-async def test_unknown_route_and_missing_trace(client: httpx.AsyncClient) -> None:
+async def test_unknown_route_missing_trace_and_prefix_lookup(fake, client) -> None:
     assert (await client.get("/api/nope")).status_code == 404
     assert (await client.get("/api/collector")).status_code == 404  # wrong method
     missing = await client.get("/api/traces/does-not-exist")
     assert missing.status_code == 404
     assert missing.json() == {"message": "Trace not found."}
+    for trace_id in ("abcdef0123", "abcdef0199"):
+        fake.add_trace(read_trace(trace_id, NOW))
+    assert (await client.get("/api/traces/abcdef012")).json()["trace_id"] == "abcdef0123"
+    ambiguous = await client.get("/api/traces/abcdef01")
+    assert ambiguous.status_code == 409
+    assert ambiguous.json()["candidateTraceIds"] == ["abcdef0123", "abcdef0199"]
 
 
 # ---- search paging (§3.1) ----------------------------------------------------------------------
@@ -265,6 +271,8 @@ async def test_filters_trace_ids_and_spans_flag(fake, client) -> None:
     fake.add_trace(read_trace("c", NOW))
     by_thread = (await search(client, filters={"metadata.thread_id": ["th1", "th2"]})).json()
     assert sorted(t["trace_id"] for t in by_thread["traces"]) == ["a", "b"]
+    negated = {"filters": {"metadata.thread_id": ["th1", "th2"]}, "negateFilters": True}
+    assert [t["trace_id"] for t in (await search(client, **negated)).json()["traces"]] == ["c"]
     by_id = (await search(client, traceIds=["c", "zzz"])).json()
     assert [t["trace_id"] for t in by_id["traces"]] == ["c"]
     no_spans = (await search(client, traceIds=["a"])).json()["traces"][0]
