@@ -25,35 +25,37 @@ Json = Any
 
 
 def same(a: Json, b: Json) -> bool:
-    """JSON equality that tells booleans from numbers (Python's `True == 1` does not)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
+    """True when `a` and `b` are the same JSON: `True` is not `1`, and `1` is not `1.0`.
+
+    (Python's `==` calls all three equal.)
+    """
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return type(a) is type(b) and a == b
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    return bool(a == b)
 
 
 def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str, Json]:
     """The patch that turns `decoded` back into `original` ({} when they are the same).
 
     Each key maps to `{"set": value}`, `{"del": true}` or, for two dicts, `{"sub": patch}`.
+    One walk over both records.
     """
     patch: dict[str, Json] = {}
-    for key in original.keys() | decoded.keys():
-        if key not in original:
-            patch[key] = {"del": True}
-        elif key not in decoded:
-            patch[key] = {"set": original[key]}
-        elif same(original[key], decoded[key]):
-            continue
-        elif isinstance(original[key], dict) and isinstance(decoded[key], dict):
-            patch[key] = {"sub": make_patch(original[key], decoded[key])}
-        else:
-            patch[key] = {"set": original[key]}
+    for key, value in original.items():
+        if key not in decoded:
+            patch[key] = {"set": value}
+        elif isinstance(value, dict) and isinstance(decoded[key], dict):
+            sub = make_patch(value, decoded[key])
+            if sub:
+                patch[key] = {"sub": sub}
+        elif not same(value, decoded[key]):
+            patch[key] = {"set": value}
+    for key in decoded.keys() - original.keys():
+        patch[key] = {"del": True}
     return patch
 
 
