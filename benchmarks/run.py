@@ -24,10 +24,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.factories import langwatch_project, opik_project  # noqa: E402
-from tests.fakes.langwatch import LangWatchFake  # noqa: E402
-from tests.fakes.opik import OpikFake  # noqa: E402
-from tracebridge import Report, load_settings, migrate  # noqa: E402
+from tests.factories import langwatch_project, opik_project
+from tests.fakes.langwatch import LangWatchFake
+from tests.fakes.opik import OpikFake
+
+from tracebridge import Report, load_settings, migrate
 
 NOW = datetime.now(UTC)
 
@@ -110,7 +111,8 @@ async def api_paths(n: int, rows: list[tuple[str, ...]]) -> None:
                 transports=transports,
             )
         )
-        requests = f"LW {_per_1000(len(lw.requests) - lw_before, report)} / Opik {_per_1000(len(op.requests) - op_before, report)}"
+        lw_sent = _per_1000(len(lw.requests) - lw_before, report)
+        requests = f"LW {lw_sent} / Opik {_per_1000(len(op.requests) - op_before, report)}"
         rows.append(_row(f"langwatch → opik ({n} traces)", report, seconds, requests, None))
 
         src, dst = OpikFake(), LangWatchFake()
@@ -143,7 +145,8 @@ async def api_paths(n: int, rows: list[tuple[str, ...]]) -> None:
                 transports=transports,
             )
         )
-        requests = f"Opik {_per_1000(len(src.requests), report)} / LW {_per_1000(len(dst.requests), report)}"
+        opik_sent = _per_1000(len(src.requests), report)
+        requests = f"Opik {opik_sent} / LW {_per_1000(len(dst.requests), report)}"
         rows.append(_row(f"opik → langwatch ({n} traces)", report, seconds, requests, None))
 
 

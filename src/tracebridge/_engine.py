@@ -83,15 +83,7 @@ async def run(
     window = window or Window()
     checkpoint: Checkpoint | None = None
     dead_letters: DeadLetters | None = None
-    if state is not None and not dry_run:
-        state.lock()
-        checkpoint = state.load()
-        if checkpoint is None or checkpoint.complete:
-            checkpoint = Checkpoint(job=state.job)
-        else:
-            report.resumed_after_pages = checkpoint.pages
-        dead_letters = DeadLetters(state.dead_letter_path, report.run_id)
-        report.dead_letter_path = str(state.dead_letter_path)
+    locked = sink_closed = False
 
     def reject(items: list[Rejected]) -> None:
         for item in items:
@@ -127,23 +119,51 @@ async def run(
                     on_page(report)
 
     try:
+        if state is not None and not dry_run:
+            state.lock()
+            locked = True
+            checkpoint = state.load()
+            if checkpoint is None or checkpoint.complete:
+                checkpoint = Checkpoint(job=state.job)
+            else:
+                report.resumed_after_pages = checkpoint.pages
+            dead_letters = DeadLetters(state.dead_letter_path, report.run_id)
+            report.dead_letter_path = str(state.dead_letter_path)
         send, receive = anyio.create_memory_object_stream[Page](_PAGES_IN_FLIGHT)
-        async with anyio.create_task_group() as group:
-            group.start_soon(read, send)
-            group.start_soon(write, receive)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read, send)
+                group.start_soon(write, receive)
+        except BaseExceptionGroup as errors:
+            raise _cause(errors) from None
+        sink_closed = True
         await sink.aclose()
         if checkpoint is not None and state is not None:
             checkpoint.complete = True
             state.save(checkpoint)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await sink.aclose()
-        raise
     finally:
         with anyio.CancelScope(shield=True):
+            if not sink_closed:
+                await sink.aclose()
             await source.aclose()
         if dead_letters is not None:
             dead_letters.close()
-        if state is not None:
+        if state is not None and locked:
             state.unlock()
     return report
+
+
+def _cause(errors: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped the run: not the other task's broken stream or cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(group: BaseExceptionGroup[BaseException]) -> None:
+        for error in group.exceptions:
+            if isinstance(error, BaseExceptionGroup):
+                walk(error)
+            else:
+                leaves.append(error)
+
+    walk(errors)
+    noise = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.get_cancelled_exc_class())
+    return next((e for e in leaves if not isinstance(e, noise)), leaves[0])

@@ -402,17 +402,30 @@ class LangWatchApiSink:
         if not any(old):
             return [*wires]
         out: list[dict[str, Any] | None] = []
-        # One shift for the whole thread keeps its turns in order, when it fits in the window.
+        # Copies are moved together: one shift for every copied trace of the thread, fresh
+        # turns included, keeps its turns in order and spacing when they fit in the window; a
+        # longer thread is compressed into it, still in order. LangWatch-born traces never move.
         starts = [oldest(w) for w in wires]
-        span = max(starts) - min(starts)
+        copied = [t.source.platform != "langwatch" for t in traces]
+        moving = [s for s, c in zip(starts, copied, strict=True) if c]
+        shift = self.shift and any(o and c for o, c in zip(old, copied, strict=True))
+        first = min(moving, default=0)
+        span = max(moving, default=0) - first
+        room = (_SAFE_AGE - timedelta(days=1)) // timedelta(milliseconds=1)
         target = to_ms(self._now() - _SAFE_AGE)
-        for trace, wire, is_old, start in zip(traces, wires, old, starts, strict=True):
-            if not is_old:
+        for trace, wire, is_old, start, is_copy in zip(
+            traces, wires, old, starts, copied, strict=True
+        ):
+            if shift and is_copy:
+                offset = start - first if span < room else (start - first) * room // span
+                out.append(_shifted(wire, target + offset - start))
+                self.shifted += 1
+            elif not is_old:
                 out.append(wire)
             elif trace.source.platform == "langwatch":
                 result.skip(1, "traces", _OLD_ORIGINAL)
                 out.append(None)
-            elif not self.shift:
+            else:
                 result.rejected.append(
                     Rejected(
                         "trace",
@@ -426,14 +439,6 @@ class LangWatchApiSink:
                     )
                 )
                 out.append(None)
-            else:
-                delta = target - (
-                    min(starts)
-                    if span < (_SAFE_AGE - timedelta(days=1)) / timedelta(milliseconds=1)
-                    else start
-                )
-                out.append(_shifted(wire, delta))
-                self.shifted += 1
         return out
 
     def _requests(self, wire: dict[str, Any]) -> list[_Request]:
@@ -447,11 +452,16 @@ class LangWatchApiSink:
                 body["metadata"] = wire["metadata"]
             chunk_spans = spans[i : i + self.max_spans]
             chunk_evals = evaluations[j : j + self.max_evaluations]
+            # The limit is on the whole body: halve the bigger part until it fits.
             while (
-                len(json.dumps(chunk_spans, ensure_ascii=False).encode()) > self.max_bytes
-                and len(chunk_spans) > 1
+                len(chunk_spans) + len(chunk_evals) > 1
+                and _size({**body, "spans": chunk_spans, "evaluations": chunk_evals})
+                > self.max_bytes
             ):
-                chunk_spans = chunk_spans[: len(chunk_spans) // 2]
+                if len(chunk_spans) <= 1 or _size(chunk_evals) > _size(chunk_spans):
+                    chunk_evals = chunk_evals[: len(chunk_evals) // 2]
+                else:
+                    chunk_spans = chunk_spans[: len(chunk_spans) // 2]
             body["spans"] = chunk_spans
             if chunk_evals:
                 body["evaluations"] = chunk_evals
@@ -534,6 +544,11 @@ class LangWatchApiSink:
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+
+def _size(value: Any) -> int:
+    """Bytes of `value` as JSON (a little more than the compact body `Api.send` sends)."""
+    return len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def _split(request: _Request) -> tuple[_Request, _Request] | None:

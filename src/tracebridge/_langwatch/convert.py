@@ -71,10 +71,10 @@ def trace_from_wire(
         raw = shift_timestamps(raw, -shift)  # undo --shift-old-timestamps
     try:
         wire = LWTrace.model_validate(raw)
+        trace = _decode(wire, stash, project or wire.project_id or "")
     except ValidationError as exc:
         label = where or f"trace {raw.get('trace_id', '?')}"
         raise RecordError(describe_validation_error(exc), where=label, record=raw) from None
-    trace = _decode(wire, stash, project or wire.project_id or "")
     if trace.source.platform == PLATFORM:
         trace = _keep_residuals(trace, raw)
     thread = None

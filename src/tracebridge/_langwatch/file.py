@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +23,6 @@ from .._endpoints import Counts, Page, Rejected, Unit, Window, WriteResult
 from .._errors import RecordError, UsageError
 from .._files import ThreadIndex, paged
 from .._models import Thread, Trace
-from .._state import write_atomically
 from .._time import from_ms
 from .convert import thread_to_wire, trace_from_wire, trace_to_wire
 
@@ -66,7 +66,8 @@ class LangWatchFileSource:
                 started = _started_at(record)
                 if started is not None and not window.holds(started):
                     continue
-                thread_id = (record.get("metadata") or {}).get("thread_id")
+                metadata = record.get("metadata")
+                thread_id = metadata.get("thread_id") if isinstance(metadata, dict) else None
                 index.add(
                     thread_id if isinstance(thread_id, str) and thread_id else None, (here, lineno)
                 )
@@ -135,30 +136,62 @@ class LangWatchFileSink:
         self.path = path
         self.project_id = project_id
         self.label = f"langwatch-file:{path}"
-        self._digests: dict[str, bytes] = {}
+        self._digests: dict[str, bytes] = {}  # trace id -> digest of its line in the file
+        self._ready = False
         self._replaced = False
         self._handle: IO[bytes] | None = None
-        if path.exists():
-            self._compact()
 
-    def _compact(self) -> None:
-        """Index the file; where a trace occurs twice (a crash before close), keep the last."""
-        lines: dict[str, bytes] = {}
-        duplicates = False
+    def _prepare(self) -> None:
+        """Index the file before the first write, mending what a crash may have left."""
+        if self.path.exists() and self._index():
+            self._compact()
+        self._ready = True
+
+    def _index(self) -> bool:
+        """Read the trace ids and digests; True when the file needs compacting."""
+        self._digests, needs_compacting = {}, False
         with self.path.open("rb") as handle:
-            for raw in handle:
+            for number, raw in enumerate(handle):
+                if not raw.endswith(b"\n"):
+                    return True  # a write cut short by a crash: never acknowledged, dropped
                 record, _ = _parse(raw)
                 trace_id = record.get("trace_id") if record else None
-                key = trace_id if isinstance(trace_id, str) else f"\x00{len(lines)}"
-                duplicates |= key in lines
-                lines[key] = raw if raw.endswith(b"\n") else raw + b"\n"
-        if duplicates:
-            write_atomically(self.path, b"".join(lines.values()).decode("utf-8"))
-        self._digests = {k: _digest(v) for k, v in lines.items()}
+                key = trace_id if isinstance(trace_id, str) else f"\x00{number}"
+                needs_compacting |= key in self._digests
+                self._digests[key] = _digest(raw)
+        return needs_compacting
+
+    def _compact(self) -> None:
+        """Rewrite the file keeping the last line of every trace (streamed, then replaced)."""
+        last: dict[str, int] = {}
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle):
+                if raw.endswith(b"\n"):
+                    record, _ = _parse(raw)
+                    trace_id = record.get("trace_id") if record else None
+                    last[trace_id if isinstance(trace_id, str) else f"\x00{number}"] = number
+        keep = set(last.values())
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(fd, "wb") as out, self.path.open("rb") as handle:
+                for number, raw in enumerate(handle):
+                    if number in keep:
+                        out.write(raw)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._index()
         self._replaced = False
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
         result = WriteResult()
+        if not dry_run and not self._ready:
+            self._prepare()
         lines: list[bytes] = []
         for unit in units:
             try:
@@ -168,19 +201,23 @@ class LangWatchFileSink:
                     else [trace_to_wire(unit, project_id=self.project_id)]
                 )
             except (ValidationError, ValueError) as exc:
-                result.rejected.append(Rejected("trace", _label(unit), f"cannot map: {exc}", None))
+                reason = f"cannot map: {exc}"
+                result.rejected.append(
+                    Rejected("trace", _label(unit), reason, None, Counts.of(unit))
+                )
                 continue
             for wire in wires:
                 line = (json.dumps(wire, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-                digest = _digest(line)
                 if dry_run:
                     result.plan.append(
                         f"trace {wire['trace_id']}: {len(wire['spans'])} spans, "
                         f"{len(wire['evaluations'])} evaluations"
                     )
-                elif self._digests.get(wire["trace_id"]) != digest:
-                    self._replaced |= wire["trace_id"] in self._digests
-                    self._digests[wire["trace_id"]] = digest
+                    continue
+                trace_id, digest = wire["trace_id"], _digest(line)
+                if self._digests.get(trace_id) != digest:  # absent, or changed: (re)write it
+                    self._replaced |= trace_id in self._digests
+                    self._digests[trace_id] = digest
                     lines.append(line)
             result.written.add(Counts.of(unit))
         if lines:
@@ -197,7 +234,7 @@ class LangWatchFileSink:
             self._handle.close()
             self._handle = None
         if self._replaced:
-            self._compact()
+            self._compact()  # keep one line per trace
 
 
 def _digest(line: bytes) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from .._time import from_ms
 
@@ -83,6 +83,11 @@ class LWTextValue(_Tolerant):
     value: str | None = None
 
 
+class LWTraceMetadata(_Tolerant):
+    thread_id: str | None = None
+    labels: list[str] | str | None = None
+
+
 class LWTrace(_Tolerant):
     trace_id: str = Field(min_length=1)
     project_id: str | None = None
@@ -94,3 +99,9 @@ class LWTrace(_Tolerant):
     error: LWError | None = None
     spans: list[LWSpan] = Field(default_factory=list)
     evaluations: list[LWEvaluation] = Field(default_factory=list)
+
+    @field_validator("metadata")
+    @classmethod
+    def _reserved_keys(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        LWTraceMetadata.model_validate(metadata)  # thread_id a string, labels strings
+        return metadata

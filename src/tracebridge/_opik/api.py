@@ -388,6 +388,18 @@ class OpikApiSource:
             filters.append({"field": "start_time", "operator": "<=", "value": to_iso(window.until)})
         return filters
 
+    def _thread_filters(self, window: Window) -> list[dict[str, str]]:
+        """Threads that may hold a trace started in `window`: a thread that started before
+        `since` can have later turns, and its `last_updated_at` is its newest trace's (§10)."""
+        filters = []
+        if window.since is not None:
+            filters.append(
+                {"field": "last_updated_at", "operator": ">=", "value": to_iso(window.since)}
+            )
+        if window.until is not None:
+            filters.append({"field": "start_time", "operator": "<=", "value": to_iso(window.until)})
+        return filters
+
     async def _get_page(
         self, path: str, page: int, size: int, filters: list[dict[str, str]], **params: str
     ) -> dict[str, Any]:
@@ -443,7 +455,7 @@ class OpikApiSource:
                     "v1/private/traces/threads",
                     page_no,
                     self.page_size,
-                    window_filters,
+                    self._thread_filters(window),
                     sorting=json.dumps([{"field": "start_time", "direction": "ASC"}]),
                 )
                 page = Page(cursor={"phase": "threads", "page": page_no + 1})

@@ -157,8 +157,10 @@ def _span_to_opik(
         metadata["contexts"] = span.contexts
     _put(wire, "metadata", metadata or None)
     model, provider = span.model, span.provider
-    if model and provider is None and m.to_opik.model.split_vendor_prefix and "/" in model:
-        provider, model = model.split("/", 1)
+    if model and m.to_opik.model.split_vendor_prefix and "/" in model:
+        prefix, rest = model.split("/", 1)
+        if provider in (None, prefix):
+            provider, model = prefix, rest
     _put(wire, "model", model)
     _put(wire, "provider", provider)
     _put(wire, "tags", list(dict.fromkeys(span.tags)) or None)
@@ -290,15 +292,14 @@ def trace_from_opik(
     Raises `RecordError` naming the field when a record does not validate.
     """
     label = where or f"trace {trace.get('id', '?')}"
-    try:
-        OTrace.model_validate(trace)
-        for span in spans:
-            OSpan.model_validate(span)
-    except ValidationError as exc:
-        raise RecordError(describe_validation_error(exc), where=label, record=trace) from None
     metadata = trace.get("metadata")
     stash = parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None
-    canonical = _decode(trace, spans, mappings, stash=stash or {}, project=project)
+    try:
+        for span in spans:
+            OSpan.model_validate(span)
+        canonical = _decode(trace, spans, mappings, stash=stash or {}, project=project)
+    except ValidationError as exc:
+        raise RecordError(describe_validation_error(exc), where=label, record=trace) from None
     if canonical.source.platform == PLATFORM:
         canonical = _keep_residuals(canonical, trace, spans, mappings)
     return canonical

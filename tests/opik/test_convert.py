@@ -1,0 +1,469 @@
+"""`_opik.convert`: canonical ⇄ Opik `Trace_Public`/`Span_Public`, driven by the mapping tables.
+
+Every Opik record these tests produce is also checked against the official spec (strict) when
+the spec is present (`tests/opik_spec.py`)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.opik_spec import load_spec, require_spec, validate_schema
+from tracebridge import IOValue, RecordError, Trace
+from tracebridge._ids import is_uuid7, uuid7_ms
+from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
+from tracebridge._mapping import Mappings, default_mappings, load_mappings
+from tracebridge._opik.convert import (
+    OpikTrace,
+    io_to_json,
+    json_to_io,
+    trace_from_opik,
+    trace_to_opik,
+)
+from tracebridge._stash import same
+
+Json = dict[str, Any]
+M = default_mappings()
+SPEC = load_spec() is not None
+START_MS = 1_773_082_931_482  # 2026-03-09T19:02:11.482Z
+TRACE_ID = "trace_Qm3vK8pLx2NfR7tYwB4aD"
+
+
+def _span(span_id: str, kind: str = "span", parent: str | None = None, **fields: Any) -> Json:
+    span: Json = {
+        "span_id": span_id,
+        "trace_id": TRACE_ID,
+        "parent_id": parent,
+        "name": f"{kind}-{span_id}",
+        "type": kind,
+        "timestamps": {"started_at": START_MS + 10, "finished_at": START_MS + 900},
+        "error": None,
+    }
+    span.update(fields)
+    return span
+
+
+def _lw(
+    spans: list[Json] | None = None, evaluations: list[Json] | None = None, **fields: Any
+) -> Json:
+    """A LangWatch trace in the read shape."""
+    trace: Json = {
+        "trace_id": TRACE_ID,
+        "project_id": "pRj7bX2kQm9LwT4vZc8Hd",
+        "metadata": {"thread_id": "conv_5c1e8d04", "labels": ["web"], "user_id": "cust_88213"},
+        "timestamps": {"started_at": START_MS, "inserted_at": START_MS + 5000},
+        "input": {"value": "Hi, my internet keeps dropping"},
+        "output": {"value": "Switch to 5 GHz"},
+        "metrics": {"total_time_ms": 3311},
+        "error": None,
+        "spans": spans if spans is not None else [_span("span_root", "chain")],
+        "evaluations": evaluations or [],
+    }
+    trace.update(fields)
+    return trace
+
+
+def _validate(record: OpikTrace) -> None:
+    """Strict spec validation of every Opik record, when the spec is present."""
+    if SPEC:
+        validate_schema("Trace_Public", _through_json(record.trace), strict=True)
+        for span in record.spans:
+            validate_schema("Span_Public", _through_json(span), strict=True)
+
+
+def _through_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, ensure_ascii=False))
+
+
+def _to_opik(raw: Json, mappings: Mappings = M) -> OpikTrace:
+    trace, _ = trace_from_wire(raw)
+    record = trace_to_opik(trace, mappings=mappings)
+    _validate(record)
+    return record
+
+
+def _back_to_langwatch(record: OpikTrace, mappings: Mappings = M) -> Json:
+    """Opik records -> canonical -> LangWatch read shape (through JSON, as over HTTP)."""
+    trace = trace_from_opik(
+        _through_json(record.trace), _through_json(record.spans), project="p", mappings=mappings
+    )
+    again, _ = trace_from_wire(_through_json(trace_to_wire(trace)))
+    back: Json = _through_json(trace_to_wire(again))
+    return back
+
+
+def _assert_round_trip(raw: Json, mappings: Mappings = M) -> None:
+    back = _back_to_langwatch(_to_opik(raw, mappings), mappings)
+    assert same(back, raw), (back, raw)
+
+
+# ----------------------------------------------------------------------------------- ids, times
+
+
+def test_copy_gets_derived_uuid7_ids_at_source_times() -> None:
+    """Trace and span ids are UUID v7 whose time field is the source record's start."""
+    raw = _lw([_span("a", "llm"), _span("b", "tool", "a")])
+    record = _to_opik(raw)
+    assert is_uuid7(record.trace["id"])
+    assert uuid7_ms(record.trace["id"]) == START_MS
+    for span in record.spans:
+        assert is_uuid7(span["id"])
+        assert uuid7_ms(span["id"]) == START_MS + 10
+        assert span["trace_id"] == record.trace["id"]
+    assert record.spans[1]["parent_span_id"] == record.spans[0]["id"]
+    assert record.trace["start_time"] == "2026-03-09T19:02:11.482Z"
+    assert record.trace["end_time"] == "2026-03-09T19:02:14.793Z"
+
+
+def test_opik_born_records_keep_their_ids() -> None:
+    """A trace read from Opik is written back under its own ids."""
+    trace = {"id": "0190ca64-4354-7e14-b664-ec7094b9c424", "start_time": "2024-07-19T09:48:06Z"}
+    span = {"id": "0190ca64-436f-76ca-b1c6-0a65734e18ef", "start_time": "2024-07-19T09:48:07Z"}
+    canonical = trace_from_opik(trace, [span], project="p", mappings=M)
+    record = trace_to_opik(canonical, mappings=M)
+    assert record.trace["id"] == trace["id"]
+    assert record.spans[0]["id"] == span["id"]
+
+
+def test_thread_labels_metadata_map_to_opik_fields() -> None:
+    """thread_id -> thread_id, labels -> tags, other metadata stays metadata."""
+    record = _to_opik(_lw())
+    assert record.trace["thread_id"] == "conv_5c1e8d04"
+    assert record.trace["tags"] == ["web"]
+    assert record.trace["metadata"]["user_id"] == "cust_88213"
+    assert record.trace["metadata"]["tracebridge"]["source"] == {
+        "platform": "langwatch",
+        "project": "pRj7bX2kQm9LwT4vZc8Hd",
+        "id": TRACE_ID,
+    }
+
+
+def test_absent_fields_are_omitted_not_null() -> None:
+    """Opik wants absent fields left out: no key holds None."""
+    record = _to_opik(_lw([_span("a", "tool")], input=None, output=None, metrics=None))
+    for wire in (record.trace, *record.spans):
+        assert None not in wire.values(), wire
+
+
+# ----------------------------------------------------------------------------------- span kinds
+
+
+@pytest.mark.parametrize("kind", ["agent", "chain", "rag", "workflow", "span", "module"])
+def test_other_kinds_become_general_and_come_back(kind: str) -> None:
+    """Kinds Opik lacks are written as `general`; the reverse restores the LangWatch kind."""
+    raw = _lw([_span("a", kind)])
+    record = _to_opik(raw)
+    assert record.spans[0]["type"] == "general"
+    trace = trace_from_opik(record.trace, record.spans, project="p", mappings=M)
+    assert trace.spans[0].kind == kind
+    _assert_round_trip(raw)
+
+
+@pytest.mark.parametrize("kind", ["llm", "tool", "guardrail"])
+def test_shared_kinds_map_one_to_one(kind: str) -> None:
+    """llm, tool and guardrail exist on both sides."""
+    assert _to_opik(_lw([_span("a", kind)])).spans[0]["type"] == kind
+
+
+def test_a_user_mapping_of_chain_to_tool_is_honoured(tmp_path: Path) -> None:
+    """`chain = "tool"` in a user's file writes chains as Opik tools; the kind comes back."""
+    path = tmp_path / "to-opik.toml"
+    path.write_text('[span_types]\nchain = "tool"\n')
+    mappings = load_mappings(to_opik=path)
+    raw = _lw([_span("a", "chain"), _span("b", "agent", "a")])
+    record = _to_opik(raw, mappings)
+    assert [s["type"] for s in record.spans] == ["tool", "general"]
+    _assert_round_trip(raw, mappings)
+
+
+# -------------------------------------------------------------------------------- models, usage
+
+
+def test_vendor_prefix_becomes_provider() -> None:
+    """`openai/gpt-5` -> model `gpt-5`, provider `openai`; the reverse joins them again."""
+    raw = _lw([_span("a", "llm", model="openai/gpt-5")])
+    span = _to_opik(raw).spans[0]
+    assert span["model"] == "gpt-5"
+    assert span["provider"] == "openai"
+    _assert_round_trip(raw)
+
+
+def test_vendor_field_becomes_provider() -> None:
+    """A bare model with `vendor` keeps its name; the vendor is the provider."""
+    raw = _lw([_span("a", "llm", model="gpt-4.1-mini", vendor="azure")])
+    span = _to_opik(raw).spans[0]
+    assert (span["model"], span["provider"]) == ("gpt-4.1-mini", "azure")
+    _assert_round_trip(raw)
+
+
+def test_tokens_and_cost_become_usage_and_estimated_cost() -> None:
+    """prompt/completion tokens -> usage with total_tokens; cost -> total_estimated_cost;
+    first_token_at -> ttft in ms after the start."""
+    timestamps = {
+        "started_at": START_MS + 10,
+        "first_token_at": START_MS + 741,
+        "finished_at": START_MS + 3000,
+    }
+    metrics = {"prompt_tokens": 412, "completion_tokens": 71, "cost": 0.0001044}
+    raw = _lw([_span("a", "llm", model="openai/gpt-5", metrics=metrics, timestamps=timestamps)])
+    span = _to_opik(raw).spans[0]
+    assert span["usage"] == {"prompt_tokens": 412, "completion_tokens": 71, "total_tokens": 483}
+    assert span["total_estimated_cost"] == 0.0001044
+    assert span["ttft"] == 731.0
+    _assert_round_trip(raw)
+
+
+def test_error_becomes_error_info() -> None:
+    """LangWatch `error {message, stacktrace[]}` -> `error_info {exception_type, message,
+    traceback}` with the stack joined by lines."""
+    stack = ["Traceback (most recent call last):", "openai.APITimeoutError: timeout"]
+    error = {"has_error": True, "message": "Request timed out", "stacktrace": stack}
+    raw = _lw([_span("a", "llm", error=error)], error=error)
+    record = _to_opik(raw)
+    info = record.spans[0]["error_info"]
+    assert info["message"] == "Request timed out"
+    assert info["traceback"] == "\n".join(stack)
+    assert info["exception_type"]
+    assert record.trace["error_info"]["message"] == "Request timed out"
+    _assert_round_trip(raw)
+
+
+# ---------------------------------------------------------------------------------- evaluations
+
+
+def _eval(name: str, status: str = "processed", **fields: Any) -> Json:
+    return {"evaluation_id": f"check_{name}_{status}", "name": name, "status": status, **fields}
+
+
+def _scores(raw: Json) -> dict[str, Json]:
+    record = _to_opik(raw)
+    return {s["name"]: s for s in record.trace.get("feedback_scores", [])}
+
+
+def test_processed_score_becomes_value_label_category_details_reason() -> None:
+    """score -> value, label -> category_name, details -> reason, source sdk."""
+    raw = _lw(evaluations=[_eval("relevance", score=0.87, label="good", details="on topic")])
+    score = _scores(raw)["relevance"]
+    assert score == {
+        "name": "relevance",
+        "value": 0.87,
+        "source": "sdk",
+        "category_name": "good",
+        "reason": "on topic",
+    }
+    _assert_round_trip(raw)
+
+
+@pytest.mark.parametrize(("passed", "value"), [(True, 1.0), (False, 0.0)])
+def test_passed_only_becomes_one_or_zero(passed: bool, value: float) -> None:
+    """A verdict without a score is stored as 1/0; the reverse restores `passed`, not a score."""
+    raw = _lw(evaluations=[_eval("pii_check", passed=passed)])
+    assert _scores(raw)["pii_check"]["value"] == value
+    _assert_round_trip(raw)
+
+
+def test_score_wins_over_passed() -> None:
+    """With both, the numeric score is the value."""
+    raw = _lw(evaluations=[_eval("faithfulness", score=0.42, passed=False)])
+    assert _scores(raw)["faithfulness"]["value"] == 0.42
+    _assert_round_trip(raw)
+
+
+@pytest.mark.parametrize("status", ["skipped", "error", "scheduled", "in_progress"])
+def test_other_statuses_are_not_scores_but_survive(status: str) -> None:
+    """An evaluation that never produced a verdict is not a feedback score; it comes back."""
+    raw = _lw(evaluations=[_eval("ragas", status, score=0.5, details="fetch failed")])
+    assert "ragas" not in _scores(raw)
+    _assert_round_trip(raw)
+
+
+def test_processed_without_verdict_is_not_a_score_but_survives() -> None:
+    """No score and no passed: nothing Opik can store as a value."""
+    raw = _lw(evaluations=[_eval("label_only", label="neutral")])
+    assert _scores(raw) == {}
+    _assert_round_trip(raw)
+
+
+def test_two_evaluations_with_one_name_give_one_score_and_both_survive() -> None:
+    """Opik upserts scores by name: the first is written, both come back on the reverse."""
+    raw = _lw(
+        evaluations=[
+            _eval("toxicity", score=0.1, evaluation_id="check_a"),
+            _eval("toxicity", score=0.9, evaluation_id="check_b"),
+        ]
+    )
+    record = _to_opik(raw)
+    names = [s["name"] for s in record.trace["feedback_scores"]]
+    assert names == ["toxicity"]
+    assert record.trace["feedback_scores"][0]["value"] == 0.1
+    back = _back_to_langwatch(record)
+    assert [e["evaluation_id"] for e in back["evaluations"]] == ["check_a", "check_b"]
+    assert same(back, raw)
+
+
+# --------------------------------------------------------------------------------------- orphans
+
+
+def test_orphan_span_is_written_top_level_with_a_warning_and_restored() -> None:
+    """A span whose parent is not in the trace has no parent_span_id in Opik (Opik would hide
+    it), a warning names it, and the reverse restores the parent id."""
+    raw = _lw([_span("root", "chain"), _span("lost", "llm", "span_missing_parent")])
+    record = _to_opik(raw)
+    orphan = record.spans[1]
+    assert "parent_span_id" not in orphan
+    (warning,) = record.warnings
+    assert "lost" in warning
+    assert "span_missing_parent" in warning
+    trace = trace_from_opik(record.trace, record.spans, project="p", mappings=M)
+    assert trace.spans[1].parent_id == "span_missing_parent"
+    _assert_round_trip(raw)
+
+
+def test_a_tree_without_orphans_has_no_warnings() -> None:
+    """Warnings are for real problems only."""
+    assert _to_opik(_lw([_span("a", "chain"), _span("b", "llm", "a")])).warnings == []
+
+
+# ------------------------------------------------------------------------------------ IO values
+
+CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hey 👋"}]
+IO_CASES: list[tuple[str, IOValue, Any]] = [
+    ("chat_messages", IOValue(type="chat_messages", value=CHAT), {"messages": CHAT}),
+    ("text", IOValue(type="text", value="hi there"), {"text": "hi there"}),
+    ("raw", IOValue(type="raw", value="<xml/>"), {"raw": "<xml/>"}),
+    ("json object", IOValue(type="json", value={"a": 1, "b": [1]}), {"a": 1, "b": [1]}),
+    ("json string", IOValue(type="json", value="plain"), "plain"),
+    ("json list of objects", IOValue(type="json", value=[{"a": 1}]), [{"a": 1}]),
+    (
+        "json that looks like text",
+        IOValue(type="json", value={"text": "x"}),
+        {"json": {"text": "x"}},
+    ),
+    ("json number", IOValue(type="json", value=42), {"json": 42}),
+    ("json null", IOValue(type="json", value=None), {"json": None}),
+    ("json list of numbers", IOValue(type="json", value=[1, 2]), {"json": [1, 2]}),
+    ("json looks escaped", IOValue(type="json", value={"json": 5}), {"json": {"json": 5}}),
+    ("json bool", IOValue(type="json", value=True), {"json": True}),
+]
+
+
+@pytest.mark.parametrize(("value", "opik"), [c[1:] for c in IO_CASES], ids=[c[0] for c in IO_CASES])
+def test_io_to_json_and_back_is_a_bijection(value: IOValue, opik: Any) -> None:
+    """Each typed value has one Opik JSON form, and that form reads back as the same value."""
+    assert io_to_json(value, M) == opik
+    back = json_to_io(_through_json(opik), M)
+    assert back == value
+    assert same(back.model_dump() if back else None, value.model_dump())
+
+
+@pytest.mark.parametrize("value", [c[1] for c in IO_CASES], ids=[c[0] for c in IO_CASES])
+def test_io_json_is_what_opik_accepts(value: IOValue) -> None:
+    """Opik input/output is an object, an array of objects or a string — never a bare number."""
+    opik = io_to_json(value, M)
+    assert isinstance(opik, dict | str) or (
+        isinstance(opik, list) and all(isinstance(item, dict) for item in opik)
+    )
+
+
+@pytest.mark.parametrize(
+    ("opik", "expected"),
+    [
+        ({"messages": CHAT}, IOValue(type="chat_messages", value=CHAT)),
+        ({"prompt": "hi"}, IOValue(type="json", value={"prompt": "hi"})),
+        ({"messages": "not a list"}, IOValue(type="json", value={"messages": "not a list"})),
+        ({"text": "a", "extra": 1}, IOValue(type="json", value={"text": "a", "extra": 1})),
+        ("hello", IOValue(type="json", value="hello")),
+    ],
+)
+def test_opik_json_reads_as_typed_values(opik: Any, expected: IOValue) -> None:
+    """Opik-born JSON: one known key with a fitting value is that type; anything else is json;
+    and writing it again gives the same JSON."""
+    assert json_to_io(opik, M) == expected
+    assert io_to_json(expected, M) == opik
+
+
+def test_none_stays_none() -> None:
+    """No input is no input on both sides."""
+    assert io_to_json(None, M) is None
+    assert json_to_io(None, M) is None
+
+
+def test_span_io_is_mapped_and_restored() -> None:
+    """Typed span IO goes through the same bijection inside a trace."""
+    raw = _lw(
+        [
+            _span(
+                "a",
+                "llm",
+                input={"type": "chat_messages", "value": CHAT},
+                output={"type": "json", "value": {"text": "looks like text"}},
+            ),
+            _span("b", "tool", "a", input={"type": "json", "value": 7}),
+        ]
+    )
+    record = _to_opik(raw)
+    assert record.spans[0]["input"] == {"messages": CHAT}
+    assert record.spans[0]["output"] == {"json": {"text": "looks like text"}}
+    assert record.spans[1]["input"] == {"json": 7}
+    _assert_round_trip(raw)
+
+
+# -------------------------------------------------------------------------------------- the spec
+
+
+def test_a_rich_trace_validates_against_the_spec_strictly() -> None:
+    """Everything the converter can emit fits `Trace_Public` / `Span_Public` with no extra key."""
+    require_spec()
+    error = {"has_error": True, "message": "boom", "stacktrace": ["line 1", "line 2"]}
+    spans = [
+        _span("a", "agent", params={"temperature": 0.2}, contexts=[{"document_id": "kb-1"}]),
+        _span(
+            "b",
+            "llm",
+            "a",
+            model="openai/gpt-5",
+            metrics={"prompt_tokens": 5, "completion_tokens": 3, "cost": 0.01},
+            timestamps={"started_at": START_MS + 10, "first_token_at": START_MS + 20},
+            input={"type": "chat_messages", "value": CHAT},
+            output={"type": "json", "value": 3.5},
+            error=error,
+        ),
+        _span("c", "guardrail", "missing", output={"type": "guardrail_result", "value": {}}),
+    ]
+    evaluations = [_eval("relevance", score=0.5, label="ok"), _eval("pii", passed=True)]
+    record = trace_to_opik(trace_from_wire(_lw(spans, evaluations, error=error))[0], mappings=M)
+    validate_schema("Trace_Public", _through_json(record.trace), strict=True)
+    for span in record.spans:
+        validate_schema("Span_Public", _through_json(span), strict=True)
+
+
+# ----------------------------------------------------------------------------------- bad records
+
+
+def test_opik_record_without_start_time_is_a_record_error_naming_it() -> None:
+    """An Opik trace without `start_time` is refused by field name."""
+    with pytest.raises(RecordError) as info:
+        trace_from_opik({"id": "x"}, [], project="p", mappings=M, where="trace_x.json")
+    assert "start_time" in info.value.reason
+    assert info.value.where == "trace_x.json"
+
+
+def test_opik_span_with_a_naive_time_is_a_record_error() -> None:
+    """Span timestamps need a timezone; the reason points at the field."""
+    trace = {"id": "x", "start_time": "2024-07-19T09:48:06Z"}
+    span = {"id": "s", "start_time": "2024-07-19T09:48:06"}
+    with pytest.raises(RecordError, match="start_time"):
+        trace_from_opik(trace, [span], project="p", mappings=M)
+
+
+def test_conversion_does_not_change_its_input() -> None:
+    """Converting is pure: the canonical trace is not modified by writing it."""
+    trace, _ = trace_from_wire(_lw([_span("a", "chain"), _span("b", "llm", "gone")]))
+    before = copy.deepcopy(trace)
+    trace_to_opik(trace, mappings=M)
+    assert trace == before
+    assert isinstance(trace, Trace)

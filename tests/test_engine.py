@@ -1,0 +1,461 @@
+"""`_engine.run`: counts and verdicts, the checkpoint that moves only after the sink's
+acknowledgement, resume after an interruption, dry runs, bounded read-ahead and clean shutdown
+(DESIGN.md invariants 3–5). The endpoints are small in-memory classes defined here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tracebridge import (
+    CheckpointError,
+    Counts,
+    Page,
+    Provenance,
+    Rejected,
+    Score,
+    ServerError,
+    Span,
+    Thread,
+    Trace,
+    TracebridgeError,
+    Unit,
+    Window,
+    WriteResult,
+    run,
+)
+from tracebridge._state import StateDir
+
+START = datetime(2026, 3, 9, 19, 0, tzinfo=UTC)
+JOB: dict[str, Any] = {"from": "memory", "to": "memory", "since": None, "until": None}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# --------------------------------------------------------------------------- in-memory endpoints
+
+
+def _trace(trace_id: str, spans: int = 1, scores: int = 0, thread: str | None = None) -> Trace:
+    start = START + timedelta(seconds=len(trace_id))
+    return Trace(
+        id=trace_id,
+        source=Provenance(platform="langwatch", project="p", id=trace_id),
+        thread_id=thread,
+        started_at=start,
+        spans=[Span(id=f"{trace_id}-s{i}", started_at=start) for i in range(spans)],
+        scores=[Score(name=f"score{i}", value=0.5) for i in range(scores)],
+    )
+
+
+def _pages(n: int, per_page: int = 2) -> list[Page]:
+    """`n` pages of standalone traces `p<page>t<i>`, each page's cursor pointing past it."""
+    return [
+        Page(units=[_trace(f"p{p}t{i}") for i in range(per_page)], cursor={"next": p + 1})
+        for p in range(n)
+    ]
+
+
+class MemorySource:
+    """Yields fixed pages; resumes at `cursor["next"]`; records what the engine asked."""
+
+    label = "memory-source"
+
+    def __init__(self, pages: list[Page], *, fail_at: int | None = None) -> None:
+        self._pages = pages
+        self.fail_at = fail_at
+        self.resumes: list[dict[str, Any] | None] = []
+        self.windows: list[Window] = []
+        self.produced = 0
+        self.closed = 0
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        self.resumes.append(resume)
+        self.windows.append(window)
+        for index in range(resume["next"] if resume else 0, len(self._pages)):
+            if index == self.fail_at:
+                raise ServerError("source answered 500 three times")
+            self.produced += 1
+            yield self._pages[index]
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+class MemorySink:
+    """Keeps the ids of each acknowledged batch; can fail on its Nth call or refuse ids."""
+
+    label = "memory-sink"
+
+    def __init__(
+        self,
+        *,
+        fail_on_call: int | None = None,
+        reject: frozenset[str] = frozenset(),
+        skip_scores: bool = False,
+        before_write: Callable[[int], None] | None = None,
+        slow: bool = False,
+        fail_on_close: bool = False,
+    ) -> None:
+        self.fail_on_call = fail_on_call
+        self.reject = reject
+        self.skip_scores = skip_scores
+        self.before_write = before_write
+        self.slow = slow
+        self.fail_on_close = fail_on_close
+        self.calls = 0
+        self.batches: list[list[str]] = []
+        self.dry_runs: list[bool] = []
+        self.closed = 0
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        self.calls += 1
+        self.dry_runs.append(dry_run)
+        if self.slow:
+            await anyio.sleep(0.02)  # the reader gets every chance to run ahead
+        if self.before_write is not None:
+            self.before_write(self.calls)
+        if self.calls == self.fail_on_call:
+            raise ServerError("destination answered 500 three times")
+        result = WriteResult()
+        ids = []
+        for unit in units:
+            if unit.id in self.reject:
+                result.rejected.append(Rejected("trace", f"trace {unit.id}", "refused", None))
+                continue
+            counts = Counts.of(unit)
+            if self.skip_scores:
+                result.skip(counts.scores, "scores", "scores kept in metadata")
+                counts.scores = 0
+            result.written.add(counts)
+            ids.append(unit.id)
+        if not dry_run:
+            self.batches.append(ids)
+        return result
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        if self.fail_on_close:
+            raise ServerError("flush failed")
+
+
+def _written(*sinks: MemorySink) -> list[str]:
+    return [unit_id for sink in sinks for batch in sink.batches for unit_id in batch]
+
+
+async def _failure(source: MemorySource, sink: MemorySink, **kwargs: Any) -> Exception:
+    """Run, expecting a failure; return what `run` raised (maybe wrapped by a task group)."""
+    try:
+        await run(source, sink, **kwargs)
+    except Exception as exc:
+        return exc
+    raise AssertionError("run() did not fail")
+
+
+def _failed_with(exc: BaseException, kind: type[BaseException]) -> bool:
+    """True when `exc` is, or (wrapped by a task group) contains, an error of `kind`."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_failed_with(inner, kind) for inner in exc.exceptions)
+    return isinstance(exc, kind)
+
+
+# ------------------------------------------------------------------------------------- counting
+
+
+@pytest.mark.anyio
+async def test_counts_read_written_skipped_and_dead_lettered() -> None:
+    """Everything read is written, skipped by a rule or dead-lettered, and counted so."""
+    thread = Thread(id="conv", traces=[_trace("a", spans=2, scores=1), _trace("b", spans=2)])
+    pages = [
+        Page(units=[thread, _trace("solo", spans=1, scores=2)], cursor={"next": 1}),
+        Page(
+            units=[_trace("refused", spans=3)],
+            rejected=[Rejected("trace", "in.jsonl:4", "not JSON", "{oops")],
+            cursor={"next": 2},
+        ),
+        Page(rejected=[Rejected("span", "trace x", "bad span", None)], cursor={"next": 3}),
+    ]
+    sink = MemorySink(reject=frozenset({"refused"}), skip_scores=True)
+    report = await run(MemorySource(pages), sink)
+
+    assert report.read == Counts(threads=1, traces=5, spans=9, scores=3)
+    assert report.written == Counts(threads=1, traces=3, spans=5, scores=0)
+    assert report.skipped == Counts(scores=3)
+    assert report.result.skip_reasons == {"scores kept in metadata": 3}
+    assert report.dead_lettered == Counts(traces=2, spans=1)
+    assert report.lossy
+    assert report.exit_code == 1
+    assert sink.calls == 2  # a page with nothing to write is not sent to the sink
+
+
+@pytest.mark.anyio
+async def test_a_clean_run_is_not_lossy() -> None:
+    """Nothing dead-lettered and nothing lost: exit code 0."""
+    sink = MemorySink()
+    report = await run(MemorySource(_pages(3)), sink)
+    assert report.read.traces == report.written.traces == 6
+    assert report.dead_lettered.total() == 0
+    assert not report.lossy
+    assert report.exit_code == 0
+    assert _written(sink) == [f"p{p}t{i}" for p in range(3) for i in range(2)]
+
+
+@pytest.mark.anyio
+async def test_records_lost_at_the_source_make_the_run_lossy() -> None:
+    """`pagination.skipped` (records the server skipped) is a loss even when all else is fine."""
+    pages = _pages(2)
+    pages[1].lost = 3
+    report = await run(MemorySource(pages), MemorySink())
+    assert report.lost == 3
+    assert report.lossy
+    assert report.exit_code == 1
+
+
+@pytest.mark.anyio
+async def test_the_window_reaches_the_source() -> None:
+    """`run(window=...)` is what the source filters by."""
+    source = MemorySource(_pages(1))
+    window = Window(since=START, until=START + timedelta(days=1))
+    await run(source, MemorySink(), window=window)
+    assert source.windows == [window]
+
+
+@pytest.mark.anyio
+async def test_on_page_is_called_once_per_page() -> None:
+    """Progress callbacks see each page's running totals."""
+    seen: list[int] = []
+    await run(MemorySource(_pages(3)), MemorySink(), on_page=lambda r: seen.append(r.read.traces))
+    assert seen == [2, 4, 6]
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.anyio
+async def test_checkpoint_moves_only_after_the_sink_acknowledged(tmp_path: Path) -> None:
+    """While the sink writes page N, the saved cursor is page N-1's; when the 3rd write fails,
+    the saved cursor is the last acknowledged page's."""
+    state = StateDir(tmp_path / "state", JOB)
+    on_disk: list[Any] = []
+
+    def look(call: int) -> None:
+        path = state.checkpoint_path
+        on_disk.append(json.loads(path.read_text())["cursor"] if path.exists() else None)
+
+    sink = MemorySink(fail_on_call=3, before_write=look)
+    source = MemorySource(_pages(5))
+    error = await _failure(source, sink, state=state)
+    assert _failed_with(error, ServerError)
+    assert on_disk == [None, {"next": 1}, {"next": 2}]
+    checkpoint = StateDir(tmp_path / "state", JOB).load()
+    assert checkpoint is not None
+    assert checkpoint.cursor == {"next": 2}
+    assert checkpoint.pages == 2
+    assert not checkpoint.complete
+    assert source.produced > 3  # the reader was ahead, yet its pages were not checkpointed
+
+
+@pytest.mark.anyio
+async def test_rerun_after_an_interruption_resumes_and_loses_nothing(tmp_path: Path) -> None:
+    """The second run starts after the last acknowledged page; together both runs wrote exactly
+    what an uninterrupted run writes."""
+    pages = _pages(6)
+    uninterrupted = MemorySink()
+    await run(MemorySource(pages), uninterrupted)
+
+    first_sink, second_sink = MemorySink(fail_on_call=4), MemorySink()
+    error = await _failure(MemorySource(pages), first_sink, state=StateDir(tmp_path, JOB))
+    assert _failed_with(error, ServerError)
+    source = MemorySource(pages)
+    report = await run(source, second_sink, state=StateDir(tmp_path, JOB))
+
+    assert source.resumes == [{"next": 3}]
+    assert report.resumed_after_pages == 3
+    assert _written(first_sink) + _written(second_sink) == _written(uninterrupted)
+    assert _written(second_sink)[0] == "p3t0"
+    checkpoint = StateDir(tmp_path, JOB).load()
+    assert checkpoint is not None
+    assert checkpoint.complete
+
+
+@pytest.mark.anyio
+async def test_a_source_failure_keeps_the_acknowledged_checkpoint(tmp_path: Path) -> None:
+    """When the source fails mid-way, the pages already written stay checkpointed."""
+    source = MemorySource(_pages(4), fail_at=2)
+    error = await _failure(source, MemorySink(), state=StateDir(tmp_path, JOB))
+    assert _failed_with(error, ServerError)
+    checkpoint = StateDir(tmp_path, JOB).load()
+    assert checkpoint is not None
+    assert checkpoint.cursor == {"next": 2}
+
+
+@pytest.mark.anyio
+async def test_a_completed_checkpoint_starts_fresh_next_time(tmp_path: Path) -> None:
+    """After a complete run, the next run of the job reads everything again (it is a new pass;
+    idempotent writes make that safe)."""
+    await run(MemorySource(_pages(3)), MemorySink(), state=StateDir(tmp_path, JOB))
+    checkpoint = StateDir(tmp_path, JOB).load()
+    assert checkpoint is not None
+    assert checkpoint.complete
+    assert checkpoint.cursor == {"next": 3}
+
+    source, sink = MemorySource(_pages(3)), MemorySink()
+    report = await run(source, sink, state=StateDir(tmp_path, JOB))
+    assert source.resumes == [None]
+    assert report.resumed_after_pages == 0
+    assert len(_written(sink)) == 6
+
+
+@pytest.mark.anyio
+async def test_a_run_without_state_always_starts_at_the_beginning(tmp_path: Path) -> None:
+    """No state directory: no resume, nothing written to disk."""
+    source = MemorySource(_pages(2))
+    await run(source, MemorySink())
+    assert source.resumes == [None]
+
+
+@pytest.mark.anyio
+async def test_dead_letters_go_to_the_state_directory(tmp_path: Path) -> None:
+    """Rejects from source and sink are lines of dead-letters.jsonl, tagged with the run id."""
+    pages = [
+        Page(
+            units=[_trace("ok"), _trace("refused")],
+            rejected=[Rejected("trace", "in.jsonl:2", "not JSON", "{oops")],
+            cursor={"next": 1},
+        )
+    ]
+    state = StateDir(tmp_path / "state", JOB)
+    report = await run(MemorySource(pages), MemorySink(reject=frozenset({"refused"})), state=state)
+    assert report.dead_letter_path == str(state.dead_letter_path)
+    lines = [json.loads(line) for line in state.dead_letter_path.read_text().splitlines()]
+    assert [line["where"] for line in lines] == ["in.jsonl:2", "trace refused"]
+    assert {line["run_id"] for line in lines} == {report.run_id}
+    assert lines[0]["record"] == "{oops"
+
+
+@pytest.mark.anyio
+async def test_dry_run_writes_no_state_and_no_dead_letters(tmp_path: Path) -> None:
+    """A dry run maps and counts, but leaves no checkpoint, lock or dead-letter file."""
+    pages = _pages(2)
+    pages[0].rejected.append(Rejected("trace", "in.jsonl:9", "not JSON", None))
+    sink = MemorySink()
+    root = tmp_path / "state"
+    report = await run(MemorySource(pages), sink, state=StateDir(root, JOB), dry_run=True)
+    assert not root.exists()
+    assert report.dry_run
+    assert report.dead_letter_path is None
+    assert report.dead_lettered.traces == 1  # still reported
+    assert sink.dry_runs == [True, True]
+    assert sink.batches == []
+
+
+@pytest.mark.anyio
+async def test_a_second_concurrent_run_of_the_job_is_refused(tmp_path: Path) -> None:
+    """The job's lock keeps two runs from moving one checkpoint."""
+    holder = StateDir(tmp_path, JOB)
+    holder.lock()
+    try:
+        sink = MemorySink()
+        with pytest.raises(CheckpointError):
+            await run(MemorySource(_pages(1)), sink, state=StateDir(tmp_path, JOB))
+        assert sink.calls == 0
+    finally:
+        holder.unlock()
+
+
+# ----------------------------------------------------------------------------------- shutdown
+
+
+@pytest.mark.anyio
+async def test_both_endpoints_are_closed_after_success() -> None:
+    """A normal run closes the source and the sink once each."""
+    source, sink = MemorySource(_pages(2)), MemorySink()
+    await run(source, sink)
+    assert (source.closed, sink.closed) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_both_endpoints_are_closed_when_the_sink_fails() -> None:
+    """A failing write still closes both endpoints (connections, file handles)."""
+    source, sink = MemorySource(_pages(3)), MemorySink(fail_on_call=2)
+    error = await _failure(source, sink)
+    assert _failed_with(error, ServerError)
+    assert (source.closed, sink.closed) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_both_endpoints_are_closed_when_the_source_fails() -> None:
+    """A failing read still closes both endpoints."""
+    source, sink = MemorySource(_pages(3), fail_at=1), MemorySink()
+    error = await _failure(source, sink)
+    assert _failed_with(error, ServerError)
+    assert (source.closed, sink.closed) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_endpoints_are_closed_when_the_checkpoint_cannot_be_used(tmp_path: Path) -> None:
+    """A refused lock is a failure like any other: the endpoints are still closed."""
+    holder = StateDir(tmp_path, JOB)
+    holder.lock()
+    source, sink = MemorySource(_pages(1)), MemorySink()
+    try:
+        with pytest.raises(CheckpointError):
+            await run(source, sink, state=StateDir(tmp_path, JOB))
+    finally:
+        holder.unlock()
+    assert (source.closed, sink.closed) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_a_corrupt_checkpoint_does_not_leave_the_job_locked(tmp_path: Path) -> None:
+    """After a refused checkpoint is moved away, the same process can run the job again."""
+    state = StateDir(tmp_path, JOB)
+    state.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    state.checkpoint_path.write_text("{corrupt")
+    with pytest.raises(CheckpointError):
+        await run(MemorySource(_pages(1)), MemorySink(), state=state)
+    state.checkpoint_path.unlink()
+    report = await run(MemorySource(_pages(1)), MemorySink(), state=StateDir(tmp_path, JOB))
+    assert report.written.traces == 2
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_error_reaches_the_caller_as_itself() -> None:
+    """`run` raises the TracebridgeError the endpoint raised, so its exit code applies."""
+    with pytest.raises(TracebridgeError) as info:
+        await run(MemorySource(_pages(2)), MemorySink(fail_on_call=1))
+    assert isinstance(info.value, ServerError)
+
+
+@pytest.mark.anyio
+async def test_sink_aclose_is_called_once_even_when_it_fails() -> None:
+    """A sink whose final flush fails is not closed twice."""
+    sink = MemorySink(fail_on_close=True)
+    error = await _failure(MemorySource(_pages(1)), sink)
+    assert _failed_with(error, ServerError)
+    assert sink.closed == 1
+
+
+# --------------------------------------------------------------------------------- bounded memory
+
+
+@pytest.mark.anyio
+async def test_the_reader_stays_a_few_pages_ahead_of_a_slow_sink() -> None:
+    """Pages flow through a bounded stream: a slow sink holds the source back (invariant 5)."""
+    source = MemorySource(_pages(12, per_page=1))
+    ahead: list[int] = []
+
+    def measure(call: int) -> None:
+        ahead.append(source.produced - (call - 1))
+
+    await run(source, MemorySink(before_write=measure, slow=True))
+    assert source.produced == 12
+    assert max(ahead) <= 4, ahead

@@ -1,0 +1,251 @@
+"""`_state`: atomic files, validated and locked checkpoints, dead letters, no secrets
+(DESIGN.md invariant 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from pydantic import SecretStr
+
+from tracebridge import CheckpointError, Rejected, Settings, migrate
+from tracebridge._state import Checkpoint, DeadLetters, StateDir, write_atomically
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langwatch-sample.jsonl"
+JOB: dict[str, Any] = {"from": "langwatch-file:a.jsonl", "to": "opik-dir:out", "since": None}
+OTHER_JOB: dict[str, Any] = {**JOB, "to": "opik-dir:elsewhere"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
+def test_write_atomically_creates_parents_and_replaces(tmp_path: Path) -> None:
+    """The new text replaces the old one; missing folders are created."""
+    path = tmp_path / "a" / "b" / "file.json"
+    write_atomically(path, "old\n")
+    write_atomically(path, "new\n")
+    assert path.read_text() == "new\n"
+    assert os.listdir(path.parent) == ["file.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("failing", ["replace", "fsync"])
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A crash before `os.replace` completes leaves the old file whole (never a torn one)."""
+    path = tmp_path / "checkpoint.json"
+    path.write_text("old content\n")
+
+    def crash(*args: object) -> NoReturn:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, failing, crash)
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(path, "new content that never lands\n")
+    monkeypatch.undo()
+    assert path.read_text() == "old content\n"
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.json"]
+
+
+def test_write_atomically_is_durable_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync happens on the temp file before it replaces the target."""
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        calls.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_atomically(tmp_path / "f", "x")
+    assert calls == ["fsync", "replace"]
+
+
+# -------------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_save_and_load(tmp_path: Path) -> None:
+    """What is saved loads back, with its schema version and a timestamp."""
+    state = StateDir(tmp_path, JOB)
+    state.save(Checkpoint(job=JOB, cursor={"units_done": 7}, pages=3))
+    loaded = state.load()
+    assert loaded is not None
+    assert loaded.cursor == {"units_done": 7}
+    assert loaded.pages == 3
+    assert loaded.complete is False
+    assert loaded.updated_at is not None
+    on_disk = json.loads(state.checkpoint_path.read_text())
+    assert on_disk["schema_version"] == 1
+
+
+def test_no_checkpoint_loads_as_none(tmp_path: Path) -> None:
+    """A job that never ran has no checkpoint."""
+    assert StateDir(tmp_path, JOB).load() is None
+
+
+def test_checkpoint_path_depends_on_the_job(tmp_path: Path) -> None:
+    """Two jobs keep separate checkpoints in one state directory."""
+    assert StateDir(tmp_path, JOB).checkpoint_path != StateDir(tmp_path, OTHER_JOB).checkpoint_path
+    assert StateDir(tmp_path, JOB).checkpoint_path == StateDir(tmp_path, dict(JOB)).checkpoint_path
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[]",
+        json.dumps({"schema_version": 2, "job": JOB}),
+        json.dumps({"schema_version": 1, "job": JOB, "unexpected": 1}),
+        json.dumps({"schema_version": 1, "job": JOB, "pages": "three"}),
+        json.dumps({"schema_version": 1}),
+    ],
+    ids=["broken json", "not an object", "future schema", "unknown key", "bad type", "no job"],
+)
+def test_a_checkpoint_that_does_not_validate_is_a_checkpoint_error(
+    tmp_path: Path, content: str
+) -> None:
+    """Corrupt or foreign-version checkpoints are refused with CheckpointError, not a crash."""
+    state = StateDir(tmp_path, JOB)
+    state.checkpoint_path.write_text(content)
+    with pytest.raises(CheckpointError) as info:
+        state.load()
+    assert str(state.checkpoint_path) in str(info.value)
+
+
+def test_a_checkpoint_of_another_job_is_refused(tmp_path: Path) -> None:
+    """A checkpoint file naming another job is not resumed from."""
+    state = StateDir(tmp_path, JOB)
+    foreign = Checkpoint(job=OTHER_JOB, cursor={"units_done": 99})
+    state.checkpoint_path.write_text(foreign.model_dump_json())
+    with pytest.raises(CheckpointError, match="another job"):
+        state.load()
+
+
+# ---------------------------------------------------------------------------------------- lock
+
+
+def test_the_lock_refuses_a_second_holder(tmp_path: Path) -> None:
+    """While one run of a job holds the lock, another run of the same job cannot start."""
+    first, second = StateDir(tmp_path, JOB), StateDir(tmp_path, JOB)
+    first.lock()
+    try:
+        with pytest.raises(CheckpointError, match="another tracebridge run"):
+            second.lock()
+    finally:
+        first.unlock()
+    second.lock()  # released: now it can
+    second.unlock()
+
+
+def test_different_jobs_do_not_block_each_other(tmp_path: Path) -> None:
+    """Partitions of one state directory run concurrently."""
+    first, other = StateDir(tmp_path, JOB), StateDir(tmp_path, OTHER_JOB)
+    first.lock()
+    try:
+        other.lock()
+        other.unlock()
+    finally:
+        first.unlock()
+
+
+def test_an_unusable_state_directory_is_a_checkpoint_error(tmp_path: Path) -> None:
+    """A state-dir path that is a file cannot hold a lock: CheckpointError, not OSError."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with pytest.raises(CheckpointError, match=str(not_a_dir)):
+        StateDir(not_a_dir, JOB).lock()
+
+
+# -------------------------------------------------------------------------------- dead letters
+
+
+def test_dead_letter_lines_are_json_with_run_where_reason_and_record(tmp_path: Path) -> None:
+    """Each rejected record is one JSON line with the run id, where, why and the record."""
+    path = tmp_path / "state" / "dead-letters.jsonl"
+    letters = DeadLetters(path, "run123")
+    record = {"trace_id": "t1", "timestamps": {"started_at": 1721382486}}
+    letters.add(Rejected("trace", "in.jsonl:3", "field 'timestamps.started_at': seconds", record))
+    letters.add(Rejected("span", "trace t2", "refused", None))
+    letters.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["run_id"] == "run123"
+    assert first["where"] == "in.jsonl:3"
+    assert first["reason"] == "field 'timestamps.started_at': seconds"
+    assert first["record"] == record
+    assert first["kind"] == "trace"
+    assert "at" in first
+    assert second["kind"] == "span"
+    assert second["record"] is None
+    assert letters.count == 2
+
+
+def test_dead_letters_append_across_runs(tmp_path: Path) -> None:
+    """A later run adds to the file; earlier runs' lines stay."""
+    path = tmp_path / "dead-letters.jsonl"
+    for run_id in ("first", "second"):
+        letters = DeadLetters(path, run_id)
+        letters.add(Rejected("trace", "x", "bad", {"raw": "line"}))
+        letters.close()
+    runs = [json.loads(line)["run_id"] for line in path.read_text().splitlines()]
+    assert runs == ["first", "second"]
+
+
+def test_no_dead_letter_file_without_rejects(tmp_path: Path) -> None:
+    """Opening the dead-letter file is lazy: a clean run leaves none."""
+    letters = DeadLetters(tmp_path / "dead-letters.jsonl", "r")
+    letters.close()
+    assert not (tmp_path / "dead-letters.jsonl").exists()
+
+
+# ------------------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.anyio
+async def test_state_files_hold_no_credentials(tmp_path: Path) -> None:
+    """A real job's checkpoint and dead letters contain neither API key; the job key is built
+    from endpoints, projects and window only."""
+    lw_secret, opik_secret = "sk-lw-SECRET-5d1f0c", "opik-SECRET-93ab27"
+    source = tmp_path / "in.jsonl"
+    shutil.copy(SAMPLE, source)
+    with source.open("a") as handle:
+        handle.write("not json\n")  # one dead letter, so that file exists too
+    settings = Settings(
+        langwatch_api_key=SecretStr(lw_secret),
+        opik_api_key=SecretStr(opik_secret),
+        state_dir=tmp_path / "state",
+    )
+    report = await migrate(
+        f"langwatch-file:{source}",
+        f"opik-dir:{tmp_path / 'out'}",
+        target_project="support-bot",
+        settings=settings,
+    )
+    assert report.dead_lettered.traces == 1
+    files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    assert any(p.name.startswith("checkpoint-") and p.suffix == ".json" for p in files)
+    assert any(p.name == "dead-letters.jsonl" for p in files)
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert lw_secret not in text, path
+        assert opik_secret not in text, path
+    checkpoint = next(p for p in files if p.suffix == ".json")
+    job = json.loads(checkpoint.read_text())["job"]
+    assert set(job) == {"from", "to", "source_project", "target_project", "since", "until"}
