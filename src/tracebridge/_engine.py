@@ -30,6 +30,8 @@ class Report:
     read: Counts = field(default_factory=Counts)
     result: WriteResult = field(default_factory=WriteResult)
     dead_lettered: Counts = field(default_factory=Counts)
+    #: Entries in the dead-letter file (one per rejected record, which may hold others).
+    dead_letter_entries: int = 0
     #: Records the source lost without naming them (LangWatch `pagination.skipped`).
     lost: int = 0
     resumed_after_pages: int = 0
@@ -88,6 +90,7 @@ async def run(
     def reject(items: list[Rejected]) -> None:
         for item in items:
             _count_rejected(report.dead_lettered, item)
+            report.dead_letter_entries += 1
             if dead_letters is not None:
                 dead_letters.add(item)
 

@@ -60,9 +60,20 @@ def verdict_line(report: Report) -> str:
         done = "would be copied" if report.dry_run else "copied"
         return f"OK: everything read was {done} or skipped by a rule above (exit 0)"
     parts = []
-    if report.dead_lettered.total():
+    if report.dead_letter_entries:
         where = f", see {report.dead_letter_path}" if report.dead_letter_path else ""
-        parts.append(f"{report.dead_lettered.total()} records dead-lettered{where}")
+        d = report.dead_lettered
+        held = ", ".join(
+            f"{n} {kind}"
+            for kind, n in (
+                ("traces", d.traces),
+                ("spans", d.spans),
+                ("scores", d.scores),
+                ("threads", d.threads),
+            )
+            if n
+        )
+        parts.append(f"{report.dead_letter_entries} records dead-lettered ({held}){where}")
     if report.lost:
         parts.append(f"{report.lost} records lost at the source (the server skipped them)")
     return f"LOSSY: {'; '.join(parts)} (exit 1)"

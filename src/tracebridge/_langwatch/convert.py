@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .._endpoints import Counts
 from .._errors import RecordError
 from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash
@@ -33,6 +34,7 @@ from .wire import LWError, LWEvaluation, LWSpan, LWTrace, LWTypedValue
 __all__ = [
     "describe_validation_error",
     "evaluation_id",
+    "raw_counts",
     "shift_timestamps",
     "thread_to_wire",
     "trace_from_wire",
@@ -379,6 +381,17 @@ def shift_timestamps(wire: dict[str, Any], delta_ms: int) -> dict[str, Any]:
         if isinstance(wire.get(key), list):
             shifted[key] = [moved_record(item) for item in wire[key]]
     return shifted
+
+
+def raw_counts(raw: Any) -> Counts:
+    """What a raw LangWatch trace holds, as far as it can be told (for a dead-lettered one)."""
+    spans = raw.get("spans") if isinstance(raw, dict) else None
+    evaluations = raw.get("evaluations") if isinstance(raw, dict) else None
+    return Counts(
+        traces=1,
+        spans=len(spans) if isinstance(spans, list) else 0,
+        scores=len(evaluations) if isinstance(evaluations, list) else 0,
+    )
 
 
 # ------------------------------------------------------------------------------------- helpers

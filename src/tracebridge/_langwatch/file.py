@@ -24,7 +24,7 @@ from .._errors import RecordError, UsageError
 from .._files import ThreadIndex, paged
 from .._models import Thread, Trace
 from .._time import from_ms
-from .convert import thread_to_wire, trace_from_wire, trace_to_wire
+from .convert import raw_counts, thread_to_wire, trace_from_wire, trace_to_wire
 
 __all__ = ["LangWatchFileSink", "LangWatchFileSource"]
 
@@ -89,7 +89,9 @@ class LangWatchFileSource:
                         record or {}, project=self.project, where=where
                     )
                 except RecordError as exc:
-                    rejected.append(Rejected("trace", where, exc.reason, record))
+                    rejected.append(
+                        Rejected("trace", where, exc.reason, record, raw_counts(record))
+                    )
                     continue
                 traces.append(trace)
                 thread = thread_data or thread

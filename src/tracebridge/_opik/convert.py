@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from .._endpoints import Counts
 from .._errors import RecordError
 from .._ids import derived_uuid7
 from .._langwatch.convert import describe_validation_error
@@ -33,6 +34,7 @@ __all__ = [
     "SourceTimeIds",
     "io_to_json",
     "json_to_io",
+    "raw_counts",
     "thread_data_from_opik",
     "thread_data_to_opik",
     "trace_from_opik",
@@ -423,6 +425,17 @@ def _keep_residuals(
     trace = trace.model_copy(update={"spans": spans})
     residual = make_patch(_placeless(raw), _placeless(_encode(trace, m, SourceTimeIds()).trace))
     return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
+
+
+def raw_counts(trace: Any, spans: Any) -> Counts:
+    """What raw Opik records hold, as far as it can be told (for a dead-lettered trace)."""
+    spans = [s for s in spans if isinstance(s, dict)] if isinstance(spans, list) else []
+    scores = trace.get("feedback_scores") if isinstance(trace, dict) else None
+    n_scores = len(scores) if isinstance(scores, list) else 0
+    for span in spans:
+        span_scores = span.get("feedback_scores")
+        n_scores += len(span_scores) if isinstance(span_scores, list) else 0
+    return Counts(traces=1, spans=len(spans), scores=n_scores)
 
 
 # ------------------------------------------------------------------------------------- helpers

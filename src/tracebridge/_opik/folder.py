@@ -34,6 +34,7 @@ from .._state import write_atomically
 from .._time import from_iso
 from .convert import (
     OpikIds,
+    raw_counts,
     thread_data_from_opik,
     thread_data_to_opik,
     trace_from_opik,
@@ -148,7 +149,9 @@ class OpikDirSource:
             ):
                 problem = "'spans' is not a list of objects"
             if problem is not None:
-                rejected.append(Rejected("trace", str(path), problem, data))
+                rejected.append(
+                    Rejected("trace", str(path), problem, data, raw_counts(trace, spans))
+                )
                 continue
             assert isinstance(trace, dict)
             try:
@@ -158,7 +161,8 @@ class OpikDirSource:
                     )
                 )
             except RecordError as exc:
-                rejected.append(Rejected("trace", str(path), exc.reason, data))
+                counts = raw_counts(trace, spans)
+                rejected.append(Rejected("trace", str(path), exc.reason, data, counts))
         if not traces:
             return None, rejected
         if thread_id is None:
