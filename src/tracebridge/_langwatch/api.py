@@ -508,15 +508,14 @@ class LangWatchApiSink:
                 int(partial.get("rejectedEvaluations") or 0),
             )
             if spans or evaluations:
+                reason = (
+                    f"LangWatch accepted the request but dropped {spans} spans and "
+                    f"{evaluations} evaluations: {partial.get('errorMessage', '')}"
+                )
+                # The synthetic root span is no source span: count at most the source's.
+                spans = min(spans, _source_spans(request.body)) or spans
                 result.rejected.append(
-                    Rejected(
-                        "span",
-                        owner,
-                        f"LangWatch accepted the request but dropped {spans} spans and "
-                        f"{evaluations} evaluations: {partial.get('errorMessage', '')}",
-                        None,
-                        Counts(spans=spans, scores=evaluations),
-                    )
+                    Rejected("span", owner, reason, None, Counts(spans=spans, scores=evaluations))
                 )
             return spans, evaluations
         if response.status_code not in (400, 413, 422, 429):
@@ -544,6 +543,14 @@ class LangWatchApiSink:
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+
+def _source_spans(body: dict[str, Any]) -> int:
+    """How many spans of a collector body came from the source (not the synthetic root)."""
+    return sum(
+        not (parse_stash((span.get("params") or {}).get(STASH_KEY)) or {}).get("trace_span")
+        for span in body.get("spans") or []
+    )
 
 
 def _size(value: Any) -> int:

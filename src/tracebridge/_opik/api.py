@@ -439,7 +439,7 @@ class OpikApiSource:
             page += 1
 
     async def _trace(self, raw: dict[str, Any]) -> tuple[Trace | None, Rejected | None]:
-        spans = [s async for s in self._all("v1/private/spans", [])]
+        spans = [s async for s in self._all("v1/private/spans", [], trace_id=str(raw.get("id")))]
         try:
             return trace_from_opik(raw, spans, project=self.project, mappings=self.mappings), None
         except RecordError as exc:

@@ -1,0 +1,521 @@
+"""`OpikApiSink` against the stateful Opik fake: what goes over the wire and what lands.
+
+Rules pinned (`reference/opik-api.md`): §5 auth headers; §2.1–§2.3 and §4 batch limits (1000
+items), absent fields omitted, `project_name` on every score (§10); §3.1 one bad id refuses a
+whole batch, so the sink bisects down to the item and dead-letters it with the server's
+message (DESIGN.md invariant 4); §3.1/§10 the UUID v7 time window (`too_old` names the
+option to use) and the write-time id map that makes reruns idempotent (DESIGN.md invariant 1);
+§9 the write order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import langwatch_trace
+from tests.fakes.opik import OpikFake, is_uuid7, uuid7_ms
+from tests.opik_spec import require_spec, validate_httpx_request
+from tracebridge import AuthError, Score, Thread, Trace, UsageError, load_settings
+from tracebridge._http import RetryPolicy
+from tracebridge._langwatch.convert import trace_from_wire
+from tracebridge._mapping import default_mappings
+from tracebridge._models import Span
+from tracebridge._opik.api import OpikApiSink, opik_api
+from tracebridge._opik.convert import OpikIds, SourceTimeIds
+from tracebridge._opik.ids import MintedIds
+
+KEY = "opik-key-7f3a9c"
+WORKSPACE = "team-ws"
+PROJECT = "support-bot"
+NOW = datetime.now(UTC)
+RECENT_MS = int((NOW - timedelta(hours=2)).timestamp() * 1000)
+OLD_MS = int((NOW - timedelta(days=10)).timestamp() * 1000)
+NOT_V7 = "0b5c7a52-2f5e-4c1e-9a59-5e0c9b8d3f11"  # a version 4 UUID
+FREE_FORM = frozenset({"input", "output", "metadata"})  # user JSON: may hold nulls of its own
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def make_sink(
+    fake: OpikFake,
+    *,
+    key: str = KEY,
+    ids: OpikIds | None = None,
+    **limits: int,
+) -> OpikApiSink:
+    settings = load_settings(
+        None,
+        {"opik_url": fake.base_url, "opik_api_key": key, "opik_workspace": WORKSPACE},
+        environ={},
+    )
+    policy = RetryPolicy(attempts=2, sleep=_no_sleep)
+    return OpikApiSink(
+        opik_api(settings, fake.transport, policy),
+        project=PROJECT,
+        mappings=default_mappings(),
+        ids=ids,
+        **limits,
+    )
+
+
+def make_fake(**options: Any) -> OpikFake:
+    return OpikFake(api_key=KEY, workspace=WORKSPACE, **options)
+
+
+def canonical(
+    rng: random.Random,
+    i: int,
+    *,
+    start_ms: int = RECENT_MS,
+    thread_id: str | None = None,
+    n_spans: int | None = None,
+) -> Trace:
+    """A LangWatch trace as the source hands it over; every third one has an error."""
+    raw = langwatch_trace(
+        rng,
+        trace_id=f"trace_{i:04d}",
+        started_at_ms=start_ms + i * 1000,
+        thread_id=thread_id,
+        n_spans=n_spans,
+        with_error=i % 3 == 0,
+        evaluation_statuses=("processed", "processed", "skipped"),
+    )
+    trace, _ = trace_from_wire(raw, project="project_test")
+    return trace
+
+
+def traces(n: int, *, seed: int = 7, **kw: Any) -> list[Trace]:
+    rng = random.Random(seed)
+    return [canonical(rng, i, **kw) for i in range(n)]
+
+
+def bodies(fake: OpikFake, path: str) -> list[Any]:
+    return [b for b in fake.request_bodies(path) if b is not None]
+
+
+def items(fake: OpikFake, path: str, key: str) -> list[list[dict[str, Any]]]:
+    """The item lists of every request to `path` (the exact path, not a prefix)."""
+    return [
+        json_body[key]
+        for request, json_body in zip(fake.requests, _decoded(fake), strict=True)
+        if request.url.path.endswith(path) and isinstance(json_body, dict) and key in json_body
+    ]
+
+
+def _decoded(fake: OpikFake) -> list[Any]:
+    import gzip
+
+    out = []
+    for request in fake.requests:
+        raw = request.content
+        if request.headers.get("content-encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        out.append(json.loads(raw) if raw else None)
+    return out
+
+
+def _nulls(node: Any, path: str = "$") -> Iterator[str]:
+    """Paths of JSON nulls, not descending into the user's own input/output/metadata JSON."""
+    if node is None:
+        yield path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in FREE_FORM and value is not None:
+                continue
+            yield from _nulls(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _nulls(value, f"{path}[{i}]")
+
+
+def with_span_score(trace: Trace) -> Trace:
+    span = trace.spans[0]
+    scored = span.model_copy(update={"scores": [Score(name="span quality", value=0.25)]})
+    return trace.model_copy(update={"spans": [scored, *trace.spans[1:]]})
+
+
+def thread_with_data(members: list[Trace], thread_id: str) -> Thread:
+    """A thread with Opik thread-level data (scores, tags, status), as an Opik copy has."""
+    return Thread(
+        id=thread_id,
+        traces=members,
+        scores=[Score(name="resolved", value=1.0, reason="customer confirmed")],
+        tags=["escalated", "vip"],
+        status="active",
+    )
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_requests_carry_the_bare_key_and_the_workspace() -> None:
+    """§5: `authorization: <key>` with no `Bearer ` prefix, plus `Comet-Workspace`."""
+    fake = make_fake()
+    sink = make_sink(fake)
+    result = await sink.write(traces(3))
+    await sink.aclose()
+    assert result.written.traces == 3
+    assert len(fake.traces) == 3
+    assert fake.requests
+    for request in fake.requests:
+        assert request.headers["authorization"] == KEY
+        assert request.headers["comet-workspace"] == WORKSPACE
+
+
+@pytest.mark.anyio
+async def test_a_refused_key_raises_auth_error_and_writes_nothing() -> None:
+    """§5 and DESIGN.md errors: a refused key is fatal and names the variable, not the key."""
+    fake = make_fake()
+    sink = make_sink(fake, key="wrong-key-123")
+    with pytest.raises(AuthError) as caught:
+        await sink.write(traces(2))
+    await sink.aclose()
+    assert "OPIK_API_KEY" in str(caught.value)
+    assert "wrong-key-123" not in str(caught.value)
+    assert fake.row_count() == 0
+    assert len(fake.requests) == 1
+
+
+# --- batch limits -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_no_request_holds_more_than_1000_items() -> None:
+    """§2.2/§4: a batch holds 1 to 1000 items, so 1,500 spans take two requests or more."""
+    fake = make_fake()
+    sink = make_sink(fake)
+    (trace,) = traces(1, n_spans=1500)
+    result = await sink.write([trace])
+    await sink.aclose()
+    span_batches = items(fake, "/v1/private/spans/batch", "spans")
+    assert len(span_batches) >= 2
+    assert all(1 <= len(batch) <= 1000 for batch in span_batches)
+    assert sum(map(len, span_batches)) == 1500  # no request was refused and resent
+    assert result.written.spans == 1500
+    assert len(fake.spans) == 1500
+    assert not result.rejected
+
+
+@pytest.mark.anyio
+async def test_the_byte_cap_splits_batches() -> None:
+    """§4 payload size: no request carries more items than fit in `max_bytes`."""
+    fake = make_fake()
+    max_bytes = 12_000
+    sink = make_sink(fake, max_bytes=max_bytes)
+    batch = traces(30)
+    result = await sink.write(batch)
+    await sink.aclose()
+    for path, key in (("/v1/private/traces/batch", "traces"), ("/v1/private/spans/batch", "spans")):
+        requests = items(fake, path, key)
+        assert len(requests) > 1
+        for chunk in requests:
+            if len(chunk) > 1:  # one item bigger than the cap still goes, alone
+                size = sum(len(json.dumps(i, ensure_ascii=False).encode()) for i in chunk)
+                assert size <= max_bytes
+    assert result.written.traces == len(fake.traces) == 30
+    assert result.written.spans == len(fake.spans) == sum(len(t.spans) for t in batch)
+
+
+# --- request bodies ---------------------------------------------------------------------------
+
+
+def _mixed_units() -> list[Trace | Thread]:
+    """Standalone traces (some with errors, one with a span score) and a thread with data."""
+    rng = random.Random(11)
+    standalone = [canonical(rng, i) for i in range(6)]
+    standalone[1] = with_span_score(standalone[1])
+    members = [canonical(rng, 10 + i, thread_id="thread_ab12") for i in range(3)]
+    return [*standalone, thread_with_data(members, "thread_ab12")]
+
+
+@pytest.mark.anyio
+async def test_absent_fields_are_omitted_not_null() -> None:
+    """§10: the spec allows no `null`; a careful client omits absent fields."""
+    fake = make_fake()
+    sink = make_sink(fake)
+    units = _mixed_units()
+    await sink.write(units)
+    await sink.aclose()
+    decoded = [b for b in _decoded(fake) if b is not None]
+    assert decoded
+    for body in decoded:
+        assert list(_nulls(body)) == []
+    trace_items = [t for batch in items(fake, "/v1/private/traces/batch", "traces") for t in batch]
+    standalone = [t for t in trace_items if "thread_id" not in t]
+    assert len(standalone) == 6  # standalone traces go without a thread_id key
+    assert all("name" not in t for t in trace_items)  # LangWatch traces have no name
+    assert any("error_info" not in t for t in trace_items)
+    span_items = [s for batch in items(fake, "/v1/private/spans/batch", "spans") for s in batch]
+    assert any("parent_span_id" not in s for s in span_items)
+    assert any("model" not in s for s in span_items)
+
+
+@pytest.mark.anyio
+async def test_every_score_carries_the_project_name() -> None:
+    """§10: a score without `project_name` lands in "Default Project", invisible on the entity."""
+    fake = make_fake()
+    sink = make_sink(fake)
+    await sink.write(_mixed_units())
+    await sink.aclose()
+    paths = (
+        "/v1/private/traces/feedback-scores",
+        "/v1/private/spans/feedback-scores",
+        "/v1/private/traces/threads/feedback-scores",
+    )
+    for path in paths:
+        scores = [s for batch in items(fake, path, "scores") for s in batch]
+        assert scores, f"no score was sent to {path}"
+        assert all(s["project_name"] == PROJECT for s in scores)
+    assert [p["name"] for p in fake.projects.values()] == [PROJECT]
+    assert fake.trace_scores
+    assert fake.span_scores
+    assert fake.thread_scores
+
+
+@pytest.mark.anyio
+async def test_every_request_matches_the_opik_spec() -> None:
+    """§1/§10: every request the sink sends validates against the official spec (strict: no
+    undeclared property, no null, formats checked)."""
+    require_spec()
+    fake = make_fake()
+    sink = make_sink(fake)
+    result = await sink.write(_mixed_units())
+    await sink.aclose()
+    assert not result.rejected
+    operations = {validate_httpx_request(r, strict=True) for r in fake.requests}
+    assert {"createTraces", "createSpans", "scoreBatchOfTraces", "scoreBatchOfSpans"} <= operations
+    assert "scoreBatchOfThreads" in operations
+
+
+@pytest.mark.anyio
+async def test_writes_go_traces_then_spans_then_scores_then_threads() -> None:
+    """§9 sink order: traces, spans, trace scores, span scores, then close the thread and only
+    then its scores (§3.5: safe on every server version)."""
+    fake = make_fake()
+    sink = make_sink(fake)
+    await sink.write(_mixed_units())
+    await sink.aclose()
+    order = [
+        "/traces/batch",
+        "/spans/batch",
+        "/traces/feedback-scores",
+        "/spans/feedback-scores",
+        "/threads/close",
+        "/threads/feedback-scores",
+    ]
+    firsts = [next(i for i, r in enumerate(fake.requests) if r.url.path.endswith(p)) for p in order]
+    assert firsts == sorted(firsts)
+    thread = next(iter(fake.threads.values()))
+    assert thread["tags"] == ["escalated", "vip"]
+    assert thread["status"] == "active"
+
+
+# --- one bad item -----------------------------------------------------------------------------
+
+
+class _BadIds:
+    """Source-time ids, except that one span or trace gets a version 4 UUID."""
+
+    def __init__(self, *, span: str | None = None, trace: str | None = None) -> None:
+        self.inner, self.span, self.trace = SourceTimeIds(), span, trace
+
+    def trace_id(self, trace: Trace) -> str:
+        return NOT_V7 if trace.id == self.trace else self.inner.trace_id(trace)
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        return NOT_V7 if span.id == self.span else self.inner.span_id(trace, span)
+
+
+def _leaf(batch: list[Trace]) -> tuple[Trace, Span]:
+    """A span no other span names as parent (so only its own id is bad)."""
+    for trace in batch:
+        parents = {s.parent_id for s in trace.spans}
+        for span in trace.spans:
+            if span.id not in parents and span.parent_id is not None:
+                return trace, span
+    raise AssertionError("no leaf span")
+
+
+@pytest.mark.anyio
+async def test_one_refused_span_is_bisected_out_and_dead_lettered() -> None:
+    """§3.1: one bad id refuses the whole batch; the sink halves it until the bad span is
+    alone, dead-letters it with the server's message and writes every other item."""
+    fake = make_fake()
+    batch = traces(40)
+    owner, bad = _leaf(batch[17:])
+    sink = make_sink(fake, ids=_BadIds(span=bad.id))
+    result = await sink.write(batch)
+    await sink.aclose()
+    n_spans = sum(len(t.spans) for t in batch)
+    (rejected,) = result.rejected
+    assert rejected.kind == "span"
+    assert f"trace {owner.id}" in rejected.where
+    assert "version 7" in rejected.reason
+    assert rejected.record["id"] == NOT_V7
+    assert result.written.spans == n_spans - 1
+    assert len(fake.spans) == n_spans - 1
+    assert NOT_V7 not in fake.spans
+    assert len(fake.traces) == 40
+    # Halving, not item-by-item: about two requests per level of the bisection.
+    span_requests = items(fake, "/v1/private/spans/batch", "spans")
+    assert len(span_requests) <= 2 * math.ceil(math.log2(n_spans)) + 1
+
+
+@pytest.mark.anyio
+async def test_a_refused_trace_takes_its_spans_and_scores_with_it() -> None:
+    """DESIGN.md invariant 4: a refused trace is dead-lettered with what it holds; its spans and
+    scores are not sent on their own (they would be orphans), everything else is written."""
+    fake = make_fake()
+    batch = traces(12)
+    victim = batch[5]
+    sink = make_sink(fake, ids=_BadIds(trace=victim.id))
+    result = await sink.write(batch)
+    await sink.aclose()
+    (rejected,) = result.rejected
+    assert rejected.kind == "trace"
+    assert rejected.where == f"trace {victim.id}"
+    assert "Trace id must be a version 7 UUID" in rejected.reason
+    assert rejected.contains is not None
+    assert rejected.contains.traces == 1
+    assert rejected.contains.spans == len(victim.spans)
+    assert len(fake.traces) == 11
+    sent_spans = [s for b in items(fake, "/v1/private/spans/batch", "spans") for s in b]
+    assert all(s["trace_id"] != NOT_V7 for s in sent_spans)
+    sent_scores = [
+        s for b in items(fake, "/v1/private/traces/feedback-scores", "scores") for s in b
+    ]
+    assert all(s["id"] != NOT_V7 for s in sent_scores)
+    assert len(fake.spans) == sum(len(t.spans) for t in batch) - len(victim.spans)
+
+
+# --- the UUID v7 time window ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_too_old_names_the_write_time_option() -> None:
+    """§3.1/§10 and DESIGN.md invariant 1: a server enforcing the time window refuses ids
+    derived from old start times; the run stops (exit 2) and says which option to use."""
+    fake = make_fake(enforce_time_window=True)
+    sink = make_sink(fake)
+    with pytest.raises(UsageError) as caught:
+        await sink.write(traces(3, start_ms=OLD_MS))
+    await sink.aclose()
+    assert "--opik-ids write-time" in str(caught.value)
+    assert "too_old" in str(caught.value)
+    assert caught.value.exit_code == 2
+    assert fake.row_count() == 0
+
+
+def _opik_rows(fake: OpikFake) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+    return set(fake.traces), set(fake.spans), set(fake.trace_scores)
+
+
+@pytest.mark.anyio
+async def test_write_time_ids_take_old_data_and_a_rerun_reuses_them(tmp_path: Path) -> None:
+    """DESIGN.md invariant 1 (write-time mode): ids are minted now, so the window accepts them;
+    the map in the state directory gives a rerun the same ids: no new rows."""
+    fake = make_fake(enforce_time_window=True)
+    batch = traces(8, start_ms=OLD_MS)
+    map_file = tmp_path / "ids.sqlite"
+    sink = make_sink(fake, ids=MintedIds(map_file))
+    result = await sink.write(batch)
+    await sink.aclose()
+    assert not result.rejected
+    assert map_file.is_file()
+    assert len(fake.traces) == 8
+    assert len(fake.spans) == sum(len(t.spans) for t in batch)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    for trace_id in fake.traces:
+        assert is_uuid7(trace_id)
+        assert abs(uuid7_ms(trace_id) - now_ms) < 3_600_000  # minted now, not 10 days ago
+    rows, before = fake.row_count(), _opik_rows(fake)
+    sent = len(fake.requests)
+
+    again = make_sink(fake, ids=MintedIds(map_file))
+    result = await again.write(batch)
+    await again.aclose()
+    assert not result.rejected
+    assert len(fake.requests) > sent  # it did write again...
+    assert fake.row_count() == rows  # ...onto the same rows
+    assert fake.duplicate_rows == {}
+    assert _opik_rows(fake) == before
+
+
+@pytest.mark.anyio
+async def test_write_time_rerun_after_the_window_skips_what_was_written(tmp_path: Path) -> None:
+    """ids.py: an acknowledged id is kept even when it grows old; when the server then refuses
+    it as `too_old`, the record counts as written by the earlier run, not as lost."""
+    map_file = tmp_path / "ids.sqlite"
+    later = datetime.now(UTC) + timedelta(days=2)
+    fake = make_fake(enforce_time_window=True)
+    batch = traces(4, start_ms=OLD_MS)
+    sink = make_sink(fake, ids=MintedIds(map_file))
+    await sink.write(batch)
+    await sink.aclose()
+    rows, before = fake.row_count(), _opik_rows(fake)
+
+    fake.now = lambda: later
+    newcomer = canonical(random.Random(99), 500, start_ms=OLD_MS)
+    again = make_sink(fake, ids=MintedIds(map_file, now=lambda: later))
+    result = await again.write([*batch, newcomer])
+    await again.aclose()
+    assert not result.rejected
+    assert result.skipped.traces == 4
+    assert result.skipped.spans == sum(len(t.spans) for t in batch)
+    assert result.written.traces == 1
+    assert fake.duplicate_rows == {}
+    assert before[0] < set(fake.traces)
+    assert len(fake.traces) == 5
+    assert fake.row_count() > rows
+
+
+@pytest.mark.anyio
+async def test_write_time_mode_through_settings_writes_old_data(tmp_path: Path) -> None:
+    """`--opik-ids write-time` (settings `opik_ids`) switches `open_sink` to minted ids kept
+    in the state directory."""
+    from tracebridge._open import open_sink, parse_endpoint
+
+    fake = make_fake(enforce_time_window=True)
+    settings = load_settings(
+        None,
+        {
+            "opik_url": fake.base_url,
+            "opik_api_key": KEY,
+            "opik_workspace": WORKSPACE,
+            "opik_ids": "write-time",
+            "state_dir": tmp_path,
+        },
+        environ={},
+    )
+    transports: dict[str, httpx.AsyncBaseTransport] = {"opik": fake.transport}
+    sink = open_sink(
+        parse_endpoint("opik"),
+        settings=settings,
+        mappings=default_mappings(),
+        project=PROJECT,
+        transports=transports,
+    )
+    result = await sink.write(traces(3, start_ms=OLD_MS))
+    await sink.aclose()
+    assert not result.rejected
+    assert len(fake.traces) == 3
+    assert list(tmp_path.glob("opik-ids-*.sqlite"))
+    assert all(uuid.UUID(t).version == 7 for t in fake.traces)
