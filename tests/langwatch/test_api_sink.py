@@ -526,9 +526,10 @@ async def test_thread_scores_and_tags_are_kept_on_the_threads_last_trace() -> No
 
 
 @pytest.mark.anyio
-async def test_an_evaluation_the_collector_cannot_take_is_dead_lettered_not_lost() -> None:
+async def test_a_pending_evaluation_is_skipped_by_a_named_rule() -> None:
     """§5.1: the collector takes evaluation statuses processed|skipped|error only; a LangWatch
-    `scheduled` evaluation coming back is refused, reported, and the rest is written."""
+    `scheduled` evaluation (no result yet) is left out by a rule the summary names, never sent
+    (a refused request would cost a bisection), and the rest is written."""
     raw = langwatch_trace(
         random.Random(3),
         trace_id="trace_pending_eval",
@@ -545,9 +546,12 @@ async def test_an_evaluation_the_collector_cannot_take_is_dead_lettered_not_lost
     stored = fake.traces["trace_pending_eval"]
     assert len(stored["spans"]) == 3
     assert [e["status"] for e in stored["evaluations"]] == ["processed"]
-    assert len(result.rejected) == 1
-    assert result.rejected[0].kind == "score"
-    assert "scheduled" in result.rejected[0].reason
+    assert result.rejected == []
+    assert result.skipped.scores == 1
+    assert any("scheduled" in rule for rule in result.skip_reasons)
+    bodies = [json.loads(r.content) for r in fake.requests if r.url.path == "/api/collector"]
+    assert bodies  # requests were sent, and none carried the pending evaluation
+    assert all(e["status"] != "scheduled" for b in bodies for e in b.get("evaluations", []))
 
 
 # --------------------------------------------------------------------------- the 31-day rule

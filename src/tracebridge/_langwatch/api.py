@@ -35,7 +35,7 @@ from .._http import TRANSIENT_STATUSES, Api, RetryPolicy
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
 from .._time import to_ms
-from .convert import shift_timestamps, thread_to_wire, trace_from_wire, trace_to_wire
+from .convert import raw_counts, shift_timestamps, thread_to_wire, trace_from_wire, trace_to_wire
 
 __all__ = ["LangWatchApiSink", "LangWatchApiSource", "langwatch_api"]
 
@@ -168,30 +168,69 @@ class LangWatchApiSource:
         if resume and resume.get("done"):
             return
         body = {**self._window(window), "includeSpans": True}
-        seen_threads: set[str] = set(resume.get("threads", [])) if resume else set()
+        seen_threads: set[str] = set()
+        # Traces a thread read delivered that the scroll has not reached yet: bounded by the
+        # threads in flight, not by the project.
+        pending: set[str] = set()
         async for traces, pagination in self._scroll(body, (resume or {}).get("scroll_id")):
             page = Page(lost=int(pagination.get("skipped") or 0))
+            threads: dict[str, list[dict[str, Any]]] = {}
             for raw in traces:
-                thread_id = _thread_id(raw)
-                if thread_id is None:
-                    await self._standalone(raw, page)
+                trace_id, thread_id = raw.get("trace_id"), _thread_id(raw)
+                if trace_id in pending:
+                    pending.discard(trace_id)  # already delivered with its thread
+                elif thread_id is None:
+                    self._convert(await self._whole(raw), page, into=page.units)
                 elif thread_id not in seen_threads:
                     seen_threads.add(thread_id)
-                    await self._thread(thread_id, window, page)
+                    members = await self._thread(thread_id, window)
+                    ids = {m.get("trace_id") for m in members}
+                    if trace_id not in ids:  # the thread read does not know it (§3.4)
+                        members.append(await self._whole(raw))
+                    pending |= {i for i in ids if isinstance(i, str)} - {trace_id}
+                    threads[thread_id] = members
+                else:
+                    # Of a thread read earlier, which did not return it: it comes on its own,
+                    # keeping its thread id, rather than be lost.
+                    self._convert(await self._whole(raw), page, into=page.units)
+            await self._add_threads(threads, page)
             next_scroll = pagination.get("scrollId")
             page.cursor = {"scroll_id": next_scroll} if next_scroll else {"done": True}
             yield page
 
-    async def _standalone(self, raw: dict[str, Any], page: Page) -> None:
+    async def _whole(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The trace with its full text when the search may have given a 64 KB preview."""
+        spans = raw.get("spans") or []
         if _maybe_truncated(
             [
                 raw.get("input"),
                 raw.get("output"),
-                [(s.get("input"), s.get("output")) for s in raw.get("spans") or []],
+                [(s.get("input"), s.get("output")) for s in spans],
             ]
         ):
-            raw = await self._get_trace(raw.get("trace_id")) or raw
-        self._convert(raw, page, into=page.units)
+            return await self._get_trace(raw.get("trace_id")) or raw
+        return raw
+
+    async def _add_threads(self, threads: dict[str, list[dict[str, Any]]], page: Page) -> None:
+        """Thread units for the page, with one evaluation lookup for all their traces."""
+        missing = [
+            r.get("trace_id")
+            for members in threads.values()
+            for r in members
+            if not r.get("evaluations")
+        ]
+        evaluations = await self._evaluations(missing)
+        for thread_id, members in threads.items():
+            traces: list[Trace] = []
+            thread_data: Thread | None = None
+            for raw in members:
+                if not raw.get("evaluations"):
+                    raw = {**raw, "evaluations": evaluations.get(str(raw.get("trace_id")), [])}
+                thread_data = self._convert(raw, page, into=traces) or thread_data
+            if traces:
+                extra = thread_data.model_dump(exclude={"id", "traces"}) if thread_data else {}
+                traces.sort(key=lambda t: t.started_at)
+                page.units.append(Thread(id=thread_id, traces=traces, **extra))
 
     async def _get_trace(self, trace_id: Any) -> dict[str, Any] | None:
         response = await self.api.send("GET", f"api/traces/{quote(str(trace_id), safe='')}")
@@ -209,12 +248,13 @@ class LangWatchApiSource:
         try:
             trace, thread_data = trace_from_wire(raw, project=self.project)
         except RecordError as exc:
-            page.rejected.append(Rejected("trace", exc.where, exc.reason, raw))
+            page.rejected.append(Rejected("trace", exc.where, exc.reason, raw, raw_counts(raw)))
             return None
         into.append(trace)
         return thread_data
 
-    async def _thread(self, thread_id: str, window: Window, page: Page) -> None:
+    async def _thread(self, thread_id: str, window: Window) -> list[dict[str, Any]]:
+        """The thread's traces in the window, with spans and full text (no evaluations)."""
         response = await self.api.send("GET", f"api/thread/{quote(thread_id, safe='')}")
         if not response.is_success:
             raise ServerError(
@@ -230,28 +270,8 @@ class LangWatchApiSource:
                 "filters": {"metadata.thread_id": [thread_id]},
             }
             async for found, _ in self._scroll(body):
-                for raw in found:
-                    full = (
-                        await self._get_trace(raw.get("trace_id"))
-                        if _maybe_truncated(raw)
-                        else None
-                    )
-                    raws.append(full or raw)
-        raws = [r for r in raws if isinstance(r, dict) and self._in_window(r, window)]
-        evaluations = await self._evaluations(
-            [r.get("trace_id") for r in raws if not r.get("evaluations")]
-        )
-        traces: list[Trace] = []
-        thread_data: Thread | None = None
-        for raw in raws:
-            if not raw.get("evaluations"):
-                raw = {**raw, "evaluations": evaluations.get(raw.get("trace_id"), [])}
-            thread_data = self._convert(raw, page, into=traces) or thread_data
-        if traces:
-            extra = thread_data.model_dump(exclude={"id", "traces"}) if thread_data else {}
-            page.units.append(
-                Thread(id=thread_id, traces=sorted(traces, key=lambda t: t.started_at), **extra)
-            )
+                raws += [await self._whole(raw) for raw in found]
+        return [r for r in raws if isinstance(r, dict) and self._in_window(r, window)]
 
     @staticmethod
     def _in_window(raw: dict[str, Any], window: Window) -> bool:
@@ -369,8 +389,10 @@ class LangWatchApiSink:
                     )
                 )
                 continue
-            accepted = self._apply_cutoff(traces, wires, result)
-            if isinstance(unit, Thread):
+            accepted = [
+                _finished_only(w, result) for w in self._apply_cutoff(traces, wires, result)
+            ]
+            if isinstance(unit, Thread) and any(accepted):
                 result.written.threads += 1
             for trace, wire in zip(traces, accepted, strict=True):
                 if wire is None:
@@ -543,6 +565,22 @@ class LangWatchApiSink:
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+
+_COLLECTED_STATUSES = frozenset({"processed", "skipped", "error"})
+_PENDING = (
+    "evaluations still scheduled or in progress: the collector takes finished ones only, and "
+    "LangWatch runs pending evaluations itself"
+)
+
+
+def _finished_only(wire: dict[str, Any] | None, result: WriteResult) -> dict[str, Any] | None:
+    """The wire without evaluations the collector would refuse for their status (§5.1)."""
+    if wire is None:
+        return None
+    kept = [e for e in wire["evaluations"] if e.get("status", "processed") in _COLLECTED_STATUSES]
+    result.skip(len(wire["evaluations"]) - len(kept), "scores", _PENDING)
+    return {**wire, "evaluations": kept}
 
 
 def _source_spans(body: dict[str, Any]) -> int:
