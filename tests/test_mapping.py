@@ -42,9 +42,9 @@ def test_defaults_load_with_the_documented_tables() -> None:
     to_opik = m.to_opik
     assert to_opik.version == 1
     for kind in ("llm", "tool", "guardrail"):
-        assert to_opik.opik_span_type(kind) == kind
+        assert to_opik.span_type(kind) == kind
     for kind in ("agent", "chain", "rag", "span", "workflow", "something-new"):
-        assert to_opik.opik_span_type(kind) == "general"
+        assert to_opik.span_type(kind) == "general"
     assert to_opik.scores.statuses == frozenset({"processed"})
     assert (to_opik.scores.passed_value, to_opik.scores.failed_value) == (1.0, 0.0)
     assert to_opik.scores.source == "sdk"
@@ -53,9 +53,9 @@ def test_defaults_load_with_the_documented_tables() -> None:
     assert to_opik.io["text"] == "text"
 
     to_lw = m.to_langwatch
-    assert to_lw.langwatch_span_type("general") == "span"
-    assert to_lw.langwatch_span_type("llm") == "llm"
-    assert to_lw.langwatch_span_type("unknown-opik-type") == "span"
+    assert to_lw.span_type("general") == "span"
+    assert to_lw.span_type("llm") == "llm"
+    assert to_lw.span_type("unknown-opik-type") == "span"
     assert to_lw.scores.status == "processed"
     assert to_lw.model.join_provider is True
     assert to_lw.io["messages"] == "chat_messages"
@@ -88,9 +88,9 @@ def test_user_file_overrides_one_key_and_keeps_the_rest(tmp_path: Path) -> None:
     path = _write(tmp_path, '[span_types]\nchain = "tool"\n')
     m = load_mappings(to_opik=path)
     defaults = default_mappings()
-    assert m.to_opik.opik_span_type("chain") == "tool"
-    assert m.to_opik.opik_span_type("agent") == "general"  # from "*"
-    assert m.to_opik.opik_span_type("llm") == "llm"
+    assert m.to_opik.span_type("chain") == "tool"
+    assert m.to_opik.span_type("agent") == "general"  # from "*"
+    assert m.to_opik.span_type("llm") == "llm"
     assert m.to_opik.scores == defaults.to_opik.scores
     assert m.to_opik.io == defaults.to_opik.io
     assert m.to_langwatch == defaults.to_langwatch  # the other direction is untouched
@@ -109,8 +109,8 @@ def test_user_file_for_the_reverse_direction(tmp_path: Path) -> None:
     """The Opik -> LangWatch file is overridable the same way."""
     path = _write(tmp_path, '[span_types]\ngeneral = "chain"\n[metadata.rename]\nenv = "e"\n')
     m = load_mappings(to_langwatch=path)
-    assert m.to_langwatch.langwatch_span_type("general") == "chain"
-    assert m.to_langwatch.langwatch_span_type("tool") == "tool"
+    assert m.to_langwatch.span_type("general") == "chain"
+    assert m.to_langwatch.span_type("tool") == "tool"
     assert m.to_langwatch.metadata.rename == {"env": "e"}
     assert m.to_opik == default_mappings().to_opik
 
@@ -120,7 +120,7 @@ def test_a_user_span_table_without_star_keeps_the_default_star(tmp_path: Path) -
     path = _write(tmp_path, '[span_types]\nagent = "llm"\n')
     m = load_mappings(to_opik=path)
     assert m.to_opik.span_types["*"] == "general"
-    assert m.to_opik.opik_span_type("chain") == "general"
+    assert m.to_opik.span_type("chain") == "general"
 
 
 # ----------------------------------------------------------------------------------- bad files

@@ -7,12 +7,13 @@ order their first record appears in the files, which makes `{"units_done": n}` a
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ._endpoints import Page, Rejected, Unit
+from ._endpoints import Page, Rejected, Unit, Window
 
-__all__ = ["ThreadIndex", "paged"]
+__all__ = ["FileSource", "ThreadIndex", "paged"]
 
 L = TypeVar("L")
 
@@ -68,3 +69,25 @@ async def paged(
             page = Page()
     page.cursor = {"units_done": done}
     yield page
+
+
+class FileSource(ABC, Generic[L]):
+    """A source that reads files in two passes: `_index` them, then `_load` unit by unit."""
+
+    label: str
+    page_size: int
+
+    @abstractmethod
+    def _index(self, window: Window) -> ThreadIndex[L]:
+        """Pass one: where every record in the window is, grouped by thread."""
+
+    @abstractmethod
+    def _load(self, thread_id: str | None, locators: list[L]) -> tuple[Unit | None, list[Rejected]]:
+        """Pass two: one unit (a thread or a standalone trace) and what could not be read."""
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        async for page in paged(self._index(window), self._load, resume, self.page_size):
+            yield page
+
+    async def aclose(self) -> None:
+        return None

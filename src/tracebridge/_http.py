@@ -30,7 +30,14 @@ import httpx
 
 from ._errors import AuthError, RetriesExhausted
 
-__all__ = ["TRANSIENT_ERRORS", "TRANSIENT_STATUSES", "Api", "RetryPolicy", "server_wait"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "TRANSIENT_STATUSES",
+    "Api",
+    "RetryPolicy",
+    "error_message",
+    "server_wait",
+]
 
 log = logging.getLogger("tracebridge.http")
 
@@ -78,6 +85,25 @@ def server_wait(response: httpx.Response, now: datetime | None = None) -> float 
             continue
         return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
     return None
+
+
+def error_message(response: httpx.Response) -> str:
+    """What an error answer says: `message`, `details`, `error` and `errors` of either platform."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        parts = [
+            str(body[k])
+            for k in ("message", "details", "error")
+            if isinstance(body.get(k), str) and body[k]
+        ]
+        errors = body.get("errors")
+        parts += [str(e) for e in errors] if isinstance(errors, list) else []
+        if parts:
+            return "; ".join(parts)
+    return json.dumps(body)[:500]
 
 
 class Api:

@@ -11,7 +11,7 @@ import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -69,13 +69,14 @@ def _check_table(table: dict[str, str], allowed: frozenset[str], what: str) -> d
     return table
 
 
-class LangWatchToOpik(_Table):
-    """`mappings/langwatch_to_opik.toml`."""
+class _Direction(_Table):
+    """What both mapping files have: span types (with a "*" default), IO shapes, renames."""
+
+    #: The span types this direction maps to, and what to call them in an error.
+    _targets: ClassVar[tuple[frozenset[str], str]]
 
     version: Literal[1]
     span_types: dict[str, str]
-    scores: _L2OScores
-    model: _L2OModel
     io: dict[str, str]
     metadata: _MetadataTable
 
@@ -84,7 +85,21 @@ class LangWatchToOpik(_Table):
     def _span_types(cls, table: dict[str, str]) -> dict[str, str]:
         if "*" not in table:
             raise ValueError('needs a "*" entry for the types not listed')
-        return _check_table(table, OPIK_SPAN_TYPES, "an Opik span type")
+        allowed, what = cls._targets
+        return _check_table(table, allowed, what)
+
+    def span_type(self, kind: str) -> str:
+        """The span type this direction maps `kind` to."""
+        return self.span_types.get(kind, self.span_types["*"])
+
+
+class LangWatchToOpik(_Direction):
+    """`mappings/langwatch_to_opik.toml`: LangWatch type -> Opik type, typed value -> Opik key."""
+
+    _targets = (OPIK_SPAN_TYPES, "an Opik span type")
+
+    scores: _L2OScores
+    model: _L2OModel
 
     @field_validator("io")
     @classmethod
@@ -96,10 +111,6 @@ class LangWatchToOpik(_Table):
             raise ValueError("Opik keys must be distinct and not empty")
         return table
 
-    def opik_span_type(self, langwatch_type: str) -> str:
-        """The Opik span type for a LangWatch span type."""
-        return self.span_types.get(langwatch_type, self.span_types["*"])
-
 
 class _O2LScores(_Table):
     status: Literal["processed"]
@@ -109,22 +120,13 @@ class _O2LModel(_Table):
     join_provider: bool
 
 
-class OpikToLangWatch(_Table):
-    """`mappings/opik_to_langwatch.toml`."""
+class OpikToLangWatch(_Direction):
+    """`mappings/opik_to_langwatch.toml`: Opik type -> LangWatch type, Opik key -> typed value."""
 
-    version: Literal[1]
-    span_types: dict[str, str]
+    _targets = (LANGWATCH_SPAN_TYPES, "a LangWatch span type")
+
     scores: _O2LScores
     model: _O2LModel
-    io: dict[str, str]
-    metadata: _MetadataTable
-
-    @field_validator("span_types")
-    @classmethod
-    def _span_types(cls, table: dict[str, str]) -> dict[str, str]:
-        if "*" not in table:
-            raise ValueError('needs a "*" entry for the types not listed')
-        return _check_table(table, LANGWATCH_SPAN_TYPES, "a LangWatch span type")
 
     @field_validator("io")
     @classmethod
@@ -133,10 +135,6 @@ class OpikToLangWatch(_Table):
         if not all(table):
             raise ValueError("Opik keys must not be empty")
         return table
-
-    def langwatch_span_type(self, opik_type: str) -> str:
-        """The LangWatch span type for an Opik span type."""
-        return self.span_types.get(opik_type, self.span_types["*"])
 
 
 class Mappings(BaseModel):

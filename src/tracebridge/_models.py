@@ -121,6 +121,10 @@ class Trace(_Record):
     scores: list[Score] = Field(default_factory=list)
     extras: dict[str, Any] = Field(default_factory=dict)
 
+    def dump_without_spans(self) -> dict[str, Any]:
+        """The trace as JSON-able data, its spans left out (they are compared one by one)."""
+        return self.model_dump(mode="json", exclude={"spans"})
+
 
 class Thread(_Record):
     """A conversation: the traces sharing one thread id, plus thread-level data (Opik only)."""

@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["STASH_KEY", "apply_patch", "make_patch", "parse_stash", "same"]
+from pydantic import BaseModel
+
+__all__ = [
+    "STASH_KEY",
+    "apply_patch",
+    "make_patch",
+    "parse_stash",
+    "patched",
+    "same",
+    "with_residual",
+]
 
 STASH_KEY = "tracebridge"
 
 Json = Any
+R = TypeVar("R", bound=BaseModel)
 
 
 def same(a: Json, b: Json) -> bool:
@@ -72,6 +83,17 @@ def apply_patch(target: dict[str, Json], patch: dict[str, Json]) -> dict[str, Js
         else:
             result[key] = copy.deepcopy(change["set"])
     return result
+
+
+def with_residual(wire: dict[str, Json], extras: dict[str, Json], platform: str) -> dict[str, Json]:
+    """`wire` with the residual a reader kept in `extras[platform]` put back."""
+    residual = extras.get(platform)
+    return apply_patch(wire, residual) if isinstance(residual, dict) else wire
+
+
+def patched(record: R, patch: dict[str, Json]) -> R:
+    """A canonical record with a stash patch applied."""
+    return type(record).model_validate(apply_patch(record.model_dump(mode="json"), patch))
 
 
 def parse_stash(value: Json) -> dict[str, Json] | None:

@@ -31,7 +31,7 @@ import httpx
 from .._config import Settings
 from .._endpoints import Counts, Page, Rejected, Unit, Window, WriteResult
 from .._errors import QuotaError, RecordError, ServerError, UsageError
-from .._http import TRANSIENT_STATUSES, Api, RetryPolicy
+from .._http import TRANSIENT_STATUSES, Api, RetryPolicy, error_message
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
 from .._time import to_ms
@@ -68,18 +68,6 @@ def langwatch_api(
         transport=transport,
         policy=policy,
     )
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        for key in ("message", "error"):
-            if isinstance(body.get(key), str):
-                return str(body[key])
-    return json.dumps(body)[:500]
 
 
 def _maybe_truncated(value: Any) -> bool:
@@ -121,7 +109,8 @@ class LangWatchApiSource:
         )
         if not response.is_success:
             raise ServerError(
-                f"LangWatch answered {response.status_code} to a trace search: {_message(response)}"
+                f"LangWatch answered {response.status_code} to a trace search: "
+                f"{error_message(response)}"
             )
         data = response.json()
         if not isinstance(data, dict) or not isinstance(data.get("traces"), list):
@@ -239,7 +228,7 @@ class LangWatchApiSource:
         if not response.is_success:
             raise ServerError(
                 f"LangWatch answered {response.status_code} to GET trace {trace_id}: "
-                f"{_message(response)}"
+                f"{error_message(response)}"
             )
         data = response.json()
         return data if isinstance(data, dict) else None
@@ -259,7 +248,7 @@ class LangWatchApiSource:
         if not response.is_success:
             raise ServerError(
                 f"LangWatch answered {response.status_code} to GET thread {thread_id}: "
-                f"{_message(response)}"
+                f"{error_message(response)}"
             )
         raws = (response.json() or {}).get("traces") or []
         if len(raws) >= THREAD_CAP:  # the endpoint's cap: read the whole thread by search
@@ -521,7 +510,7 @@ class LangWatchApiSink:
         if response.status_code == 402:
             raise QuotaError(
                 "LangWatch refused the data: the plan's quota is used up "
-                f"(402: {_message(response)})"
+                f"(402: {error_message(response)})"
             )
         if response.is_success:
             partial = (response.json() or {}).get("partialSuccess") or {}
@@ -543,11 +532,11 @@ class LangWatchApiSink:
         if response.status_code not in (400, 413, 422, 429):
             raise ServerError(
                 f"LangWatch answered {response.status_code} to POST /api/collector: "
-                f"{_message(response)}"
+                f"{error_message(response)}"
             )
         halves = _split(request)
         if halves is None:
-            reason = f"LangWatch refused it ({response.status_code}): {_message(response)}"
+            reason = f"LangWatch refused it ({response.status_code}): {error_message(response)}"
             kind = "span" if request.spans else "score"
             result.rejected.append(
                 Rejected(

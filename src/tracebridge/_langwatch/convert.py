@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from .._endpoints import Counts
 from .._errors import RecordError
 from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
-from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash
+from .._stash import STASH_KEY, make_patch, parse_stash, patched, with_residual
 from .._time import from_ms, to_ms
 from .wire import LWError, LWEvaluation, LWSpan, LWTrace, LWTypedValue
 
@@ -100,7 +100,7 @@ def _decode(wire: LWTrace, stash: dict[str, Any], project: str) -> Trace:
             trace_span = span
             continue
         if isinstance(span_stash.get("patch"), dict):
-            span = _patched(span, span_stash["patch"])
+            span = patched(span, span_stash["patch"])
         spans.append(span)
 
     metadata = {k: v for k, v in wire.metadata.items() if k not in _RESERVED_METADATA}
@@ -137,7 +137,7 @@ def _decode(wire: LWTrace, stash: dict[str, Any], project: str) -> Trace:
         ]
     trace = Trace.model_validate({**fields, "spans": spans})
     if isinstance(stash.get("patch"), dict):
-        trace = _patched(trace, stash["patch"])
+        trace = patched(trace, stash["patch"])
     return trace
 
 
@@ -210,7 +210,7 @@ def trace_to_wire(
         return wire
     decoded = _decode(LWTrace.model_validate(wire), {"source": trace.source.model_dump()}, "")
     stash: dict[str, Any] = {"source": trace.source.model_dump()}
-    patch = make_patch(_dump_without_spans(trace), _dump_without_spans(decoded))
+    patch = make_patch(trace.dump_without_spans(), decoded.dump_without_spans())
     if patch:
         stash["patch"] = patch
     if thread is not None and (thread.scores or thread.tags or thread.status):
@@ -274,7 +274,7 @@ def _encode(trace: Trace, *, project_id: str | None, thread: Thread | None) -> d
     wire["error"] = _error_to_wire(trace.error)
     wire["spans"] = spans
     wire["evaluations"] = evaluations
-    return _with_extras(wire, trace.extras)
+    return with_residual(wire, trace.extras, PLATFORM)
 
 
 def _trace_span(trace: Trace) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
     if span.contexts is not None:
         wire["contexts"] = span.contexts
     wire["error"] = _error_to_wire(span.error)
-    return _with_extras(wire, span.extras)
+    return with_residual(wire, span.extras, PLATFORM)
 
 
 def evaluation_id(
@@ -356,7 +356,7 @@ def _score_to_wire(
         wire["details"] = score.reason
     if span_id is not None:
         wire["span_id"] = span_id
-    return _with_extras(wire, score.extras)
+    return with_residual(wire, score.extras, PLATFORM)
 
 
 def shift_timestamps(wire: dict[str, Any], delta_ms: int) -> dict[str, Any]:
@@ -395,19 +395,6 @@ def raw_counts(raw: Any) -> Counts:
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def _with_extras(wire: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
-    residual = extras.get(PLATFORM)
-    return apply_patch(wire, residual) if isinstance(residual, dict) else wire
-
-
-def _patched(record: Any, patch: dict[str, Any]) -> Any:
-    return type(record).model_validate(apply_patch(record.model_dump(mode="json"), patch))
-
-
-def _dump_without_spans(trace: Trace) -> dict[str, Any]:
-    return trace.model_dump(mode="json", exclude={"spans"})
 
 
 def _opt_ms(value: int | None) -> Any:

@@ -13,15 +13,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import ValidationError
 
-from .._endpoints import Counts, Page, Rejected, Unit, Window, WriteResult
+from .._endpoints import Counts, Rejected, Unit, Window, WriteResult
 from .._errors import RecordError, UsageError
-from .._files import ThreadIndex, paged
+from .._files import FileSource, ThreadIndex
 from .._models import Thread, Trace
 from .._time import from_ms
 from .convert import raw_counts, thread_to_wire, trace_from_wire, trace_to_wire
@@ -31,7 +30,7 @@ __all__ = ["LangWatchFileSink", "LangWatchFileSource"]
 Locator = tuple[int, int]  # (byte offset, line number)
 
 
-class LangWatchFileSource:
+class LangWatchFileSource(FileSource[Locator]):
     """Reads a LangWatch JSONL export."""
 
     def __init__(self, path: Path, *, project: str | None = None, page_size: int = 100) -> None:
@@ -102,14 +101,6 @@ class LangWatchFileSource:
         traces.sort(key=lambda t: t.started_at)
         data = thread.model_dump(exclude={"id", "traces"}) if thread else {}
         return Thread(id=thread_id, traces=traces, **data), rejected
-
-    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
-        index = self._index(window)
-        async for page in paged(index, self._load, resume, self.page_size):
-            yield page
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:

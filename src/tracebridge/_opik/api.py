@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from .._config import Settings
 from .._endpoints import SCORES_IN_METADATA, Counts, Page, Rejected, Unit, Window, WriteResult
 from .._errors import RecordError, ServerError, UsageError
-from .._http import Api, RetryPolicy
+from .._http import Api, RetryPolicy, error_message
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._time import to_iso
@@ -80,19 +80,6 @@ def opik_api(
 
 def _only(record: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k in fields and v is not None}
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        parts = [str(body[k]) for k in ("message", "details") if body.get(k)]
-        parts += [str(e) for e in body.get("errors") or []]
-        if parts:
-            return "; ".join(parts)
-    return json.dumps(body)[:500]
 
 
 @dataclass
@@ -261,9 +248,10 @@ class OpikApiSink:
             return len(chunk)
         if response.status_code not in (400, 413, 422):
             raise ServerError(
-                f"Opik answered {response.status_code} to {method} {path}: {_message(response)}"
+                f"Opik answered {response.status_code} to {method} {path}: "
+                f"{error_message(response)}"
             )
-        message = _message(response)
+        message = error_message(response)
         if "too_old" in message or "too_far_future" in message:
             if not isinstance(self.ids, MintedIds):
                 raise UsageError(
@@ -303,7 +291,8 @@ class OpikApiSink:
             )
             if not response.is_success and response.status_code != 404:
                 raise ServerError(
-                    f"Opik answered {response.status_code} closing threads: {_message(response)}"
+                    f"Opik answered {response.status_code} closing threads: "
+                    f"{error_message(response)}"
                 )
         scores: list[_Item] = []
         for thread in threads:
@@ -344,7 +333,7 @@ class OpikApiSink:
                     "thread",
                     owner,
                     f"cannot tag the thread: Opik answered {response.status_code} "
-                    f"({_message(response)})",
+                    f"({error_message(response)})",
                     thread,
                 )
             )
@@ -359,7 +348,7 @@ class OpikApiSink:
                     "thread",
                     owner,
                     f"Opik refused the thread's tags ({response.status_code}): "
-                    f"{_message(response)}",
+                    f"{error_message(response)}",
                     thread,
                 )
             )
@@ -419,7 +408,7 @@ class OpikApiSource:
             )
         if not response.is_success:
             raise ServerError(
-                f"Opik answered {response.status_code} to GET {path}: {_message(response)}"
+                f"Opik answered {response.status_code} to GET {path}: {error_message(response)}"
             )
         body = response.json()
         if not isinstance(body, dict) or not isinstance(body.get("content"), list):

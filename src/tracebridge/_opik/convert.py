@@ -24,7 +24,7 @@ from .._ids import derived_uuid7
 from .._langwatch.convert import describe_validation_error
 from .._mapping import Mappings
 from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
-from .._stash import STASH_KEY, apply_patch, make_patch, parse_stash
+from .._stash import STASH_KEY, make_patch, parse_stash, patched, with_residual
 from .._time import from_iso, to_iso, to_ms
 from .wire import OErrorInfo, OScore, OSpan, OTrace
 
@@ -96,7 +96,7 @@ def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = Non
     )
     # What the mapping lost, per trace and per span, so the reverse copy restores it.
     stash: dict[str, Any] = {"source": trace.source.model_dump()}
-    patch = make_patch(_without_spans(trace), _without_spans(decoded))
+    patch = make_patch(trace.dump_without_spans(), decoded.dump_without_spans())
     if patch:
         stash["patch"] = patch
     record.trace["metadata"] = {**record.trace.get("metadata", {}), STASH_KEY: stash}
@@ -138,7 +138,7 @@ def _encode(trace: Trace, m: Mappings, ids: OpikIds) -> OpikTrace:
                     "not in the trace; written as a top-level span (the parent is remembered)"
                 )
         spans.append(_span_to_opik(span, span_ids[span.id], trace_id, parent, m))
-    return OpikTrace(_with_extras(wire, trace.extras), spans, warnings)
+    return OpikTrace(with_residual(wire, trace.extras, PLATFORM), spans, warnings)
 
 
 def _span_to_opik(
@@ -147,7 +147,7 @@ def _span_to_opik(
     wire: dict[str, Any] = {"id": span_id, "trace_id": trace_id}
     _put(wire, "parent_span_id", parent)
     _put(wire, "name", span.name)
-    wire["type"] = m.to_opik.opik_span_type(span.kind)
+    wire["type"] = m.to_opik.span_type(span.kind)
     wire["start_time"] = to_iso(span.started_at)
     _put(wire, "end_time", span.ended_at and to_iso(span.ended_at))
     _put(wire, "input", io_to_json(span.input, m))
@@ -179,7 +179,7 @@ def _span_to_opik(
     if span.first_token_at is not None:
         wire["ttft"] = float(to_ms(span.first_token_at) - to_ms(span.started_at))
     _put(wire, "feedback_scores", _scores_to_opik(span.scores, m) or None)
-    return _with_extras(wire, span.extras)
+    return with_residual(wire, span.extras, PLATFORM)
 
 
 def _scores_to_opik(scores: list[Score], m: Mappings) -> list[dict[str, Any]]:
@@ -208,7 +208,7 @@ def _scores_to_opik(scores: list[Score], m: Mappings) -> list[dict[str, Any]]:
         }
         _put(wire, "category_name", score.label)
         _put(wire, "reason", score.reason)
-        out.append(_with_extras(wire, score.extras))
+        out.append(with_residual(wire, score.extras, PLATFORM))
     return out
 
 
@@ -340,7 +340,7 @@ def _decode(
         scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
     )
     if isinstance(stash.get("patch"), dict):
-        canonical = _patched(canonical, stash["patch"])
+        canonical = patched(canonical, stash["patch"])
     return canonical
 
 
@@ -369,7 +369,7 @@ def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
         id=wire.id,
         parent_id=wire.parent_span_id,
         name=wire.name,
-        kind=m.to_langwatch.langwatch_span_type(wire.type or "general"),
+        kind=m.to_langwatch.span_type(wire.type or "general"),
         started_at=started_at,
         ended_at=from_iso(wire.end_time) if wire.end_time else None,
         first_token_at=started_at + timedelta(milliseconds=wire.ttft)
@@ -389,7 +389,7 @@ def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
         scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
     )
     if isinstance(stash.get("patch"), dict):
-        span = _patched(span, stash["patch"])
+        span = patched(span, stash["patch"])
     return span
 
 
@@ -453,19 +453,6 @@ def _plain_metadata(value: Any) -> dict[str, Any]:
 
 def _placeless(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in _PLACE_FIELDS}
-
-
-def _with_extras(wire: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
-    residual = extras.get(PLATFORM)
-    return apply_patch(wire, residual) if isinstance(residual, dict) else wire
-
-
-def _patched(record: Any, patch: dict[str, Any]) -> Any:
-    return type(record).model_validate(apply_patch(record.model_dump(mode="json"), patch))
-
-
-def _without_spans(trace: Trace) -> dict[str, Any]:
-    return trace.model_dump(mode="json", exclude={"spans"})
 
 
 # ------------------------------------------------------------------------------------- threads

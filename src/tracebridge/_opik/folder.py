@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .._endpoints import SCORES_IN_METADATA, Counts, Page, Rejected, Unit, Window, WriteResult
+from .._endpoints import SCORES_IN_METADATA, Counts, Rejected, Unit, Window, WriteResult
 from .._errors import RecordError, UsageError
-from .._files import ThreadIndex, paged
+from .._files import FileSource, ThreadIndex
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._state import write_atomically
@@ -72,7 +71,7 @@ def _project_folders(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
-class OpikDirSource:
+class OpikDirSource(FileSource[Path]):
     """Reads one project of an `opik export` folder."""
 
     def __init__(
@@ -173,14 +172,6 @@ class OpikDirSource:
             data, _ = _read(self._thread_files[thread_id])
             extra = thread_data_from_opik(data or {}, self.mappings)
         return Thread(id=thread_id, traces=traces, **extra), rejected
-
-    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
-        index = self._index(window)
-        async for page in paged(index, self._load, resume, self.page_size):
-            yield page
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _project_folders_named(root: Path) -> list[tuple[str, Path, str]]:
