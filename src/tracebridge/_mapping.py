@@ -38,7 +38,6 @@ OPIK_SPAN_TYPES = frozenset({"general", "llm", "tool", "guardrail"})
 LANGWATCH_IO_TYPES = frozenset(
     ["text", "chat_messages", "json", "raw", "list", "guardrail_result", "evaluation_result"]
 )
-EVALUATION_STATUSES = frozenset({"processed", "skipped", "error", "scheduled", "in_progress"})
 
 
 class _Table(BaseModel):

@@ -116,7 +116,9 @@ def _encode(trace: Trace, m: Mappings, ids: OpikIds) -> OpikTrace:
     span_ids = {s.id: ids.span_id(trace, s) for s in trace.spans}
     warnings: list[str] = []
     wire: dict[str, Any] = {"id": trace_id}
-    _put(wire, "name", trace.name)
+    # LangWatch traces have no name of their own: Opik lists them by their root span's.
+    root_names = (s.name for s in trace.spans if s.parent_id is None and s.name)
+    _put(wire, "name", trace.name or next(root_names, None))
     wire["start_time"] = to_iso(trace.started_at)
     _put(wire, "end_time", trace.ended_at and to_iso(trace.ended_at))
     _put(wire, "input", io_to_json(trace.input, m))
