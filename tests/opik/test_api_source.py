@@ -270,3 +270,38 @@ async def test_refused_credentials_are_an_auth_error_naming_opik_api_key() -> No
     # and the right key reads the project
     _, traces = _units(await _pages(_source(opik, api_key="right-key")))
     assert len(traces) == 3
+
+
+class _CappingTransport(httpx.AsyncBaseTransport):
+    """A server that pages by at most `cap` items whatever `size` it is asked for."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, cap: int) -> None:
+        self.inner, self.cap = inner, cap
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        if "size" in params and "page" in params and request.method == "GET":
+            asked, page = int(params["size"]), int(params["page"])
+            # Ask the fake for page `page` of `cap` items: what a capping server would send.
+            params.update(size=str(min(asked, self.cap)), page=str(page))
+            request = httpx.Request(
+                request.method, request.url.copy_with(params=params), headers=request.headers
+            )
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_pages_by_fewer_items_than_asked_loses_nothing() -> None:
+    """§2.4/§2.5: `page`/`size` paging ends on `total`, not on a page shorter than asked for,
+    so a server with a lower size cap than the reader's is read to the end."""
+    opik = OpikFake()
+    seeded = _seed(opik, 60, 12)
+    settings = load_settings(None, {"opik_url": opik.base_url}, environ={})
+    source = OpikApiSource(
+        opik_api(settings, _CappingTransport(opik.transport, cap=7)),
+        project=PROJECT,
+        mappings=default_mappings(),
+        page_size=50,
+    )
+    _, traces = _units(await _pages(source))
+    assert len(traces) == len(seeded) == 60

@@ -33,6 +33,7 @@ from .._time import to_iso
 from .convert import (
     OpikIds,
     SourceTimeIds,
+    raw_counts,
     thread_data_from_opik,
     thread_data_to_opik,
     trace_from_opik,
@@ -359,6 +360,23 @@ class OpikApiSink:
         await self.api.aclose()
 
 
+_LIST_SIZE = 500  # traces or spans per read; Opik sets no maximum (reference §2.5)
+
+
+def _last_page(body: dict[str, Any], read: int, size: int) -> bool:
+    """True after the last page: an empty one, or once `read` (items so far) reaches `total`.
+
+    Without `total`, a short page ends it. A server that pages by a smaller `size` than asked
+    for still reports `total`, so nothing is cut short.
+    """
+    if not body["content"]:
+        return True
+    total = body.get("total")
+    if isinstance(total, int):
+        return read >= total
+    return len(body["content"]) < size
+
+
 class OpikApiSource:
     """Reads one Opik project: its threads, then the traces outside threads."""
 
@@ -418,12 +436,13 @@ class OpikApiSource:
     async def _all(
         self, path: str, filters: list[dict[str, str]], **params: str
     ) -> AsyncIterator[dict[str, Any]]:
-        page = 1
+        page, read = 1, 0
         while True:
-            body = await self._get_page(path, page, 100, filters, **params)
+            body = await self._get_page(path, page, _LIST_SIZE, filters, **params)
             for item in body["content"]:
                 yield item
-            if len(body["content"]) < 100:
+            read += len(body["content"])
+            if _last_page(body, read, _LIST_SIZE):
                 return
             page += 1
 
@@ -432,11 +451,13 @@ class OpikApiSource:
         try:
             return trace_from_opik(raw, spans, project=self.project, mappings=self.mappings), None
         except RecordError as exc:
-            return None, Rejected("trace", exc.where, exc.reason, {"trace": raw, "spans": spans})
+            record = {"trace": raw, "spans": spans}
+            return None, Rejected("trace", exc.where, exc.reason, record, raw_counts(raw, spans))
 
     async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
         phase = (resume or {}).get("phase", "threads")
         page_no = int((resume or {}).get("page", 1))
+        read = int((resume or {}).get("read", 0))
         window_filters = self._window_filters(window)
         if phase == "threads":
             while True:
@@ -447,14 +468,15 @@ class OpikApiSource:
                     self._thread_filters(window),
                     sorting=json.dumps([{"field": "start_time", "direction": "ASC"}]),
                 )
-                page = Page(cursor={"phase": "threads", "page": page_no + 1})
+                read += len(body["content"])
+                page = Page(cursor={"phase": "threads", "page": page_no + 1, "read": read})
                 for thread in body["content"]:
                     await self._read_thread(thread, window_filters, page)
                 yield page
-                if len(body["content"]) < self.page_size:
+                if _last_page(body, read, self.page_size):
                     break
                 page_no += 1
-            page_no = 1
+            page_no, read = 1, 0
         no_thread = [{"field": "thread_id", "operator": "is_empty", "value": ""}, *window_filters]
         while True:
             body = await self._get_page(
@@ -464,7 +486,8 @@ class OpikApiSource:
                 no_thread,
                 sorting=json.dumps([{"field": "start_time", "direction": "ASC"}]),
             )
-            page = Page(cursor={"phase": "traces", "page": page_no + 1})
+            read += len(body["content"])
+            page = Page(cursor={"phase": "traces", "page": page_no + 1, "read": read})
             for raw in body["content"]:
                 trace, rejected = await self._trace(raw)
                 if trace is not None:
@@ -472,7 +495,7 @@ class OpikApiSource:
                 if rejected is not None:
                     page.rejected.append(rejected)
             yield page
-            if len(body["content"]) < self.page_size:
+            if _last_page(body, read, self.page_size):
                 return
             page_no += 1
 
