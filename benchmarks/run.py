@@ -2,23 +2,26 @@
 
     python benchmarks/run.py [--traces N]
 
-File paths run at N and 4×N traces so the peak-memory column shows whether memory grows with
-the project (it should not, beyond the index of record locations). API paths run against the
-stateful fakes in `tests/fakes`, in-process: their times are the bridge's CPU cost, not a network's,
-and their memory includes the fake's copy of the data, so it is not reported.
+Each path runs in a child process of its own, so its peak resident memory (`ru_maxrss`) is its
+own and timing carries no tracing overhead. File paths run at N and 4×N traces: the memory column
+shows whether memory grows with the project (it should not, beyond an index of where each record
+is). API paths run against the stateful fakes in `tests/fakes`, in-process: their times are the
+bridge's CPU cost and the fake's, not a network's, and their memory includes the fake's copy of
+the data. Needs the test extras (`pip install -e '.[test]'`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -31,20 +34,7 @@ from tests.fakes.opik import OpikFake
 from tracebridge import Report, load_settings, migrate
 
 NOW = datetime.now(UTC)
-
-
-def _records(report: Report) -> int:
-    return report.read.traces + report.read.spans + report.read.scores
-
-
-async def _timed(work: Callable[[], Awaitable[Report]]) -> tuple[Report, float, int]:
-    tracemalloc.start()
-    start = time.perf_counter()
-    report = await work()
-    seconds = time.perf_counter() - start
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return report, seconds, peak
+PATHS = ("langwatch-file:opik-dir", "opik-dir:langwatch-file", "langwatch:opik", "opik:langwatch")
 
 
 def _write_langwatch_file(path: Path, n: int) -> None:
@@ -56,34 +46,37 @@ def _write_langwatch_file(path: Path, n: int) -> None:
             handle.write(json.dumps(trace, ensure_ascii=False) + "\n")
 
 
-async def file_paths(n: int, rows: list[tuple[str, ...]]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        source = root / "lw.jsonl"
+async def _one(path: str, n: int, tmp: Path) -> dict[str, Any]:
+    """Run one path on `n` traces; the numbers as a dict."""
+    settings = load_settings(None, {"state_dir": tmp / "state"}, environ={})
+    requests: dict[str, int] = {}
+    if path.startswith(("langwatch-file", "opik-dir")):
+        source = tmp / "lw.jsonl"
         _write_langwatch_file(source, n)
-        settings = load_settings(None, {"state_dir": root / "state"}, environ={})
-        report, seconds, peak = await _timed(
-            lambda: migrate(
+        if path == "opik-dir:langwatch-file":  # prepare the folder, then time the way back
+            await migrate(
                 f"langwatch-file:{source}",
-                f"opik-dir:{root / 'out'}",
-                target_project="bench",
+                f"opik-dir:{tmp / 'out'}",
+                target_project="b",
                 settings=settings,
             )
-        )
-        rows.append(_row(f"langwatch-file → opik-dir ({n} traces)", report, seconds, None, peak))
-        report, seconds, peak = await _timed(
-            lambda: migrate(
-                f"opik-dir:{root / 'out'}",
-                f"langwatch-file:{root / 'back.jsonl'}",
-                source_project="bench",
+            settings = load_settings(None, {"state_dir": tmp / "state2"}, environ={})
+            start = time.perf_counter()
+            report = await migrate(
+                f"opik-dir:{tmp / 'out'}",
+                f"langwatch-file:{tmp / 'back.jsonl'}",
+                source_project="b",
                 settings=settings,
             )
-        )
-        rows.append(_row(f"opik-dir → langwatch-file ({n} traces)", report, seconds, None, peak))
-
-
-async def api_paths(n: int, rows: list[tuple[str, ...]]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+        else:
+            start = time.perf_counter()
+            report = await migrate(
+                f"langwatch-file:{source}",
+                f"opik-dir:{tmp / 'out'}",
+                target_project="b",
+                settings=settings,
+            )
+    elif path == "langwatch:opik":
         lw, op = LangWatchFake(), OpikFake()
         start_ms = int((NOW - timedelta(days=10)).timestamp() * 1000)
         for trace in langwatch_project(
@@ -96,92 +89,114 @@ async def api_paths(n: int, rows: list[tuple[str, ...]]) -> None:
                 "langwatch_api_key": "sk-lw-test",
                 "langwatch_endpoint": lw.base_url,
                 "opik_url": op.base_url,
-                "state_dir": Path(tmp) / "state",
+                "state_dir": tmp / "s",
             },
             environ={},
         )
-        transports = {"langwatch": lw.transport, "opik": op.transport}
-        lw_before, op_before = len(lw.requests), len(op.requests)
-        report, seconds, _ = await _timed(
-            lambda: migrate(
-                "langwatch",
-                "opik",
-                target_project="bench",
-                settings=settings,
-                transports=transports,
-            )
+        start = time.perf_counter()
+        report = await migrate(
+            "langwatch",
+            "opik",
+            target_project="b",
+            settings=settings,
+            transports={"langwatch": lw.transport, "opik": op.transport},
         )
-        lw_sent = _per_1000(len(lw.requests) - lw_before, report)
-        requests = f"LW {lw_sent} / Opik {_per_1000(len(op.requests) - op_before, report)}"
-        rows.append(_row(f"langwatch → opik ({n} traces)", report, seconds, requests, None))
-
-        src, dst = OpikFake(), LangWatchFake()
+        requests = {"LangWatch": len(lw.requests), "Opik": len(op.requests)}
+    else:
+        op, lw = OpikFake(), LangWatchFake()
         for trace, spans, scores, span_scores in opik_project(
             n,
             max(1, n // 5),
             seed=4,
             start=NOW - timedelta(days=5),
-            project_name="bench",
+            project_name="b",
             huge_trace_spans=250,
         ):
-            src.add_trace("bench", trace, spans, scores, span_scores)
+            op.add_trace("b", trace, spans, scores, span_scores)
         settings = load_settings(
             None,
             {
                 "langwatch_api_key": "sk-lw-test",
-                "langwatch_endpoint": dst.base_url,
-                "opik_url": src.base_url,
-                "state_dir": Path(tmp) / "state2",
+                "langwatch_endpoint": lw.base_url,
+                "opik_url": op.base_url,
+                "state_dir": tmp / "s",
             },
             environ={},
         )
-        transports = {"langwatch": dst.transport, "opik": src.transport}
-        report, seconds, _ = await _timed(
-            lambda: migrate(
-                "opik",
-                "langwatch",
-                source_project="bench",
-                settings=settings,
-                transports=transports,
-            )
+        start = time.perf_counter()
+        report = await migrate(
+            "opik",
+            "langwatch",
+            source_project="b",
+            settings=settings,
+            transports={"langwatch": lw.transport, "opik": op.transport},
         )
-        opik_sent = _per_1000(len(src.requests), report)
-        requests = f"Opik {opik_sent} / LW {_per_1000(len(dst.requests), report)}"
-        rows.append(_row(f"opik → langwatch ({n} traces)", report, seconds, requests, None))
+        requests = {"Opik": len(op.requests), "LangWatch": len(lw.requests)}
+    seconds = time.perf_counter() - start
+    return _numbers(report, seconds, requests)
 
 
-def _per_1000(requests: int, report: Report) -> str:
-    return f"{requests * 1000 / max(1, report.read.traces):.0f}"
+def _numbers(report: Report, seconds: float, requests: dict[str, int]) -> dict[str, Any]:
+    traces = report.read.traces
+    return {
+        "traces": traces,
+        "records": traces + report.read.spans + report.read.scores,
+        "seconds": seconds,
+        "requests": {k: v * 1000 / max(1, traces) for k, v in requests.items()},
+        "lossy": report.lossy,
+    }
 
 
-def _row(
-    name: str, report: Report, seconds: float, requests: str | None, peak: int | None
-) -> tuple[str, ...]:
-    return (
-        name,
-        f"{report.read.traces / seconds:,.0f}",
-        f"{_records(report) / seconds:,.0f}",
-        requests or "-",
-        f"{peak / 2**20:,.1f} MiB" if peak is not None else "n/a",
-        "lossy" if report.lossy else "ok",
-    )
+def _child(path: str, n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        numbers = anyio.run(_one, path, n, Path(tmp))
+    numbers["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(numbers))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", type=int, default=1000)
-    n = parser.parse_args().traces
-    rows: list[tuple[str, ...]] = [
-        ("path", "traces/s", "records/s", "requests per 1000 traces", "peak memory", "result")
+    parser.add_argument("--one", choices=PATHS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        _child(args.one, args.traces)
+        return
+    n = args.traces
+    runs = (
+        [(p, n) for p in PATHS[:2]] + [(p, 4 * n) for p in PATHS[:2]] + [(p, n) for p in PATHS[2:]]
+    )
+    rows = [
+        (
+            "path",
+            "traces",
+            "traces/s",
+            "records/s",
+            "requests per 1000 traces",
+            "peak RSS",
+            "result",
+        )
     ]
-
-    async def all_paths() -> None:
-        await file_paths(n, rows)
-        await file_paths(4 * n, rows)
-        await api_paths(n, rows)
-
-    anyio.run(all_paths)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for path, size in runs:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", path, "--traces", str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        rows.append(
+            (
+                path.replace(":", " → "),
+                str(r["traces"]),
+                f"{r['traces'] / r['seconds']:,.0f}",
+                f"{r['records'] / r['seconds']:,.0f}",
+                " / ".join(f"{k} {v:,.0f}" for k, v in r["requests"].items()) or "-",
+                f"{r['peak_mib']:,.0f} MiB",
+                "lossy" if r["lossy"] else "ok",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print(
             "  ".join(
@@ -191,7 +206,8 @@ def main() -> None:
         )
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    print("records = traces + spans + scores read. API paths run against in-process fakes.")
+    print("records = traces + spans + scores read; API paths run against in-process fakes")
+    print("(their time and memory include the fakes').")
 
 
 if __name__ == "__main__":
