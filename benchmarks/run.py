@@ -76,13 +76,31 @@ async def _one(path: str, n: int, tmp: Path) -> dict[str, Any]:
                 target_project="b",
                 settings=settings,
             )
-    elif path == "langwatch:opik":
+    else:
         lw, op = LangWatchFake(), OpikFake()
-        start_ms = int((NOW - timedelta(days=10)).timestamp() * 1000)
-        for trace in langwatch_project(
-            n, max(1, n // 5), seed=3, start_ms=start_ms, huge_trace_spans=250, big_input_every=50
-        ):
-            lw.add_trace(trace)
+        if path == "langwatch:opik":
+            start_ms = int((NOW - timedelta(days=10)).timestamp() * 1000)
+            for trace in langwatch_project(
+                n,
+                max(1, n // 5),
+                seed=3,
+                start_ms=start_ms,
+                huge_trace_spans=250,
+                big_input_every=50,
+            ):
+                lw.add_trace(trace)
+            projects = {"target_project": "b"}
+        else:
+            for trace, spans, scores, span_scores in opik_project(
+                n,
+                max(1, n // 5),
+                seed=4,
+                start=NOW - timedelta(days=5),
+                project_name="b",
+                huge_trace_spans=250,
+            ):
+                op.add_trace("b", trace, spans, scores, span_scores)
+            projects = {"source_project": "b"}
         settings = load_settings(
             None,
             {
@@ -93,45 +111,16 @@ async def _one(path: str, n: int, tmp: Path) -> dict[str, Any]:
             },
             environ={},
         )
+        source, sink = path.split(":")
         start = time.perf_counter()
         report = await migrate(
-            "langwatch",
-            "opik",
-            target_project="b",
+            source,
+            sink,
             settings=settings,
             transports={"langwatch": lw.transport, "opik": op.transport},
+            **projects,
         )
         requests = {"LangWatch": len(lw.requests), "Opik": len(op.requests)}
-    else:
-        op, lw = OpikFake(), LangWatchFake()
-        for trace, spans, scores, span_scores in opik_project(
-            n,
-            max(1, n // 5),
-            seed=4,
-            start=NOW - timedelta(days=5),
-            project_name="b",
-            huge_trace_spans=250,
-        ):
-            op.add_trace("b", trace, spans, scores, span_scores)
-        settings = load_settings(
-            None,
-            {
-                "langwatch_api_key": "sk-lw-test",
-                "langwatch_endpoint": lw.base_url,
-                "opik_url": op.base_url,
-                "state_dir": tmp / "s",
-            },
-            environ={},
-        )
-        start = time.perf_counter()
-        report = await migrate(
-            "opik",
-            "langwatch",
-            source_project="b",
-            settings=settings,
-            transports={"langwatch": lw.transport, "opik": op.transport},
-        )
-        requests = {"Opik": len(op.requests), "LangWatch": len(lw.requests)}
     seconds = time.perf_counter() - start
     return _numbers(report, seconds, requests)
 
