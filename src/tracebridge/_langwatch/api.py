@@ -34,7 +34,7 @@ from .._errors import QuotaError, RecordError, ServerError, UsageError
 from .._http import TRANSIENT_STATUSES, Api, RetryPolicy, error_message
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
-from .._time import to_ms
+from .._time import from_ms, to_ms
 from .convert import raw_counts, shift_timestamps, thread_to_wire, trace_from_wire, trace_to_wire
 
 __all__ = ["LangWatchApiSink", "LangWatchApiSource", "langwatch_api"]
@@ -267,8 +267,6 @@ class LangWatchApiSource:
         started = (raw.get("timestamps") or {}).get("started_at")
         if not isinstance(started, int):
             return True  # the conversion names the problem
-        from .._time import from_ms
-
         try:
             return window.holds(from_ms(started))
         except ValueError:

@@ -85,13 +85,12 @@ class OpikDirSource(FileSource[Path]):
     ) -> None:
         if not root.is_dir():
             raise UsageError(f"opik-dir:{root}: no such folder")
-        folders = [
-            (ws, f, _project_name(f)) for ws, f in _project_folders(root) if workspace in (None, ws)
-        ]
+        every = _project_folders_named(root)
+        folders = [x for x in every if workspace in (None, x[0])]
         if project is not None:
             folders = [x for x in folders if x[2].casefold() == project.casefold()]
         if len(folders) != 1:
-            names = ", ".join(sorted({x[2] for x in _project_folders_named(root)})) or "none"
+            names = ", ".join(sorted({x[2] for x in every})) or "none"
             wanted = f"project {project!r}" if project else "one project (use --source-project)"
             raise UsageError(f"opik-dir:{root}: expected {wanted}; projects found: {names}")
         _, self.folder, self.project = folders[0]
