@@ -78,6 +78,7 @@ def test_every_error_class_is_exported_with_its_exit_code() -> None:
     assert tracebridge.MappingFileError.exit_code == 2
     assert tracebridge.FatalError.exit_code == 3
     assert tracebridge.CheckpointError.exit_code == 3
+    assert tracebridge.LockedError.exit_code == 2
     assert tracebridge.RecordError.exit_code == 1
     assert tracebridge.RejectedRecord.exit_code == 1
 

@@ -10,12 +10,13 @@ Or compose a `Source` and a `Sink` yourself and call `run`.
 """
 
 from ._config import Settings, load_settings
-from ._endpoints import Counts, Page, Rejected, Sink, Source, Unit, Window, WriteResult
+from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._engine import Report, run
 from ._errors import (
     AuthError,
     CheckpointError,
     FatalError,
+    LockedError,
     MappingFileError,
     QuotaError,
     RecordError,
@@ -41,8 +42,10 @@ __all__ = [
     "IOValue",
     "LangWatchFileSink",
     "LangWatchFileSource",
+    "LockedError",
     "MappingFileError",
     "Mappings",
+    "Notes",
     "OpikDirSink",
     "OpikDirSource",
     "Page",

@@ -22,6 +22,7 @@ SCORES_IN_METADATA = (
 __all__ = [
     "SCORES_IN_METADATA",
     "Counts",
+    "Notes",
     "Page",
     "Rejected",
     "Sink",
@@ -95,8 +96,33 @@ class Counts:
 
 
 @dataclass
-class Page:
-    """What a source read in one step, and where to resume after it."""
+class Notes:
+    """Records left out by a documented rule, and warnings: what a page or a write reports."""
+
+    skipped: Counts = field(default_factory=Counts)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def skip(self, n: int, kind: str, rule: str) -> None:
+        """Count `n` records of `kind` (threads, traces, spans, scores) left out by `rule`."""
+        if n > 0:
+            setattr(self.skipped, kind, getattr(self.skipped, kind) + n)
+            self.skip_reasons[rule] = self.skip_reasons.get(rule, 0) + n
+
+    def merge_notes(self, other: Notes) -> None:
+        self.skipped.add(other.skipped)
+        for rule, n in other.skip_reasons.items():
+            self.skip_reasons[rule] = self.skip_reasons.get(rule, 0) + n
+        self.warnings += other.warnings
+
+
+@dataclass
+class Page(Notes):
+    """What a source read in one step, and where to resume after it.
+
+    Records the source read but left out by a rule (`skip`, e.g. a repeated line) count as read
+    and skipped; `warnings` reach the summary.
+    """
 
     units: list[Unit] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
@@ -107,7 +133,7 @@ class Page:
 
 
 @dataclass
-class WriteResult:
+class WriteResult(Notes):
     """What a sink did with a batch.
 
     `skipped` counts records left out by a documented rule; `skip_reasons` names the rules.
@@ -115,25 +141,13 @@ class WriteResult:
 
     written: Counts = field(default_factory=Counts)
     rejected: list[Rejected] = field(default_factory=list)
-    skipped: Counts = field(default_factory=Counts)
-    skip_reasons: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
     #: Lines describing what would be written (dry runs only).
     plan: list[str] = field(default_factory=list)
-
-    def skip(self, n: int, kind: str, rule: str) -> None:
-        """Count `n` records of `kind` (threads, traces, spans, scores) left out by `rule`."""
-        if n > 0:
-            setattr(self.skipped, kind, getattr(self.skipped, kind) + n)
-            self.skip_reasons[rule] = self.skip_reasons.get(rule, 0) + n
 
     def merge(self, other: WriteResult) -> None:
         self.written.add(other.written)
         self.rejected += other.rejected
-        self.skipped.add(other.skipped)
-        for rule, n in other.skip_reasons.items():
-            self.skip_reasons[rule] = self.skip_reasons.get(rule, 0) + n
-        self.warnings += other.warnings
+        self.merge_notes(other)
         self.plan += other.plan
 
 

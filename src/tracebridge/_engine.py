@@ -107,6 +107,8 @@ async def run(
                     report.read.add(Counts.of(unit))
                 for item in page.rejected:
                     _count_rejected(report.read, item)
+                report.read.add(page.skipped)
+                report.result.merge_notes(page)
                 report.lost += page.lost
                 reject(page.rejected)
                 if page.units:

@@ -9,7 +9,8 @@ TracebridgeError                 base class; never raised itself
 │   ├── QuotaError        (3)    the destination's plan quota is used up (LangWatch 402)
 │   ├── RetriesExhausted  (3)    a transient failure outlasted the retry budget
 │   ├── ServerError       (3)    an answer the bridge cannot act on (unexpected status)
-│   └── CheckpointError   (3)    the state directory is locked, unreadable or of another job
+│   └── CheckpointError   (3)    the state directory is unreadable or of another job
+│       └── LockedError   (2)    another run holds the job or the destination (names it)
 └── RecordError                  one record cannot be read, mapped or written: it is
     └── RejectedRecord           dead-lettered with its reason and the run goes on (exit 1)
 ```
@@ -24,6 +25,7 @@ __all__ = [
     "AuthError",
     "CheckpointError",
     "FatalError",
+    "LockedError",
     "MappingFileError",
     "QuotaError",
     "RecordError",
@@ -75,6 +77,15 @@ class ServerError(FatalError):
 
 class CheckpointError(FatalError):
     """The state directory is locked by another run, unreadable, or belongs to another job."""
+
+
+class LockedError(CheckpointError):
+    """Another tracebridge run holds the job's checkpoint or the destination; names the holder.
+
+    Exit code 2: two runs over one job or one output is a setup to fix, not a runtime failure.
+    """
+
+    exit_code = 2
 
 
 class RecordError(TracebridgeError):

@@ -2,7 +2,11 @@
 
 Pass one indexes every record's thread id and location (not its content), so memory grows with
 the number of records, not their size; pass two loads one unit at a time. Units come in the
-order their first record appears in the files, which makes `{"units_done": n}` a resumable cursor.
+order their first record appears in the files, which makes `{"units_done": n}` a resumable cursor
+for *that* input only: the cursor also carries the input's fingerprint (a digest pass one takes
+of what it read) and the number of units, and a resume whose input changed, or whose cursor does
+not fit the input, reads it again from the start and says so. Writes are idempotent, so a
+restart costs time, never records.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class ThreadIndex(Generic[L]):
         self._order: list[tuple[str | None, L | None]] = []
         self._threads: dict[str, list[L]] = {}
         self.rejected: list[Rejected] = []
+        #: A digest of the input as pass one read it; a resume on another input starts over.
+        self.fingerprint = ""
 
     def add(self, thread_id: str | None, locator: L) -> None:
         if thread_id is None:
@@ -50,13 +56,36 @@ class ThreadIndex(Generic[L]):
                 yield None, [locator]
 
 
+def _resume_at(index: ThreadIndex[L], resume: dict[str, object] | None) -> tuple[int, str | None]:
+    """Where to resume in `index`, and a warning when the cursor cannot be trusted."""
+    if not resume:
+        return 0, None
+    done, fingerprint, units = (resume.get(k) for k in ("units_done", "input", "units"))
+    if fingerprint != index.fingerprint or units != len(index):
+        return 0, (
+            "the input changed since the interrupted run (its checkpoint describes other "
+            "content): reading it again from the start; writes are idempotent"
+        )
+    if type(done) is not int or not 0 <= done <= len(index):
+        return 0, (
+            f"the checkpoint's cursor (units_done={done!r}) does not fit this input of "
+            f"{len(index)} units: reading it again from the start; writes are idempotent"
+        )
+    return done, None
+
+
 async def paged(
     index: ThreadIndex[L], load: Loader[L], resume: dict[str, object] | None, page_size: int
 ) -> AsyncIterator[Page]:
     """Pages of loaded units; the first page also carries the index pass's rejects."""
-    done = resume.get("units_done", 0) if resume else 0
-    done = done if isinstance(done, int) else 0
+    done, warning = _resume_at(index, resume)
     page = Page(rejected=list(index.rejected) if done == 0 else [])
+    if warning:
+        page.warnings.append(warning)
+
+    def cursor() -> dict[str, object]:
+        return {"units_done": done, "units": len(index), "input": index.fingerprint}
+
     for thread_id, locators in index.units(done):
         unit, rejected = load(thread_id, locators)
         done += 1
@@ -64,10 +93,10 @@ async def paged(
             page.units.append(unit)
         page.rejected += rejected
         if len(page.units) + len(page.rejected) >= page_size:
-            page.cursor = {"units_done": done}
+            page.cursor = cursor()
             yield page
             page = Page()
-    page.cursor = {"units_done": done}
+    page.cursor = cursor()
     yield page
 
 

@@ -8,7 +8,6 @@ the job key is built from endpoint names, projects and the time window only.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._endpoints import Rejected
 from ._errors import CheckpointError
+from ._locks import PathLock
 
 __all__ = ["Checkpoint", "DeadLetters", "StateDir", "write_atomically"]
 
@@ -95,29 +95,18 @@ class StateDir:
         digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
         self.checkpoint_path = root / f"checkpoint-{digest}.json"
         self.dead_letter_path = root / "dead-letters.jsonl"
-        self._lock: IO[bytes] | None = None
+        self._lock = PathLock(
+            root / f"{self.checkpoint_path.stem}.lock", f"this job's checkpoint in {root}"
+        )
 
     def lock(self) -> None:
-        """Take the job's lock; raise CheckpointError when another run holds it."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            handle = (self.root / f"{self.checkpoint_path.stem}.lock").open("ab")
-        except OSError as exc:
-            raise CheckpointError(f"state directory {self.root}: {exc.strerror}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise CheckpointError(
-                f"another tracebridge run of this job holds {self.root}; wait for it to finish"
-            ) from None
-        self._lock = handle
+        """Take the job's lock; LockedError when another run holds it."""
+        if self.root.exists() and not self.root.is_dir():
+            raise CheckpointError(f"state directory {self.root}: not a directory")
+        self._lock.acquire()
 
     def unlock(self) -> None:
-        if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
-            self._lock = None
+        self._lock.release()
 
     def load(self) -> Checkpoint | None:
         """The job's checkpoint, or None when there is none; a corrupt one is an error."""

@@ -43,9 +43,11 @@ class LangWatchFileSource(FileSource[Locator]):
 
     def _index(self, window: Window) -> ThreadIndex[Locator]:
         index: ThreadIndex[Locator] = ThreadIndex()
+        digest = hashlib.blake2b(digest_size=16)
         with self.path.open("rb") as handle:
             lineno, offset = 0, 0
             for raw in handle:
+                digest.update(raw)
                 lineno += 1
                 here, offset = offset, offset + len(raw)
                 if not raw.strip():
@@ -70,6 +72,7 @@ class LangWatchFileSource(FileSource[Locator]):
                 index.add(
                     thread_id if isinstance(thread_id, str) and thread_id else None, (here, lineno)
                 )
+        index.fingerprint = digest.hexdigest()
         return index
 
     def _load(

@@ -101,7 +101,11 @@ class OpikDirSource(FileSource[Path]):
 
     def _index(self, window: Window) -> ThreadIndex[Path]:
         index: ThreadIndex[Path] = ThreadIndex()
+        digest = hashlib.blake2b(digest_size=16)
         for path in sorted(self.folder.iterdir()):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{path.name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
             if (
                 path.is_dir()
                 or path.name in _KNOWN_FILES
@@ -132,6 +136,7 @@ class OpikDirSource(FileSource[Path]):
             else:
                 thread_id = None
             index.add(thread_id if isinstance(thread_id, str) and thread_id else None, path)
+        index.fingerprint = digest.hexdigest()
         return index
 
     def _load(self, thread_id: str | None, paths: list[Path]) -> tuple[Unit | None, list[Rejected]]:
