@@ -319,6 +319,74 @@ def test_since_after_until_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "OUT").exists()
 
 
+# --- what LangWatch's exporter writes (langwatch-file) -----------------------------------------
+
+
+def test_a_json_array_export_migrates_like_the_jsonl_one(tmp_path: Path) -> None:
+    """`langwatch trace export --format json` (one pretty-printed array, BOM and all) migrates to
+    the same Opik files as the JSONL export."""
+    (tmp_path / "traces.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(RECORDS, indent=2).encode())
+    result = invoke(["migrate", "--from", "langwatch-file:traces.json", "--to", "opik-dir:ARR"])
+    assert_no_traceback(result)
+    assert result.exit_code == 0, result.output
+    assert (
+        summary_table(result.stdout)["traces"]
+        == summary_table(to_opik_dir("LINES").stdout)["traces"]
+    )
+    assert snapshot(tmp_path / "ARR") == snapshot(tmp_path / "LINES")
+
+
+def test_repeated_traces_of_an_export_are_written_once_and_counted_as_skipped(
+    tmp_path: Path,
+) -> None:
+    """An export that repeats traces (the exporter's --limit bug): exit 0, the summary reads
+    every line, writes each trace once, and skips the repeats by the named rule."""
+    lines = RECORDS + RECORDS[:5]
+    path = tmp_path / "export.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    result = invoke(["migrate", "--from", "langwatch-file:export.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    assert result.exit_code == 0, result.output
+    traces = summary_table(result.stdout)["traces"]
+    assert traces == {"read": len(lines), "written": len(RECORDS), "skipped": 5, "dead-lettered": 0}
+    spans = summary_table(result.stdout)["spans"]
+    assert spans["read"] == spans["written"] + spans["skipped"]
+    assert "skipped 5: repeated trace_id lines: kept the most complete copy" in result.stdout
+    assert "holds 5 traces more than once" in result.stdout
+    assert len(trace_files(tmp_path / "OUT")) == len(RECORDS)
+
+
+def test_an_export_without_spans_is_warned_about_in_the_summary(tmp_path: Path) -> None:
+    """Exported without --include-spans: the run goes on, and the summary says so loudly."""
+    spanless = [{**r, "spans": []} for r in RECORDS]
+    (tmp_path / "export.jsonl").write_text("".join(json.dumps(r) + "\n" for r in spanless))
+    result = invoke(["migrate", "--from", "langwatch-file:export.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "holds no spans at all: was it exported without `--include-spans`?" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("trace_id,input,output,started_at,error\ntr_1,hi,hello,2026-03-09T19:02:11Z,\n", "CSV"),
+        (json.dumps({"trace_id": "tr_1", "timestamp": 1773082931000, "input": "hi"}), "web-UI"),
+    ],
+)
+def test_other_export_shapes_stop_with_exit_2_and_the_export_to_use(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    """CSV and the web UI's export stop before anything runs, with one clear message."""
+    (tmp_path / "export.jsonl").write_text(text)
+    result = invoke(["migrate", "--from", "langwatch-file:export.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert "langwatch trace export --format jsonl --include-spans" in result.stderr
+    assert not (tmp_path / "OUT").exists()
+
+
 # --- state directory --------------------------------------------------------------------------
 
 
