@@ -9,6 +9,7 @@ httpx globally, so the CLI's own clients reach them).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import tomllib
@@ -27,6 +28,7 @@ from tests.fakes.langwatch import LangWatchFake
 from tests.fakes.opik import OpikFake, parse_time
 from tests.opik_spec import load_spec, validate_schema
 from tracebridge._ids import uuid7_ms
+from tracebridge._locks import PathLock
 from tracebridge.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "langwatch-sample.jsonl"
@@ -385,6 +387,38 @@ def test_other_export_shapes_stop_with_exit_2_and_the_export_to_use(
     assert needle in result.stderr
     assert "langwatch trace export --format jsonl --include-spans" in result.stderr
     assert not (tmp_path / "OUT").exists()
+
+
+def test_two_runs_writing_one_output_file_fail_with_exit_2(tmp_path: Path) -> None:
+    """Another run (another state dir) holds the output file: exit 2, naming the holder, and
+    not a line written."""
+    assert to_opik_dir("OUT").exit_code == 0
+    holder = PathLock(tmp_path / ".back.jsonl.tracebridge.lock", "langwatch-file:back.jsonl")
+    holder.acquire()
+    try:
+        result = invoke(
+            [
+                *("migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:back.jsonl"),
+                *("--state-dir", "other-state"),
+            ]
+        )
+    finally:
+        holder.release()
+    assert_no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "langwatch-file:back.jsonl is in use by another tracebridge run" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr
+    assert not (tmp_path / "back.jsonl").exists()
+
+
+def test_an_output_file_that_is_a_directory_is_exit_2(tmp_path: Path) -> None:
+    """The output path names a directory: exit 2 naming it, no traceback."""
+    assert to_opik_dir("OUT").exit_code == 0
+    (tmp_path / "back.jsonl").mkdir()
+    result = invoke(["migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:back.jsonl"])
+    assert_no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "back.jsonl is a directory" in result.stderr
 
 
 # --- state directory --------------------------------------------------------------------------

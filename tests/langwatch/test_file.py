@@ -1,16 +1,19 @@
 """`langwatch-file:PATH`: the source (JSONL and JSON-array exports, threads, windows, dead
-letters, repeats, warnings, resume) and the idempotent JSONL sink (one line per trace, replace on
-change, compaction, dry runs)."""
+letters, repeats, warnings, resume) and the JSONL sink (one line per trace, replace on change,
+repairs only its own writes, locking, file hygiene, dry runs)."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 from tracebridge import (
     LangWatchFileSink,
     LangWatchFileSource,
+    LockedError,
     Page,
     Rejected,
     Thread,
@@ -888,23 +892,6 @@ async def test_appended_batches_are_on_disk_before_close(tmp_path: Path) -> None
     await sink.aclose()
 
 
-def test_a_duplicated_trace_is_compacted_before_the_first_write(tmp_path: Path) -> None:
-    """After a crash between append and compaction, the next write keeps the last version."""
-    path = _jsonl(
-        tmp_path / "traces.jsonl",
-        [
-            _trace("a", 0, output={"value": "old"}),
-            _trace("b", 1),
-            _trace("a", 0, output={"value": "new"}),
-        ],
-    )
-    sink = LangWatchFileSink(path)
-    anyio.run(lambda: sink.write([]))  # the first real write mends the file
-    lines = _lines(path)
-    assert sorted(line["trace_id"] for line in lines) == ["a", "b"]
-    assert {line["trace_id"]: line for line in lines}["a"]["output"]["value"] == "new"
-
-
 def test_a_file_without_duplicates_is_not_rewritten_on_open(tmp_path: Path) -> None:
     """Opening is read-only when there is nothing to compact."""
     path = _jsonl(tmp_path / "traces.jsonl", [_trace("a", 0), _trace("b", 1)])
@@ -973,3 +960,255 @@ async def test_file_round_trip_source_to_sink(tmp_path: Path) -> None:
     await _write(tmp_path / "out.jsonl", units)
     out = {line["trace_id"]: line for line in _lines(tmp_path / "out.jsonl")}
     assert out == {raw["trace_id"]: raw for raw in raws}
+
+
+# --- sink: repair only what tracebridge wrote
+
+_CRASH = """
+import json, os, sys
+from pathlib import Path
+import anyio
+from tracebridge import LangWatchFileSink
+from tracebridge._langwatch.convert import trace_from_wire
+
+async def main() -> None:
+    path, torn = Path(sys.argv[1]), sys.argv[3]
+    sink = LangWatchFileSink(path)
+    for raw in json.loads(sys.argv[2]):
+        await sink.write([trace_from_wire(raw, project="support-bot")[0]])
+    if torn:
+        with path.open("ab") as handle:  # a batch that was being appended when the run died
+            handle.write(torn.encode())
+    os._exit(0)  # killed: no aclose, no compaction
+
+anyio.run(main)
+"""
+
+
+def _crash_after(path: Path, raws: list[Json], torn: str = "") -> None:
+    """A tracebridge process that writes `raws` batch by batch, then dies mid-run."""
+    args = [sys.executable, "-c", _CRASH, str(path), json.dumps(raws), torn]
+    subprocess.run(args, check=True, timeout=60)
+
+
+@pytest.mark.anyio
+async def test_a_user_s_valid_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    """A file whose last line lacks its newline is not a torn write: the line is kept and the
+    next trace starts on a line of its own."""
+    path = tmp_path / "traces.jsonl"
+    path.write_text(json.dumps(_trace("a", 0)) + "\n" + json.dumps(_trace("mine", 1)))
+    await _write(path, _units_of(_trace("b", 2)))
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "mine", "b"]
+
+
+@pytest.mark.anyio
+async def test_a_user_s_broken_last_line_is_kept_and_named(tmp_path: Path) -> None:
+    """An incomplete last line tracebridge did not write is never deleted: kept as it is, a
+    warning says so, and new traces start on the next line."""
+    path = tmp_path / "traces.jsonl"
+    user = json.dumps(_trace("a", 0)) + "\n" + '{"trace_id": "half'
+    path.write_text(user)
+    sink = LangWatchFileSink(path)
+    result = await sink.write(_units_of(_trace("b", 1)))
+    await sink.aclose()
+    text = path.read_text()
+    assert text.startswith(user + "\n")
+    assert json.loads(text.splitlines()[-1])["trace_id"] == "b"
+    (warning,) = result.warnings
+    assert "last line is incomplete" in warning
+    assert "kept" in warning
+
+
+@pytest.mark.anyio
+async def test_an_interrupted_write_of_ours_is_cut_at_the_next_run(tmp_path: Path) -> None:
+    """A run killed while appending leaves a partial line after its last acknowledged write;
+    the next run knows (from the sidecar) that it was ours and removes it."""
+    path = tmp_path / "traces.jsonl"
+    _crash_after(path, [_trace("a", 0)], torn='{"trace_id":"b","metadata":{"thr')
+    assert (tmp_path / ".traces.jsonl.tracebridge.json").is_file()
+    sink = LangWatchFileSink(path)
+    result = await sink.write(_units_of(_trace("b", 1)))
+    await sink.aclose()
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "b"]  # every line valid
+    assert any("removed an incomplete last line" in w for w in result.warnings)
+    assert not (tmp_path / ".traces.jsonl.tracebridge.json").exists()  # a clean close
+
+
+@pytest.mark.anyio
+async def test_replaced_traces_of_a_killed_run_are_compacted_at_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """A run killed between appending a changed trace and compacting: the next run keeps the
+    last version of each trace it wrote."""
+    path = tmp_path / "traces.jsonl"
+    old, new = _trace("a", 0, output={"value": "old"}), _trace("a", 0, output={"value": "new"})
+    _crash_after(path, [old, _trace("b", 1), new])
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "b", "a"]
+    await _write(path, [])
+    lines = _lines(path)
+    assert sorted(line["trace_id"] for line in lines) == ["a", "b"]
+    assert {line["trace_id"]: line for line in lines}["a"]["output"]["value"] == "new"
+
+
+@pytest.mark.anyio
+async def test_a_user_s_repeated_lines_stay_unless_tracebridge_writes_that_trace(
+    tmp_path: Path,
+) -> None:
+    """Lines tracebridge did not write are not compacted away, not even when it compacts the
+    file for a trace it replaced; a trace it writes replaces every earlier line of its id."""
+    path = _jsonl(
+        tmp_path / "traces.jsonl",
+        [
+            _trace("a", 0, output={"value": "v1"}),
+            _trace("a", 0, output={"value": "v2"}),
+            _trace("b", 1),
+        ],
+    )
+    await _write(path, _units_of(_trace("c", 2)))
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "a", "b", "c"]
+    await _write(path, _units_of(_trace("b", 1, output={"value": "changed"})))  # compacts
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "a", "c", "b"]
+    await _write(path, _units_of(_trace("a", 0, output={"value": "v3"})))
+    assert [(line["trace_id"], line["output"]["value"]) for line in _lines(path)] == [
+        ("c", "answer c"),
+        ("b", "changed"),
+        ("a", "v3"),
+    ]
+
+
+# --- sink: one run per output file
+
+
+@pytest.mark.anyio
+async def test_a_second_sink_on_the_same_file_is_refused_with_exit_2(tmp_path: Path) -> None:
+    """Two runs writing one output (with different state dirs) would interleave their lines:
+    the second fails with LockedError naming the file and the holder, before writing."""
+    path = tmp_path / "traces.jsonl"
+    first = LangWatchFileSink(path)
+    await first.write(_units_of(_trace("a", 0)))
+    second = LangWatchFileSink(path)
+    with pytest.raises(LockedError) as caught:
+        await second.write(_units_of(_trace("b", 1)))
+    assert caught.value.exit_code == 2
+    assert str(path) in str(caught.value)
+    assert f"pid {os.getpid()}" in str(caught.value)
+    await second.aclose()
+    await first.aclose()
+    assert [line["trace_id"] for line in _lines(path)] == ["a"]
+    await _write(path, _units_of(_trace("b", 1)))  # released at close
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "b"]
+
+
+# --- sink: what JSON can carry
+
+
+@pytest.mark.anyio
+async def test_a_lone_surrogate_is_written_escaped_and_read_back_the_same(tmp_path: Path) -> None:
+    """`"\\ud800"` cannot be UTF-8: that line is written with escapes (as JSON.stringify does),
+    losslessly; other lines keep their UTF-8 text."""
+    odd = _trace("odd", 0, input={"value": "broken \ud800 pair"})
+    path = tmp_path / "traces.jsonl"
+    await _write(path, _units_of(odd, _trace("b", 1, input={"value": "café"})))
+    raw = path.read_bytes()
+    assert b"\\ud800" in raw
+    assert "café".encode() in raw
+    back = {t.id: t for t in _trace_ids_to_traces(_units(await _read(path)))}
+    assert back["odd"] == _canonical(odd)[0]
+
+
+def _trace_ids_to_traces(units: list[Unit]) -> list[Trace]:
+    return [t for u in units for t in (u.traces if isinstance(u, Thread) else [u])]
+
+
+@pytest.mark.anyio
+async def test_a_trace_too_deep_to_write_is_dead_lettered_and_the_rest_written(
+    tmp_path: Path,
+) -> None:
+    """A value nested deeper than `json.dumps` goes is that trace's dead letter, with its spans
+    counted; its thread's other traces and the other units are written."""
+    deep: Any = "leaf"
+    for _ in range(5000):
+        deep = [deep]
+    deep_trace = _canonical(_trace("deep", 1, "conv"))[0]
+    deep_trace = deep_trace.model_copy(update={"metadata": {"nested": deep}})
+    units: list[Unit] = [
+        Thread(id="conv", traces=[*_canonical(_trace("t0", 0, "conv")), deep_trace]),
+        *_canonical(_trace("solo", 2)),
+    ]
+    path = tmp_path / "traces.jsonl"
+    sink = LangWatchFileSink(path)
+    result = await sink.write(units)
+    await sink.aclose()
+    assert sorted(line["trace_id"] for line in _lines(path)) == ["solo", "t0"]
+    (rejected,) = result.rejected
+    assert rejected.where == "trace deep"
+    assert "nested too deeply" in rejected.reason
+    assert rejected.contains is not None
+    assert (rejected.contains.traces, rejected.contains.spans) == (1, 1)
+    assert (result.written.threads, result.written.traces, result.written.spans) == (1, 2, 2)
+
+
+# --- sink: file hygiene
+
+
+@pytest.mark.anyio
+async def test_output_files_keep_the_user_s_umask_through_compaction(tmp_path: Path) -> None:
+    """The file is created with the umask's mode, and a compaction (which goes through a
+    mkstemp temp file, 0600) keeps it."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "traces.jsonl"
+        await _write(path, _units_of(_trace("a", 0)))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        await _write(path, _units_of(_trace("a", 0, output={"value": "changed"})))  # compacts
+        assert len(_lines(path)) == 1
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.anyio
+async def test_no_temp_file_outlives_a_run(tmp_path: Path) -> None:
+    """Temp files a killed compaction left next to the output are removed at the next start;
+    files that merely look alike are not touched; after a run only the lock file is left."""
+    path = tmp_path / "traces.jsonl"
+    stale = [tmp_path / ".traces.jsonl.k3j_x9q2.tmp", tmp_path / ".traces.jsonl.abcdefgh.tmp"]
+    keep = [tmp_path / ".traces.jsonl.my-notes.tmp", tmp_path / ".other.jsonl.abcdefgh.tmp"]
+    for file in stale + keep:
+        file.write_text("partial")
+    await _write(path, _units_of(_trace("a", 0)))
+    await _write(path, _units_of(_trace("a", 0, output={"value": "changed"})))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [path.name, ".traces.jsonl.tracebridge.lock", *(k.name for k in keep)]
+    )
+
+
+def test_an_output_path_that_is_a_directory_is_a_usage_error(tmp_path: Path) -> None:
+    """Named at once, not a traceback from open()."""
+    with pytest.raises(UsageError, match="is a directory") as caught:
+        LangWatchFileSink(tmp_path)
+    assert str(tmp_path) in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_an_output_that_cannot_be_written_is_a_usage_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parent that is a file, or a permission refused, is a UsageError naming the path."""
+    (tmp_path / "file").write_text("")
+    sink = LangWatchFileSink(tmp_path / "file" / "traces.jsonl")
+    with pytest.raises(UsageError, match="cannot write there") as caught:
+        await sink.write(_units_of(_trace("a", 0)))
+    assert "file/traces.jsonl" in str(caught.value)
+    await sink.aclose()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    path = tmp_path / "traces.jsonl"
+    sink = LangWatchFileSink(path)
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(UsageError, match="Permission denied") as caught:
+        await sink.write(_units_of(_trace("a", 0)))
+    assert str(path) in str(caught.value)
+    await sink.aclose()

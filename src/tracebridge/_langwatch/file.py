@@ -12,7 +12,7 @@ at a time. What pass one finds is reported on the first page:
   input/output, then the last one; the other copies count as read and skipped by `REPEATED`;
 - a file without a single span, and traces cut to the 64 KB search preview, are warned about.
 
-Sink: `file_sink.LangWatchFileSink` (appends, replaces changed traces).
+Sink: `file_sink.LangWatchFileSink` (appends, replaces changed traces, repairs only its own).
 """
 
 from __future__ import annotations
