@@ -9,6 +9,7 @@ httpx globally, so the CLI's own clients reach them).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import tomllib
@@ -27,6 +28,7 @@ from tests.fakes.langwatch import LangWatchFake
 from tests.fakes.opik import OpikFake, parse_time
 from tests.opik_spec import load_spec, validate_schema
 from tracebridge._ids import uuid7_ms
+from tracebridge._locks import PathLock
 from tracebridge.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "langwatch-sample.jsonl"
@@ -317,6 +319,106 @@ def test_since_after_until_is_a_usage_error(tmp_path: Path) -> None:
     assert "--since" in result.stderr
     assert "--until" in result.stderr
     assert not (tmp_path / "OUT").exists()
+
+
+# --- what LangWatch's exporter writes (langwatch-file) -----------------------------------------
+
+
+def test_a_json_array_export_migrates_like_the_jsonl_one(tmp_path: Path) -> None:
+    """`langwatch trace export --format json` (one pretty-printed array, BOM and all) migrates to
+    the same Opik files as the JSONL export."""
+    (tmp_path / "traces.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(RECORDS, indent=2).encode())
+    result = invoke(["migrate", "--from", "langwatch-file:traces.json", "--to", "opik-dir:ARR"])
+    assert_no_traceback(result)
+    assert result.exit_code == 0, result.output
+    assert (
+        summary_table(result.stdout)["traces"]
+        == summary_table(to_opik_dir("LINES").stdout)["traces"]
+    )
+    assert snapshot(tmp_path / "ARR") == snapshot(tmp_path / "LINES")
+
+
+def test_repeated_traces_of_an_export_are_written_once_and_counted_as_skipped(
+    tmp_path: Path,
+) -> None:
+    """An export that repeats traces (the exporter's --limit bug): exit 0, the summary reads
+    every line, writes each trace once, and skips the repeats by the named rule."""
+    lines = RECORDS + RECORDS[:5]
+    path = tmp_path / "export.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    result = invoke(["migrate", "--from", "langwatch-file:export.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    assert result.exit_code == 0, result.output
+    traces = summary_table(result.stdout)["traces"]
+    assert traces == {"read": len(lines), "written": len(RECORDS), "skipped": 5, "dead-lettered": 0}
+    spans = summary_table(result.stdout)["spans"]
+    assert spans["read"] == spans["written"] + spans["skipped"]
+    assert "skipped 5: repeated trace_id lines: kept the most complete copy" in result.stdout
+    assert "holds 5 traces more than once" in result.stdout
+    assert len(trace_files(tmp_path / "OUT")) == len(RECORDS)
+
+
+def test_an_export_without_spans_is_warned_about_in_the_summary(tmp_path: Path) -> None:
+    """Exported without --include-spans: the run goes on, and the summary says so loudly."""
+    spanless = [{**r, "spans": []} for r in RECORDS]
+    (tmp_path / "export.jsonl").write_text("".join(json.dumps(r) + "\n" for r in spanless))
+    result = invoke(["migrate", "--from", "langwatch-file:export.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "holds no spans at all: was it exported without `--include-spans`?" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("trace_id,input,output,started_at,error\ntr_1,hi,hello,2026-03-09T19:02:11Z,\n", "CSV"),
+        (json.dumps({"trace_id": "tr_1", "timestamp": 1773082931000, "input": "hi"}), "web-UI"),
+    ],
+)
+def test_other_export_shapes_stop_with_exit_2_and_the_export_to_use(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    """CSV and the web UI's export stop before anything runs, with one clear message."""
+    (tmp_path / "export.jsonl").write_text(text)
+    result = invoke(["migrate", "--from", "langwatch-file:export.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert "langwatch trace export --format jsonl --include-spans" in result.stderr
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_two_runs_writing_one_output_file_fail_with_exit_2(tmp_path: Path) -> None:
+    """Another run (another state dir) holds the output file: exit 2, naming the holder, and
+    not a line written."""
+    assert to_opik_dir("OUT").exit_code == 0
+    holder = PathLock(tmp_path / ".back.jsonl.tracebridge.lock", "langwatch-file:back.jsonl")
+    holder.acquire()
+    try:
+        result = invoke(
+            [
+                *("migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:back.jsonl"),
+                *("--state-dir", "other-state"),
+            ]
+        )
+    finally:
+        holder.release()
+    assert_no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "langwatch-file:back.jsonl is in use by another tracebridge run" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr
+    assert not (tmp_path / "back.jsonl").exists()
+
+
+def test_an_output_file_that_is_a_directory_is_exit_2(tmp_path: Path) -> None:
+    """The output path names a directory: exit 2 naming it, no traceback."""
+    assert to_opik_dir("OUT").exit_code == 0
+    (tmp_path / "back.jsonl").mkdir()
+    result = invoke(["migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:back.jsonl"])
+    assert_no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "back.jsonl is a directory" in result.stderr
 
 
 # --- state directory --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._endpoints import Page, Rejected, Unit, Window
+from ._endpoints import Notes, Page, Rejected, Unit, Window
 
 __all__ = ["FileSource", "ThreadIndex", "paged"]
 
@@ -33,6 +33,9 @@ class ThreadIndex(Generic[L]):
         self._order: list[tuple[str | None, L | None]] = []
         self._threads: dict[str, list[L]] = {}
         self.rejected: list[Rejected] = []
+        #: Records pass one left out by a rule, and warnings about the input: they reach the
+        #: first page (skips only when reading from the start, like the rejects; warnings always).
+        self.notes = Notes()
         #: A digest of the input as pass one read it; a resume on another input starts over.
         self.fingerprint = ""
 
@@ -77,11 +80,15 @@ def _resume_at(index: ThreadIndex[L], resume: dict[str, object] | None) -> tuple
 async def paged(
     index: ThreadIndex[L], load: Loader[L], resume: dict[str, object] | None, page_size: int
 ) -> AsyncIterator[Page]:
-    """Pages of loaded units; the first page also carries the index pass's rejects."""
+    """Pages of loaded units; the first page also carries the index pass's rejects and notes."""
     done, warning = _resume_at(index, resume)
     page = Page(rejected=list(index.rejected) if done == 0 else [])
     if warning:
         page.warnings.append(warning)
+    if done == 0:
+        page.merge_notes(index.notes)
+    else:
+        page.warnings += index.notes.warnings
 
     def cursor() -> dict[str, object]:
         return {"units_done": done, "units": len(index), "input": index.fingerprint}

@@ -1,78 +1,122 @@
-"""`langwatch-file:PATH`: JSONL, one LangWatch trace per line in the read shape.
+"""`langwatch-file:PATH`: what LangWatch's exporter writes, as a source; JSONL, as a sink.
 
-As a source it groups traces into threads by `metadata.thread_id` (two passes, see `_files.py`);
-every line that is not a valid trace is dead-lettered with its line number. As a sink it appends
-each acknowledged batch durably (fsync) and is idempotent: a trace already in the file with the
-same content is not written again, a changed one replaces the old line when the file is closed
-(or, after a crash, when it is next opened).
+Source. `langwatch trace export` writes search results (`POST /api/traces/search`) as JSONL or as
+one pretty-printed JSON array (`export_shapes` detects which, and refuses CSV and the web UI's
+export with the export to use instead). Pass one indexes every record and keeps one small entry
+per trace id; pass two loads one thread (traces sharing `metadata.thread_id`) or standalone trace
+at a time. What pass one finds is reported on the first page:
+
+- every record that is not a trace object is dead-lettered with `file:line` (or `file: element N`);
+- a trace id on several records (the exporter's `--limit` makes the server restart its scroll) is
+  read once, from its most complete copy: most spans, then most evaluations, then the longest
+  input/output, then the last one; the other copies count as read and skipped by `REPEATED`;
+- a file without a single span, and traces cut to the 64 KB search preview, are warned about.
+
+Sink: `file_sink.LangWatchFileSink` (appends, replaces changed traces, repairs only its own).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-from pydantic import ValidationError
-
-from .._endpoints import Counts, Rejected, Unit, Window, WriteResult
+from .._endpoints import Counts, Notes, Rejected, Unit, Window
 from .._errors import RecordError, UsageError
 from .._files import FileSource, ThreadIndex
 from .._models import Thread, Trace
 from .._time import from_ms
-from .convert import raw_counts, thread_to_wire, trace_from_wire, trace_to_wire
+from .convert import raw_counts, trace_from_wire
+from .export_shapes import EXPORT_HINT, Locator, detect, is_preview, load, scan, where
+from .file_sink import LangWatchFileSink
 
-__all__ = ["LangWatchFileSink", "LangWatchFileSource"]
+__all__ = ["REPEATED", "LangWatchFileSink", "LangWatchFileSource"]
 
-Locator = tuple[int, int]  # (byte offset, line number)
+#: The skip rule of repeated trace ids (their spans and evaluations have rules of their own).
+REPEATED = "repeated trace_id lines: kept the most complete copy"
+_REPEATED_SPANS = f"{REPEATED} (spans of the copies left out)"
+_REPEATED_SCORES = f"{REPEATED} (evaluations of the copies left out)"
+_EXAMPLES = 5
+_TOO_DEEP = "JSON nested too deeply to convert (deeper than Python's recursion limit allows)"
+
+
+class _Copy(NamedTuple):
+    """Pass one's one entry per trace id: how complete its best copy is, and where it is."""
+
+    spans: int
+    evaluations: int
+    text: int  # characters of input and output
+    locator: Locator
+    thread_id: str | None
+    preview: bool
+    copies: int = 1
+
+    def rank(self) -> tuple[int, int, int, int]:
+        return (self.spans, self.evaluations, self.text, self.locator.ordinal)
 
 
 class LangWatchFileSource(FileSource[Locator]):
-    """Reads a LangWatch JSONL export."""
+    """Reads a LangWatch export: JSONL or a JSON array (see the module docstring)."""
 
     def __init__(self, path: Path, *, project: str | None = None, page_size: int = 100) -> None:
+        self.label = f"langwatch-file:{path}"
         if not path.is_file():
-            raise UsageError(f"langwatch-file:{path}: no such file")
+            raise UsageError(f"{self.label}: no such file")
+        try:
+            self.shape = detect(path)
+        except OSError as exc:
+            raise UsageError(f"{self.label}: cannot read it ({exc.strerror or exc})") from None
         self.path = path
         self.project = project or ""
         self.page_size = page_size
-        self.label = f"langwatch-file:{path}"
+        self._handle: IO[bytes] | None = None
 
     def _index(self, window: Window) -> ThreadIndex[Locator]:
         index: ThreadIndex[Locator] = ThreadIndex()
         digest = hashlib.blake2b(digest_size=16)
-        with self.path.open("rb") as handle:
-            lineno, offset = 0, 0
-            for raw in handle:
-                digest.update(raw)
-                lineno += 1
-                here, offset = offset, offset + len(raw)
-                if not raw.strip():
-                    continue
-                record, problem = _parse(raw)
-                if problem is not None:
-                    index.rejected.append(
-                        Rejected(
-                            "trace",
-                            f"{self.path}:{lineno}",
-                            problem,
-                            raw.decode("utf-8", "replace"),
-                        )
-                    )
-                    continue
-                assert record is not None
-                started = _started_at(record)
-                if started is not None and not window.holds(started):
-                    continue
-                metadata = record.get("metadata")
-                thread_id = metadata.get("thread_id") if isinstance(metadata, dict) else None
-                index.add(
-                    thread_id if isinstance(thread_id, str) and thread_id else None, (here, lineno)
-                )
+        best: dict[str, _Copy] = {}  # in order of first appearance
+        repeats = _Repeats()
+        traces = with_spans = 0
+        for item in scan(self.path, self.shape, digest):
+            label = where(self.path, self.shape, item.locator)
+            if item.record is None:
+                index.rejected.append(Rejected("trace", label, item.problem or "", item.raw))
+                continue
+            record, copy = item.record, _copy_of(item.record, item.locator)
+            traces += 1
+            with_spans += copy.spans > 0
+            started = _started_at(record)
+            if started is not None and not window.holds(started):
+                continue
+            trace_id = record.get("trace_id")
+            key = trace_id if isinstance(trace_id, str) and trace_id else f"\x00{label}"
+            kept = best.get(key)
+            if kept is None:
+                best[key] = copy
+                continue
+            keep, drop = (copy, kept) if copy.rank() > kept.rank() else (kept, copy)
+            best[key] = keep._replace(copies=kept.copies + 1)
+            repeats.add(key, kept, copy, drop)
         index.fingerprint = digest.hexdigest()
+        previews: list[str] = []
+        for key, copy in best.items():
+            index.add(copy.thread_id, copy.locator)
+            if copy.preview:
+                previews.append(key)
+        repeats.report(index.notes, self.label, self.shape == "jsonl", best)
+        if traces and not with_spans:
+            index.notes.warnings.append(
+                f"{self.label} holds no spans at all: was it exported without "
+                f"`--include-spans`? Its traces are copied without their span trees; "
+                f"to copy them whole, export again with `{EXPORT_HINT}`"
+            )
+        if previews:
+            index.notes.warnings.append(
+                f"{len(previews)} traces in {self.label} hold LangWatch's 64 KB search preview "
+                f"instead of their whole input/output: {_some(previews, 'trace ')}. They are "
+                "copied as cut; to copy them whole, read them with `--from langwatch`, which "
+                "re-reads such traces through GET /api/traces/{id}"
+            )
         return index
 
     def _load(
@@ -81,22 +125,25 @@ class LangWatchFileSource(FileSource[Locator]):
         traces: list[Trace] = []
         rejected: list[Rejected] = []
         thread: Thread | None = None
-        with self.path.open("rb") as handle:
-            for offset, lineno in locators:
-                handle.seek(offset)
-                record, _ = _parse(handle.readline())
-                where = f"{self.path}:{lineno} (trace {(record or {}).get('trace_id', '?')})"
-                try:
-                    trace, thread_data = trace_from_wire(
-                        record or {}, project=self.project, where=where
-                    )
-                except RecordError as exc:
-                    rejected.append(
-                        Rejected("trace", where, exc.reason, record, raw_counts(record))
-                    )
-                    continue
-                traces.append(trace)
-                thread = thread_data or thread
+        if self._handle is None:
+            self._handle = self.path.open("rb")
+        for locator in locators:
+            record, problem = load(self._handle, locator)
+            label = where(self.path, self.shape, locator)
+            if record is None:  # the file changed since pass one
+                rejected.append(Rejected("trace", label, problem or "unreadable", None))
+                continue
+            label += f" (trace {record.get('trace_id', '?')})"
+            try:
+                trace, thread_data = trace_from_wire(record, project=self.project, where=label)
+            except RecordError as exc:
+                rejected.append(Rejected("trace", label, exc.reason, record, raw_counts(record)))
+                continue
+            except RecursionError:
+                rejected.append(Rejected("trace", label, _TOO_DEEP, None, raw_counts(record)))
+                continue
+            traces.append(trace)
+            thread = thread_data or thread
         if not traces:
             return None, rejected
         if thread_id is None:
@@ -105,137 +152,91 @@ class LangWatchFileSource(FileSource[Locator]):
         data = thread.model_dump(exclude={"id", "traces"}) if thread else {}
         return Thread(id=thread_id, traces=traces, **data), rejected
 
+    async def aclose(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
-def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        record = json.loads(raw)
-    except UnicodeDecodeError:
-        return None, "not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        return None, f"not JSON ({exc.msg} at column {exc.colno})"
-    if not isinstance(record, dict):
-        return None, f"a JSON {type(record).__name__}, not a trace object"
-    return record, None
+
+def _copy_of(record: dict[str, Any], locator: Locator) -> _Copy:
+    spans = record.get("spans")
+    spans = spans if isinstance(spans, list) else []
+    evaluations = record.get("evaluations")
+    metadata = record.get("metadata")
+    thread_id = metadata.get("thread_id") if isinstance(metadata, dict) else None
+    io = [record.get("input"), record.get("output")]
+    values = io + [s.get(k) for s in spans if isinstance(s, dict) for k in ("input", "output")]
+    return _Copy(
+        spans=len(spans),
+        evaluations=len(evaluations) if isinstance(evaluations, list) else 0,
+        text=sum(len(s) for s in _strings(io)),
+        locator=locator,
+        thread_id=thread_id if isinstance(thread_id, str) and thread_id else None,
+        preview=any(is_preview(s) for s in _strings(values)),
+    )
+
+
+def _strings(values: list[Any]) -> list[str]:
+    """Every string inside `values` (walked without recursion: values can nest deeply)."""
+    found: list[str] = []
+    stack = list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def _some(names: list[str], prefix: str = "") -> str:
+    """The first few names, and how many more."""
+    shown = ", ".join(f"{prefix}{n}" for n in names[:_EXAMPLES])
+    more = len(names) - _EXAMPLES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+class _Repeats:
+    """Copies of trace ids left out: counted in full, the first few named with their lines."""
+
+    def __init__(self) -> None:
+        self.left_out = Counts()
+        self.ordinals: dict[str, list[int]] = {}
+
+    def add(self, key: str, earlier: _Copy, later: _Copy, dropped: _Copy) -> None:
+        self.left_out.add(Counts(traces=1, spans=dropped.spans, scores=dropped.evaluations))
+        if key in self.ordinals:
+            self.ordinals[key].append(later.locator.ordinal)
+        elif len(self.ordinals) < _EXAMPLES:
+            self.ordinals[key] = [earlier.locator.ordinal, later.locator.ordinal]
+
+    def report(self, notes: Notes, label: str, lines: bool, best: dict[str, _Copy]) -> None:
+        if not self.left_out.traces:
+            return
+        notes.skip(self.left_out.traces, "traces", REPEATED)
+        notes.skip(self.left_out.spans, "spans", _REPEATED_SPANS)
+        notes.skip(self.left_out.scores, "scores", _REPEATED_SCORES)
+        unit = "line" if lines else "element"
+        repeated = sum(1 for copy in best.values() if copy.copies > 1)
+        named = [
+            f"trace {key} on {unit}s {', '.join(map(str, ordinals))} "
+            f"(kept {unit} {best[key].locator.ordinal})"
+            for key, ordinals in self.ordinals.items()
+        ]
+        more = repeated - len(named)
+        notes.warnings.append(
+            f"{label} holds {repeated} traces more than once ({self.left_out.traces} repeated "
+            f"{unit}s: `langwatch trace export --limit` repeats traces when the server restarts "
+            "its scroll). Kept the most complete copy of each (most spans, then most "
+            f"evaluations, then the longest input/output, then the last {unit}) and left the "
+            f"others out: {'; '.join(named)}{f'; and {more} more' if more > 0 else ''}"
+        )
 
 
 def _started_at(record: dict[str, Any]) -> Any:
     try:
         return from_ms((record.get("timestamps") or {}).get("started_at"))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):
         return None  # the conversion names the problem and dead-letters the record
-
-
-class LangWatchFileSink:
-    """Writes LangWatch JSONL, idempotently (see the module docstring)."""
-
-    def __init__(self, path: Path, *, project_id: str | None = None) -> None:
-        self.path = path
-        self.project_id = project_id
-        self.label = f"langwatch-file:{path}"
-        self._digests: dict[str, bytes] = {}  # trace id -> digest of its line in the file
-        self._ready = False
-        self._replaced = False
-        self._handle: IO[bytes] | None = None
-
-    def _prepare(self) -> None:
-        """Index the file before the first write, mending what a crash may have left."""
-        if self.path.exists() and self._index():
-            self._compact()
-        self._ready = True
-
-    def _index(self) -> bool:
-        """Read the trace ids and digests; True when the file needs compacting."""
-        self._digests, needs_compacting = {}, False
-        with self.path.open("rb") as handle:
-            for number, raw in enumerate(handle):
-                if not raw.endswith(b"\n"):
-                    return True  # a write cut short by a crash: never acknowledged, dropped
-                record, _ = _parse(raw)
-                trace_id = record.get("trace_id") if record else None
-                key = trace_id if isinstance(trace_id, str) else f"\x00{number}"
-                needs_compacting |= key in self._digests
-                self._digests[key] = _digest(raw)
-        return needs_compacting
-
-    def _compact(self) -> None:
-        """Rewrite the file keeping the last line of every trace (streamed, then replaced)."""
-        last: dict[str, int] = {}
-        with self.path.open("rb") as handle:
-            for number, raw in enumerate(handle):
-                if raw.endswith(b"\n"):
-                    record, _ = _parse(raw)
-                    trace_id = record.get("trace_id") if record else None
-                    last[trace_id if isinstance(trace_id, str) else f"\x00{number}"] = number
-        keep = set(last.values())
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as out, self.path.open("rb") as handle:
-                for number, raw in enumerate(handle):
-                    if number in keep:
-                        out.write(raw)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._index()
-        self._replaced = False
-
-    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
-        result = WriteResult()
-        if not dry_run and not self._ready:
-            self._prepare()
-        lines: list[bytes] = []
-        for unit in units:
-            try:
-                wires = (
-                    thread_to_wire(unit, project_id=self.project_id)
-                    if isinstance(unit, Thread)
-                    else [trace_to_wire(unit, project_id=self.project_id)]
-                )
-            except (ValidationError, ValueError) as exc:
-                reason = f"cannot map: {exc}"
-                result.rejected.append(
-                    Rejected("trace", _label(unit), reason, None, Counts.of(unit))
-                )
-                continue
-            for wire in wires:
-                line = (json.dumps(wire, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-                if dry_run:
-                    result.plan.append(
-                        f"trace {wire['trace_id']}: {len(wire['spans'])} spans, "
-                        f"{len(wire['evaluations'])} evaluations"
-                    )
-                    continue
-                trace_id, digest = wire["trace_id"], _digest(line)
-                if self._digests.get(trace_id) != digest:  # absent, or changed: (re)write it
-                    self._replaced |= trace_id in self._digests
-                    self._digests[trace_id] = digest
-                    lines.append(line)
-            result.written.add(Counts.of(unit))
-        if lines:
-            if self._handle is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = self.path.open("ab")
-            self._handle.write(b"".join(lines))
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-        return result
-
-    async def aclose(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-        if self._replaced:
-            self._compact()  # keep one line per trace
-
-
-def _digest(line: bytes) -> bytes:
-    return hashlib.blake2b(line, digest_size=8).digest()
-
-
-def _label(unit: Unit) -> str:
-    return f"thread {unit.id}" if isinstance(unit, Thread) else f"trace {unit.id}"

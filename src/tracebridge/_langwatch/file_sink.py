@@ -1,0 +1,320 @@
+"""The `langwatch-file:PATH` sink: LangWatch JSONL, appended durably, repairing only its own.
+
+Each acknowledged batch is appended and fsynced; a trace already in the file with the same
+content is not written again, a changed one replaces its earlier lines when the sink closes
+(streamed compaction through a temp file that keeps the file's mode). Only what tracebridge wrote
+is ever repaired: a sidecar (`.<name>.tracebridge.json`, removed at a clean close) keeps the
+file's identity, its length when this sink first wrote to it (`base`) and after the last
+acknowledged write (`acked`). After a crash, an incomplete, invalid last line that starts at or
+after `acked` is an unacknowledged write of ours and is cut; any other unterminated last line is
+the user's and is kept (a newline goes before new lines). Repeated trace ids before `base` are
+the user's and stay. The file is locked for the run (`.<name>.tracebridge.lock`); temp files a
+killed compaction left are removed at start. Environment problems are `UsageError`s naming the
+path; a trace JSON cannot carry (nested too deeply) is that trace's dead letter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from .._endpoints import Counts, Rejected, Unit, WriteResult
+from .._errors import CheckpointError, LockedError, UsageError
+from .._locks import PathLock
+from .._models import Thread, Trace
+from .convert import thread_to_wire, trace_to_wire
+from .export_shapes import parse
+
+__all__ = ["LangWatchFileSink"]
+
+_TOO_DEEP = "JSON nested too deeply to convert (deeper than Python's recursion limit allows)"
+
+
+class LangWatchFileSink:
+    """Writes LangWatch JSONL, idempotently, repairing only what it wrote (module docstring)."""
+
+    def __init__(self, path: Path, *, project_id: str | None = None) -> None:
+        self.path = path
+        self.project_id = project_id
+        self.label = f"langwatch-file:{path}"
+        _check_not_a_directory(path, self.label)
+        self._lock = PathLock(path.with_name(f".{path.name}.tracebridge.lock"), self.label)
+        self._state_path = path.with_name(f".{path.name}.tracebridge.json")
+        self._digests: dict[str, bytes] = {}  # trace id -> digest of its last line in the file
+        self._ready = self._locked = self._replaced = self._needs_newline = False
+        self._base = self._acked = 0  # see the module docstring
+        self._handle: IO[bytes] | None = None
+
+    # -- opening: lock, clean up, mend ------------------------------------------------------
+
+    def _prepare(self, result: WriteResult) -> None:
+        """Before the first write: lock the file, then mend what an earlier run of ours left."""
+        _check_not_a_directory(self.path, self.label)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except LockedError:
+            raise
+        except (OSError, CheckpointError) as exc:
+            raise UsageError(f"{self.label}: cannot write there ({_why(exc)})") from None
+        self._locked = True
+        try:
+            _remove_stale_temp_files(self.path)
+            if self.path.exists() and self._index(self._load_state(), result):
+                self._compact()
+        except OSError as exc:
+            raise UsageError(f"{self.label}: cannot update it ({_why(exc)})") from None
+        self._ready = True
+
+    def _load_state(self) -> tuple[int, int] | None:
+        """`(base, acked)` of an unfinished earlier run of ours on this very file, else None."""
+        try:
+            data = json.loads(self._state_path.read_text(encoding="utf-8"))
+            size = self.path.stat()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("file") != [size.st_dev, size.st_ino]:
+            return None
+        base, acked = data.get("base"), data.get("acked")
+        if type(base) is int and type(acked) is int and 0 <= base <= acked <= size.st_size:
+            return base, acked
+        return None
+
+    def _save_state(self) -> None:
+        size = self.path.stat()
+        state = {"file": [size.st_dev, size.st_ino], "base": self._base, "acked": self._acked}
+        self._state_path.write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+    def _index(self, state: tuple[int, int] | None, result: WriteResult) -> bool:
+        """Read trace ids and digests and mend the tail; True when our copies need compacting."""
+        base = state[0] if state else None
+        self._digests, needs_compacting, offset = {}, False, 0
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle):
+                start, offset = offset, offset + len(raw)
+                if not raw.endswith(b"\n"):
+                    if self._mend_tail(start, raw, state, result):
+                        offset = start
+                        break
+                    raw += b"\n"
+                key = _key(raw, number)
+                needs_compacting |= base is not None and start >= base and key in self._digests
+                self._digests[key] = _digest(raw)
+        self._base = base if base is not None else offset
+        self._acked = offset
+        return needs_compacting
+
+    def _mend_tail(
+        self, start: int, raw: bytes, state: tuple[int, int] | None, result: WriteResult
+    ) -> bool:
+        """An unterminated last line: True when it was cut (our torn write), else it is kept."""
+        _, problem = parse(raw)
+        if problem is not None and state is not None and start >= state[1]:
+            with self.path.open("r+b") as handle:
+                handle.truncate(start)
+                os.fsync(handle.fileno())
+            result.warnings.append(
+                f"{self.label}: removed an incomplete last line ({len(raw)} bytes) that an "
+                "interrupted tracebridge run left; it was never acknowledged, so it is written "
+                "again"
+            )
+            return True
+        self._needs_newline = True
+        if problem is not None:
+            result.warnings.append(
+                f"{self.label}: its last line is incomplete ({problem}) and tracebridge did not "
+                "write it, so it is kept as it is; new traces start on the next line"
+            )
+        return False
+
+    def _compact(self) -> None:
+        """Keep only the last line of each trace tracebridge wrote (at or after `base`); every
+        other line stays. Streamed into a temp file with the file's mode, then replaced."""
+        last: dict[str, int] = {}
+        ours: set[str] = set()
+        with self.path.open("rb") as handle:
+            offset = 0
+            for number, raw in enumerate(handle):
+                key = _key(raw, number)
+                last[key] = number
+                if offset >= self._base:
+                    ours.add(key)
+                offset += len(raw)
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(fd, "wb") as out, self.path.open("rb") as handle:
+                offset, base = 0, None
+                for number, raw in enumerate(handle):
+                    if base is None and offset >= self._base:
+                        base = out.tell()
+                    offset += len(raw)
+                    key = _key(raw, number)
+                    if key not in ours or last[key] == number:
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                out.flush()
+                os.fsync(out.fileno())
+                size = out.tell()
+            os.chmod(tmp, mode)  # mkstemp makes 0600: keep the mode the user's umask gave
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._base, self._acked = (size if base is None else base), size
+        self._replaced = self._needs_newline = False
+        self._save_state()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        result = WriteResult()
+        if not dry_run and not self._ready:
+            self._prepare(result)
+        lines: list[bytes] = []
+        for unit in units:
+            try:
+                wires = (
+                    thread_to_wire(unit, project_id=self.project_id)
+                    if isinstance(unit, Thread)
+                    else [trace_to_wire(unit, project_id=self.project_id)]
+                )
+            except (ValidationError, ValueError, RecursionError) as exc:
+                reason = _TOO_DEEP if isinstance(exc, RecursionError) else f"cannot map: {exc}"
+                result.rejected.append(
+                    Rejected("trace", _label(unit), reason, None, Counts.of(unit))
+                )
+                continue
+            encoded = [_encode(wire) for wire in wires]
+            if encoded and all(isinstance(line, str) for line in encoded):  # none can be written
+                result.rejected.append(
+                    Rejected("trace", _label(unit), str(encoded[0]), None, Counts.of(unit))
+                )
+                continue
+            written = Counts.of(unit)
+            for trace, wire, line in zip(_traces(unit), wires, encoded, strict=True):
+                if isinstance(line, str):
+                    lost = Counts.of(trace)
+                    if isinstance(unit, Thread) and wire["trace_id"] == _carrier(unit):
+                        lost.scores += len(unit.scores)  # the thread's own scores ride on it
+                    result.rejected.append(Rejected("trace", f"trace {trace.id}", line, None, lost))
+                    written.traces -= lost.traces
+                    written.spans -= lost.spans
+                    written.scores -= lost.scores
+                    continue
+                if dry_run:
+                    result.plan.append(
+                        f"trace {wire['trace_id']}: {len(wire['spans'])} spans, "
+                        f"{len(wire['evaluations'])} evaluations"
+                    )
+                    continue
+                trace_id, digest = wire["trace_id"], _digest(line)
+                if self._digests.get(trace_id) != digest:  # absent, or changed: (re)write it
+                    self._replaced |= trace_id in self._digests
+                    self._digests[trace_id] = digest
+                    lines.append(line)
+            result.written.add(written)
+        if lines:
+            self._append(b"".join(lines))
+        return result
+
+    def _append(self, data: bytes) -> None:
+        """Append durably; the sidecar then records the new acknowledged length."""
+        try:
+            if self._handle is None:
+                self._handle = self.path.open("ab")
+                self._save_state()  # before the first byte: a torn first write is ours too
+            if self._needs_newline:
+                data, self._needs_newline = b"\n" + data, False
+            self._handle.write(data)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            if self._handle is not None:  # take back what was not acknowledged, if we can
+                with contextlib.suppress(OSError):
+                    self._handle.truncate(self._acked)
+            raise UsageError(f"{self.label}: cannot write to it ({_why(exc)})") from None
+        self._acked += len(data)
+        with contextlib.suppress(OSError):  # a stale sidecar only makes the next run careful
+            self._save_state()
+
+    async def aclose(self) -> None:
+        try:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            if self._replaced:
+                self._compact()  # one line per trace we wrote
+            if self._ready:
+                self._state_path.unlink(missing_ok=True)  # a clean finish leaves nothing to mend
+        except OSError as exc:
+            raise UsageError(f"{self.label}: cannot finish it ({_why(exc)})") from None
+        finally:
+            if self._locked:
+                self._lock.release()
+                self._locked = False
+
+
+def _encode(wire: dict[str, Any]) -> bytes | str:
+    """One JSONL line, or why the trace cannot be one. A lone surrogate, which UTF-8 cannot
+    carry, is written escaped (`\\ud800`, as `JSON.stringify` does): lossless."""
+    try:
+        text = json.dumps(wire, ensure_ascii=False, separators=(",", ":")) + "\n"
+    except RecursionError:
+        return "nested too deeply to write as JSON (deeper than Python's recursion limit)"
+    except (TypeError, ValueError) as exc:
+        return f"cannot write as JSON: {exc}"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(wire, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+
+
+def _traces(unit: Unit) -> list[Trace]:
+    return unit.traces if isinstance(unit, Thread) else [unit]
+
+
+def _carrier(thread: Thread) -> str:
+    """The trace that carries the thread's own data (`thread_to_wire`: the last to start)."""
+    return max(thread.traces, key=lambda t: t.started_at).id
+
+
+def _key(raw: bytes, number: int) -> str:
+    record, _ = parse(raw)
+    trace_id = record.get("trace_id") if record else None
+    return trace_id if isinstance(trace_id, str) else f"\x00{number}"
+
+
+def _digest(line: bytes) -> bytes:
+    return hashlib.blake2b(line, digest_size=8).digest()
+
+
+def _label(unit: Unit) -> str:
+    return f"thread {unit.id}" if isinstance(unit, Thread) else f"trace {unit.id}"
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+
+
+def _check_not_a_directory(path: Path, label: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"{label}: {path} is a directory; name the JSONL file to write")
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Temp files of a compaction an earlier, killed run left (`mkstemp` names, exactly)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    for entry in path.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
