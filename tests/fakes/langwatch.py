@@ -176,12 +176,16 @@ class LangWatchFake:
         now: Callable[[], int] | None = None,
         thread_cap: int = 1000,
         preview_bytes: int = 65536,
+        thread_shape: str = "object",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.project_id = project_id
         self.now: Callable[[], int] = now or (lambda: time.time_ns() // 1_000_000)
         self.thread_cap = thread_cap
+        # §3.4 says `{"traces": [...]}`; the published doc page (seeds/langwatch-get-thread.txt)
+        # shows a bare array. "array" answers as the doc page does.
+        self.thread_shape = thread_shape
         self.preview_bytes = preview_bytes
         self.traces: dict[str, dict[str, Any]] = {}
         self.requests: list[httpx.Request] = []
@@ -351,13 +355,17 @@ class LangWatchFake:
 
     def _get_thread(self, request: httpx.Request, thread_id: str) -> httpx.Response:
         """§3.4 GET /api/thread/{id}: traces of the thread ascending by started_at, capped at
-        `thread_cap`, spans and full IO, no evaluations, no pagination, no date window."""
+        `thread_cap`, spans and full IO, no evaluations, no pagination, no date window.
+
+        `{"traces": [...]}` (§3.4), or a bare array with `thread_shape="array"` (the doc page)."""
         self._authenticate(request)
         hits = [t for t in self.traces.values() if t["metadata"].get("thread_id") == thread_id]
         hits.sort(key=lambda t: (t["timestamps"]["started_at"], t["trace_id"]))
         traces = [self._render(t, spans=True, preview=False) for t in hits[: self.thread_cap]]
         for trace in traces:
             trace["evaluations"] = []
+        if self.thread_shape == "array":
+            return httpx.Response(200, json=traces)
         return httpx.Response(200, json={"traces": traces})
 
     def _search(self, request: httpx.Request) -> httpx.Response:

@@ -362,6 +362,17 @@ async def test_thread_cap_ordering_and_no_evaluations(clock) -> None:
         assert empty.json() == {"traces": []}
 
 
+async def test_thread_answers_as_the_doc_page_shows_when_asked(clock) -> None:
+    """seeds/langwatch-get-thread.txt shows a bare array; §3.4 an object with `traces`."""
+    fake = LangWatchFake(now=clock, thread_shape="array")
+    fake.add_trace(read_trace("t1", NOW, metadata={"thread_id": "th"}, spans=[span("s1", NOW)]))
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        r = await c.get("/api/thread/th", headers={"X-Auth-Token": fake.api_key})
+        assert isinstance(r.json(), list)
+        assert [t["trace_id"] for t in r.json()] == ["t1"]
+        assert r.json()[0]["evaluations"] == []
+
+
 async def test_seed_trace_round_trips(fake, client) -> None:
     text = SEED.read_text()
     start = text.index("[\n  {")

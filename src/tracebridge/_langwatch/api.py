@@ -81,6 +81,33 @@ def _maybe_truncated(value: Any) -> bool:
     return False
 
 
+def _thread_traces(response: httpx.Response, thread_id: str) -> list[Any]:
+    """The traces of a `GET /api/thread/{id}` answer, in either shape LangWatch documents.
+
+    The reference (§3.4, the handler's code) shows `{"traces": [...]}`; the published doc page
+    (`seeds/langwatch-get-thread.txt`) shows a bare array of traces. Anything else is a
+    `ServerError` naming the thread: guessing would lose the thread's traces silently.
+    """
+    try:
+        data = response.json()
+    except ValueError:
+        shape = "a body that is not JSON"
+    else:
+        if isinstance(data, list):
+            return data
+        if isinstance(data, dict) and isinstance(data.get("traces"), list):
+            return list(data["traces"])
+        shape = (
+            f"an object with keys {sorted(data)[:8]}"
+            if isinstance(data, dict)
+            else f"JSON {json.dumps(data)[:80]}"
+        )
+    raise ServerError(
+        f"LangWatch answered GET /api/thread/{thread_id} with neither a list of traces nor an "
+        f"object holding a 'traces' list (got {shape}); its traces cannot be read"
+    )
+
+
 def _thread_id(raw: dict[str, Any]) -> str | None:
     value = (raw.get("metadata") or {}).get("thread_id")
     return value if isinstance(value, str) and value else None
@@ -250,7 +277,7 @@ class LangWatchApiSource:
                 f"LangWatch answered {response.status_code} to GET thread {thread_id}: "
                 f"{error_message(response)}"
             )
-        raws = (response.json() or {}).get("traces") or []
+        raws = _thread_traces(response, thread_id)
         if len(raws) >= THREAD_CAP:  # the endpoint's cap: read the whole thread by search
             raws = []
             body = {
