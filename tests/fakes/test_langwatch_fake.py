@@ -625,6 +625,25 @@ async def test_evaluations_upsert_by_id(fake, client, clock) -> None:
     assert stored["status"] == "error"
 
 
+async def test_a_trace_posted_without_spans_never_appears(fake, client) -> None:
+    """§4/§5.1: a trace is the fold of its spans (input/output derived, "not independently
+    settable"). `spans: []` is answered 200, yet no trace appears anywhere: not by id, not in
+    a search, not in its thread; its metadata is gone and its evaluations wait for spans."""
+    body = {
+        "trace_id": "t",
+        "spans": [],
+        "metadata": {"thread_id": "th", "user_id": "u1", "labels": ["a"]},
+        "evaluations": [{"name": "e", "score": 0.5}],
+    }
+    r = await client.post("/api/collector", json=body)
+    assert r.status_code == 200
+    assert r.json() == {"message": "Trace received successfully."}
+    assert fake.traces == {}
+    assert (await client.get("/api/traces/t")).status_code == 404
+    assert (await search(client)).json()["traces"] == []
+    assert (await client.get("/api/thread/th")).json() == {"traces": []}
+
+
 async def test_evaluations_before_their_trace_wait_for_it(fake, client) -> None:
     body = {"trace_id": "t", "spans": [], "evaluations": [{"name": "e", "passed": True}]}
     assert (await client.post("/api/collector", json=body)).status_code == 200

@@ -12,7 +12,9 @@ A trace outside threads whose text may be the 64 KB preview is fetched whole
 Sink (§5.1): `POST /api/collector`, ≤ 200 spans, ≤ 200 evaluations and ≤ 10 MB per request
 (a big trace is several requests with the same `trace_id`, which LangWatch merges). A 429 there
 means "too large": the request is split, never resent unchanged; 402 (plan quota) is fatal.
-`partialSuccess` is read on every answer and rejected spans are dead-lettered. Spans that started
+`partialSuccess` is read on every answer and rejected spans are dead-lettered. LangWatch builds a
+trace from its spans, so no trace is posted without one: a trace that has none gets the root span
+carrying its IO (`convert.with_root_span`), as every copy of an Opik trace does. Spans that started
 more than 31 days ago are dropped by LangWatch: such a trace is dead-lettered with the reason,
 or, with `shift_old_timestamps`, moved into the accepted window with the shift kept in its stash.
 """
@@ -35,7 +37,14 @@ from .._http import TRANSIENT_STATUSES, Api, RetryPolicy, error_message
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
 from .._time import from_ms, to_ms
-from .convert import raw_counts, shift_timestamps, thread_to_wire, trace_from_wire, trace_to_wire
+from .convert import (
+    raw_counts,
+    shift_timestamps,
+    thread_to_wire,
+    trace_from_wire,
+    trace_to_wire,
+    with_root_span,
+)
 
 __all__ = ["LangWatchApiSink", "LangWatchApiSource", "langwatch_api"]
 
@@ -392,6 +401,7 @@ class LangWatchApiSink:
             traces = unit.traces if isinstance(unit, Thread) else [unit]
             try:
                 wires = thread_to_wire(unit) if isinstance(unit, Thread) else [trace_to_wire(unit)]
+                wires = [with_root_span(t, w) for t, w in zip(traces, wires, strict=True)]
             except ValueError as exc:
                 result.rejected.append(
                     Rejected(
@@ -507,7 +517,7 @@ class LangWatchApiSink:
         return requests
 
     async def _write_trace(self, trace: Trace, wire: dict[str, Any], result: WriteResult) -> None:
-        synthetic = 1 if trace.source.platform != "langwatch" else 0
+        synthetic = len(wire["spans"]) - _source_spans(wire)  # the root span tracebridge adds
         rejected_spans = rejected_evaluations = 0
         for request in self._requests(wire):
             spans, evaluations = await self._post(request, f"trace {trace.id}", result)
