@@ -118,6 +118,7 @@ def open_sink(
         return LangWatchApiSink(
             langwatch_api(settings, transports.get("langwatch")),
             shift_old_timestamps=settings.shift_old_timestamps,
+            project=project,  # the key's project id, when the API cannot tell
         )
     from ._opik.api import OpikApiSink, opik_api
     from ._opik.convert import OpikIds, SourceTimeIds

@@ -362,6 +362,26 @@ async def test_thread_cap_ordering_and_no_evaluations(clock) -> None:
         assert empty.json() == {"traces": []}
 
 
+async def test_me_project_names_the_keys_project(clock) -> None:
+    """OpenAPI `getApiMeProject`: `{id, name, slug, isPersonal}` of the key's project; 401
+    without a valid key; an older server without the route answers 404."""
+    fake = LangWatchFake(now=clock, project_id="KAXYxPR8MUgTcP8CF193y", project_slug="bot")
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        r = await c.get("/api/me/project", headers={"X-Auth-Token": fake.api_key})
+        assert r.status_code == 200
+        assert r.json() == {
+            "id": "KAXYxPR8MUgTcP8CF193y",
+            "name": "Bot",
+            "slug": "bot",
+            "isPersonal": False,
+        }
+        assert (await c.get("/api/me/project")).status_code == 401
+    old = LangWatchFake(now=clock, me_endpoint=False)
+    async with httpx.AsyncClient(transport=old.transport, base_url=old.base_url) as c:
+        r = await c.get("/api/me/project", headers={"X-Auth-Token": old.api_key})
+        assert r.status_code == 404
+
+
 async def test_thread_answers_as_the_doc_page_shows_when_asked(clock) -> None:
     """seeds/langwatch-get-thread.txt shows a bare array; §3.4 an object with `traces`."""
     fake = LangWatchFake(now=clock, thread_shape="array")

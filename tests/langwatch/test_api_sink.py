@@ -842,3 +842,123 @@ async def test_shift_keeps_the_order_of_a_thread_longer_than_the_window() -> Non
         assert max(s["timestamps"]["finished_at"] for s in record["spans"]) <= NOW_MS
         assert _ordered(trace_from_wire(record)[0]) == _ordered(trace)
     assert from_ms(moved[-1]) <= NOW
+
+
+# ------------------------------------------- the 31-day rule for traces born in LangWatch
+
+
+def _born_in_langwatch(n: int, days: float, project: str = "project_test") -> list[Trace]:
+    """LangWatch-born traces of `project` that started `days` ago (in no thread)."""
+    rng = random.Random(81)
+    start = NOW_MS - int(days * 86_400_000)
+    raws = [
+        langwatch_trace(
+            rng,
+            trace_id=f"lw_old_{i}",
+            started_at_ms=start + i * 60_000,
+            thread_id=None,
+            evaluation_statuses=("processed",),
+        )
+        for i in range(n)
+    ]
+    return [trace_from_wire(raw, project=project)[0] for raw in raws]
+
+
+def _content_of(span: Span) -> Json:
+    """A span without `extras` (ingestion times and the project the server stamps)."""
+    return span.model_dump(mode="json", exclude={"extras"})
+
+
+def _me_requests(fake: LangWatchFake) -> int:
+    return sum(r.url.path == "/api/me/project" for r in fake.requests)
+
+
+@pytest.mark.anyio
+async def test_old_traces_born_in_the_target_project_are_skipped_by_a_named_rule() -> None:
+    """The target project is the traces' origin (`GET /api/me/project` names it): their
+    originals are still there, so they are skipped by the rule the summary names, not
+    written and not lost, even with --shift-old-timestamps. The project is asked once."""
+    old = _born_in_langwatch(3, 40)
+    fake = _fake()  # project_test: the origin
+    sink = _sink(fake, shift_old_timestamps=True)
+    first = await sink.write(old[:2])
+    second = await sink.write(old[2:])
+    await sink.aclose()
+    for result in (first, second):
+        assert not result.rejected
+        assert result.written.traces == 0
+    assert first.skipped.traces + second.skipped.traces == 3
+    assert "the original is still there" in next(iter(first.skip_reasons))
+    assert _bodies(fake) == []
+    assert _me_requests(fake) == 1
+
+
+@pytest.mark.anyio
+async def test_old_langwatch_traces_copied_to_another_project_are_not_skipped() -> None:
+    """The premise of the skip is checked: copied into another (empty) project, LangWatch-born
+    traces older than 31 days are treated as any other old trace: dead-lettered by default,
+    moved into the window with --shift-old-timestamps (and read back at their original
+    times)."""
+    old = _born_in_langwatch(3, 40)
+    other = LangWatchFake(now=lambda: NOW_MS, project_id="another_project")
+    sink = _sink(other)
+    result = await sink.write(list(old))
+    await sink.aclose()
+    assert result.skipped.traces == 0
+    assert sorted(r.where for r in result.rejected) == sorted(f"trace {t.id}" for t in old)
+    for rejected in result.rejected:
+        assert "31 days" in rejected.reason
+        assert "--shift-old-timestamps" in rejected.reason
+    assert other.traces == {}
+
+    moved = LangWatchFake(now=lambda: NOW_MS, project_id="another_project")
+    sink = _sink(moved, shift_old_timestamps=True)
+    result = await sink.write(list(old))
+    await sink.aclose()
+    assert not result.rejected
+    assert result.skipped.traces == 0
+    assert result.written.traces == 3
+    assert sink.shifted == 3
+    for trace in old:
+        record = moved.traces[trace.id]
+        assert min(_span_starts(record)) >= NOW_MS - CUTOFF_MS
+        back, _ = trace_from_wire(record, project="project_test")
+        assert back.started_at == trace.started_at
+        assert [_content_of(s) for s in _ordered(back).spans] == [
+            _content_of(s) for s in _ordered(trace).spans
+        ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("seeded", "configured", "skipped"),
+    [
+        (False, None, False),  # nothing tells: not skipped
+        (True, None, True),  # a trace of the project names it (its `project_id`, §4)
+        (False, "project_test", True),  # the configured target project
+        (False, "another_project", False),
+    ],
+)
+async def test_without_the_me_endpoint_the_target_is_found_or_the_rule_is_not_applied(
+    seeded: bool, configured: str | None, skipped: bool
+) -> None:
+    """An older server without `GET /api/me/project`: the target project comes from a trace
+    it holds (one-trace search), else from the configuration; when neither tells, the skip
+    is not applied and an old LangWatch-born trace is dead-lettered like any other."""
+    old = _born_in_langwatch(2, 45)
+    fake = LangWatchFake(now=lambda: NOW_MS, me_endpoint=False)
+    if seeded:
+        fake.add_trace(
+            langwatch_trace(
+                random.Random(5),
+                trace_id="resident",
+                started_at_ms=NOW_MS - 3_600_000,
+                thread_id=None,
+            )
+        )
+    sink = _sink(fake, project=configured)
+    result = await sink.write(list(old))
+    await sink.aclose()
+    assert result.skipped.traces == (2 if skipped else 0)
+    assert len(result.rejected) == (0 if skipped else 2)
+    assert set(fake.traces) <= {"resident"}

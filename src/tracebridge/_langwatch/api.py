@@ -54,8 +54,8 @@ CUTOFF = timedelta(days=31)
 _SAFE_AGE = timedelta(days=30)  # where shifted traces start: a day inside the cutoff
 _HISTORY_START_MS = 946_684_800_000  # 2000-01-01: "the whole history"
 _OLD_ORIGINAL = (
-    "traces born in LangWatch and older than its 31-day ingestion cutoff: the original is "
-    "still in LangWatch, so it is not written again"
+    "traces born in this LangWatch project and older than its 31-day ingestion cutoff: the "
+    "original is still there, so it is not written again"
 )
 
 
@@ -381,13 +381,18 @@ class LangWatchApiSink:
         api: Api,
         *,
         shift_old_timestamps: bool = False,
+        project: str | None = None,
         now: Callable[[], datetime] | None = None,
         max_spans: int = 200,
         max_evaluations: int = 200,
         max_bytes: int = 9_500_000,
     ) -> None:
+        """`project` is the id of the project the API key writes to, as configured: used only
+        when the API cannot tell (`target_project`)."""
         self.api = api
         self.shift = shift_old_timestamps
+        self.project = project
+        self._target: tuple[str, ...] | None = None  # the target project's id (and slug)
         self._now = now or (lambda: datetime.now(UTC))
         self.max_spans = max_spans
         self.max_evaluations = max_evaluations
@@ -413,9 +418,8 @@ class LangWatchApiSink:
                     )
                 )
                 continue
-            accepted = [
-                _finished_only(w, result) for w in self._apply_cutoff(traces, wires, result)
-            ]
+            kept = await self._apply_cutoff(traces, wires, result)
+            accepted = [_finished_only(w, result) for w in kept]
             if isinstance(unit, Thread) and any(accepted):
                 result.written.threads += 1
             for trace, wire in zip(traces, accepted, strict=True):
@@ -433,10 +437,55 @@ class LangWatchApiSink:
                 await self._write_trace(trace, wire, result)
         return result
 
-    def _apply_cutoff(
+    async def target_project(self) -> tuple[str, ...]:
+        """The names of the project this sink writes to: its id (and slug), or () if unknown.
+
+        Asked once: `GET /api/me/project` (the key's project, in the OpenAPI document), else the
+        `project_id` of any trace a one-trace search returns (§3.1, §4), else the configured
+        project. An older server without the first and an empty project leave only the last.
+        """
+        if self._target is not None:
+            return self._target
+        names: tuple[str, ...] = ()
+        response = await self.api.send("GET", "api/me/project")
+        body = _json_or_none(response) if response.is_success else None
+        if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
+            slug = body.get("slug")
+            names = (body["id"], slug) if isinstance(slug, str) and slug else (body["id"],)
+        else:
+            found = await self.api.send(
+                "POST",
+                "api/traces/search",
+                json_body={
+                    "startDate": _HISTORY_START_MS,
+                    "endDate": to_ms(self._now() + timedelta(days=1)),
+                    "pageSize": 1,
+                    "format": "json",
+                    "includeSpans": False,
+                },
+            )
+            data = _json_or_none(found) if found.is_success else None
+            traces = data.get("traces") if isinstance(data, dict) else None
+            project_id = (
+                traces[0].get("project_id") if traces and isinstance(traces[0], dict) else None
+            )
+            if isinstance(project_id, str) and project_id:
+                names = (project_id,)
+            elif self.project:
+                names = (self.project,)
+        self._target = names
+        return names
+
+    async def _apply_cutoff(
         self, traces: list[Trace], wires: list[dict[str, Any]], result: WriteResult
     ) -> list[dict[str, Any] | None]:
-        """LangWatch drops spans older than 31 days: skip, shift or dead-letter such traces."""
+        """LangWatch drops spans older than 31 days: skip, shift or dead-letter such traces.
+
+        Skipped: a trace born in the very project this sink writes to (its provenance names
+        the target project: the original is still there). That premise is checked: when the
+        target project cannot be established, or is another one, a LangWatch-born trace is a
+        copy like any other (dead-lettered, or moved with `shift_old_timestamps`).
+        """
         cutoff = to_ms(self._now() - CUTOFF) + 60_000  # a minute of margin for the trip
 
         def oldest(wire: dict[str, Any]) -> int:
@@ -450,9 +499,11 @@ class LangWatchApiSink:
         out: list[dict[str, Any] | None] = []
         # Copies are moved together: one shift for every copied trace of the thread, fresh
         # turns included, keeps its turns in order and spacing when they fit in the window; a
-        # longer thread is compressed into it, still in order. LangWatch-born traces never move.
+        # longer thread is compressed into it, still in order. Traces born in the target
+        # project never move.
         starts = [oldest(w) for w in wires]
-        copied = [t.source.platform != "langwatch" for t in traces]
+        here = await self.target_project() if any(_born_in_langwatch(traces)) else ()
+        copied = [t.source.platform != "langwatch" or t.source.project not in here for t in traces]
         moving = [s for s, c in zip(starts, copied, strict=True) if c]
         shift = self.shift and any(o and c for o, c in zip(old, copied, strict=True))
         first = min(moving, default=0)
@@ -468,7 +519,7 @@ class LangWatchApiSink:
                 self.shifted += 1
             elif not is_old:
                 out.append(wire)
-            elif trace.source.platform == "langwatch":
+            elif not is_copy:
                 result.skip(1, "traces", _OLD_ORIGINAL)
                 out.append(None)
             else:
@@ -589,6 +640,17 @@ class LangWatchApiSink:
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+
+def _born_in_langwatch(traces: list[Trace]) -> list[bool]:
+    return [t.source.platform == "langwatch" for t in traces]
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 _COLLECTED_STATUSES = frozenset({"processed", "skipped", "error"})
