@@ -830,3 +830,28 @@ async def test_open_sink_without_a_mode_switches_once_then_follows_its_map(
         uuid7_ms(t["id"]) == int(datetime.fromisoformat(t["start_time"]).timestamp() * 1000)
         for t in plain.traces.values()
     )
+
+
+@pytest.mark.anyio
+async def test_a_switch_checks_the_map_it_opens_against_earlier_copies(tmp_path: Path) -> None:
+    """Records an earlier run wrote with source-time ids are not in the map a later switch
+    opens: minting for the project from then on would duplicate them, so the switch stops
+    (exit 2) and says it switched. Records the switching batch re-sent keep their ids and
+    raise no alarm (the previous test)."""
+    fake = make_fake(enforce_time_window=True)
+    rng = random.Random(9)
+    recent = [canonical(rng, i, start_ms=RECENT_MS) for i in range(3)]
+    old = [canonical(rng, 100 + i, start_ms=OLD_MS) for i in range(3)]
+    first = _auto_sink(fake, tmp_path / "ids.sqlite")
+    assert not (await first.write(recent)).warnings  # in the window: no switch, no map
+    await first.aclose()
+    assert not (tmp_path / "ids.sqlite").exists()
+
+    later = _auto_sink(fake, tmp_path / "ids.sqlite")
+    with pytest.raises(UsageError) as caught:
+        await later.write(old)
+    await later.aclose()
+    message = str(caught.value)
+    assert "already holds 3 traces" in message
+    assert "this run switched to it when Opik refused source-time ids as too_old" in message
+    assert len(fake.traces) == 3

@@ -159,7 +159,8 @@ class OpikApiSink:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.label = f"opik ({api.name} project {project!r})"
-        self._map_checked = False
+        self._checked: set[tuple[str, str]] = set()  # sources the new-map check looked up
+        self._switched = False
         self._accepted: set[str] = set()  # ids of this write the server took (before a switch)
 
     def _collect(self, units: list[Unit], result: WriteResult) -> _Batch:
@@ -247,7 +248,7 @@ class OpikApiSink:
                     if (span_id := derived.span_id(trace, span)) in self._accepted:
                         minted.adopt(trace, span_id, span)
         minted.commit()
-        self.ids, self.switch_to, self._map_checked = minted, None, False
+        self.ids, self.switch_to, self._switched = minted, None, True
         return (
             f"Opik refused ids derived from source start times ({reason}): this server enforces "
             "the UUID v7 ingestion window, so this run switched to --opik-ids write-time: ids are "
@@ -257,37 +258,51 @@ class OpikApiSink:
 
     async def _check_id_map(self, units: list[Unit], result: WriteResult) -> None:
         """Stop (exit 2) when a new write-time id map meets a project that already holds
-        copies from the same source: minting again would duplicate them. Once per map."""
+        copies from the same source: minting again would duplicate them. One lookup per source
+        project the batch holds (a run reads one), only while the map is the new one."""
         ids = self.ids
-        if self._map_checked or not isinstance(ids, MintedIds):
+        if not isinstance(ids, MintedIds) or not ids.started_empty:
             return
         traces = (t for u in units for t in (u.traces if isinstance(u, Thread) else [u]))
-        source = next((t.source for t in traces if t.source.platform != "opik"), None)
-        if source is None:
-            return  # nothing gets a minted id yet
-        self._map_checked = True
-        if not ids.started_empty:
-            return
-        held = await self._copies_held(source.platform, source.project)
-        known = ids.known_traces()
-        if held <= known:
-            return
-        what = (
-            f"Opik project {self.project!r} already holds {held} traces copied from "
-            f"{source.platform} project {source.project!r} (their metadata names it)"
+        sources = dict.fromkeys(
+            (t.source.platform, t.source.project) for t in traces if t.source.platform != "opik"
         )
+        for platform, project in sources:
+            if (platform, project) in self._checked:
+                continue
+            self._checked.add((platform, project))
+            held = await self._copies_held(platform, project)
+            known = ids.known_traces(platform, project)
+            if held > known:
+                self._found_copies(ids, platform, project, held, known, result)
+
+    def _found_copies(
+        self,
+        ids: MintedIds,
+        platform: str,
+        project: str,
+        held: int,
+        known: int,
+        result: WriteResult,
+    ) -> None:
+        what = (
+            f"Opik project {self.project!r} already holds {held} traces copied from {platform} "
+            f"project {project!r} (their metadata names it)"
+        )
+        where = f"the write-time id map {ids.path}"
+        if self._switched:
+            where += " (this run switched to it when Opik refused source-time ids as too_old)"
         knows = f"knows only {known} of them" if known else "is new and knows none of them"
         if self.force:
             result.warnings.append(
-                f"--force: {what}, and the write-time id map {ids.path} {knows}: those written "
-                "again get new ids, as duplicates"
+                f"--force: {what}, and {where} {knows}: those written again get new ids, "
+                "as duplicates"
             )
             return
         raise UsageError(
-            f"{what}, but the write-time id map {ids.path} {knows}: writing them again with ids "
-            "minted now would duplicate them. If an earlier run's state directory holds the "
-            "map, rerun with it (--state-dir); to copy only newer traces, use --since; to write "
-            "anyway, pass --force"
+            f"{what}, but {where} {knows}: writing them again with ids minted now would "
+            "duplicate them. If an earlier run's state directory holds the map, rerun with it "
+            "(--state-dir); to copy only newer traces, use --since; to write anyway, pass --force"
         )
 
     async def _copies_held(self, platform: str, project: str) -> int:

@@ -91,11 +91,12 @@ class MintedIds:
             (self._key(trace, span), opik_id),
         )
 
-    def known_traces(self) -> int:
-        """How many traces the map holds an acknowledged id for."""
+    def known_traces(self, platform: str, project: str) -> int:
+        """How many traces of this source project the map holds an acknowledged id for."""
+        prefix = f"trace\x1f{platform}\x1f{project}\x1f"
         row = self._db.execute(
-            "SELECT COUNT(*) FROM ids WHERE acked = 1 AND substr(source, 1, 6) = ?",
-            ("trace\x1f",),
+            "SELECT COUNT(*) FROM ids WHERE acked = 1 AND substr(source, 1, ?) = ?",
+            (len(prefix), prefix),
         ).fetchone()
         return int(row[0])
 
