@@ -855,21 +855,22 @@ def test_langwatch_to_opik_through_the_apis(fakes: tuple[LangWatchFake, OpikFake
 def test_opik_to_langwatch_skips_old_traces_born_in_langwatch(
     fakes: tuple[LangWatchFake, OpikFake],
 ) -> None:
-    """migrate --from opik --to langwatch: traces that came from LangWatch and are older than its
-    31-day cutoff are skipped by a named rule (the original is still there), even with
-    --shift-old-timestamps: exit 0, nothing written, nothing dead-lettered."""
+    """migrate --from opik --to langwatch into the project the traces came from: those older
+    than its 31-day cutoff are skipped by a named rule (the original is still there), even with
+    --shift-old-timestamps: exit 0, nothing written, nothing dead-lettered. (Into another
+    project they are copies like any other: `tests/langwatch/test_api_sink.py`.)"""
     lw, op = fakes
     env = api_env(lw, op)
     to_opik = ["migrate", "--from", "langwatch", "--to", "opik", "--target-project", "demo"]
     assert invoke(to_opik, env).exit_code == 0
-    empty = LangWatchFake(base_url="http://langwatch2.test")
-    with empty.router:
+    origin = LangWatchFake(base_url="http://langwatch2.test", project_id=RECORDS[0]["project_id"])
+    with origin.router:
         result = invoke(
             [
                 *("migrate", "--from", "opik", "--source-project", "demo", "--to", "langwatch"),
                 *("--shift-old-timestamps", "--state-dir", "st2"),
             ],
-            {**env, "LANGWATCH_ENDPOINT": empty.base_url},
+            {**env, "LANGWATCH_ENDPOINT": origin.base_url},
         )
     assert_no_traceback(result)
     assert result.exit_code == 0, result.output
@@ -878,7 +879,7 @@ def test_opik_to_langwatch_skips_old_traces_born_in_langwatch(
     assert table["traces"]["skipped"] == len(RECORDS)
     assert table["traces"]["dead-lettered"] == 0
     assert "older than its 31-day ingestion cutoff" in result.stdout
-    assert empty.traces == {}
+    assert [r for r in origin.requests if r.url.path == "/api/collector"] == []
 
 
 def test_wrong_langwatch_key_exits_3_naming_the_variable() -> None:

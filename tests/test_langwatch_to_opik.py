@@ -29,6 +29,7 @@ from tracebridge import (
     Report,
     RetriesExhausted,
     Settings,
+    UsageError,
     load_settings,
     migrate,
     run,
@@ -510,3 +511,92 @@ async def test_an_interrupted_write_time_run_resumes_without_duplicates(
     assert all(s["trace_id"] in opik.traces for s in opik.spans.values())
     sources = by_source(opik)
     assert set(sources) == {r["trace_id"] for r in raws}
+
+
+# --- the UUID v7 window with no id mode chosen, and a lost state directory ----------------------
+
+
+def unchosen_settings(lw: LangWatchFake, opik: OpikFake, state: Path, **extra: Any) -> Settings:
+    """Settings that name no id mode (`opik_ids` unset): the target decides."""
+    return load_settings(
+        None,
+        {
+            "langwatch_api_key": lw.api_key,
+            "langwatch_endpoint": lw.base_url,
+            "opik_url": opik.base_url,
+            "state_dir": state,
+            **extra,
+        },
+        environ={},
+    )
+
+
+@pytest.mark.anyio
+async def test_a_window_server_gets_everything_once_without_a_chosen_mode(
+    raws: list[Json], tmp_path: Path
+) -> None:
+    """§3.1/§10 on a server that enforces the UUID v7 window, with no `--opik-ids`: the first
+    `too_old` switches the run to write-time (a warning says so), nothing is lost and nothing
+    doubled; a rerun follows the map and adds no row. With the state directory lost, the next
+    run stops (exit 2) instead of duplicating the project; `force` goes on, with a warning."""
+    raws = raws[:150]
+    lw, opik = seeded(raws), OpikFake(enforce_time_window=True)
+    state = tmp_path / "state"
+    report = await migrate_all(lw, opik, unchosen_settings(lw, opik, state))
+    assert report.exit_code == 0
+    expected = Expected(raws)
+    assert report.written.traces == expected.traces
+    assert len(opik.traces) == expected.traces
+    assert len(opik.spans) == expected.spans
+    assert len(opik.trace_scores) == expected.scores
+    assert opik.duplicate_rows == {}
+    assert [w for w in report.result.warnings if "switched to --opik-ids write-time" in w]
+    assert set(by_source(opik)) == {r["trace_id"] for r in raws}
+
+    rows = opik.row_count()
+    again = await migrate_all(lw, opik, unchosen_settings(lw, opik, state))
+    assert again.exit_code == 0
+    assert not [w for w in again.result.warnings if "switched" in w]
+    assert opik.row_count() == rows
+    assert opik.duplicate_rows == {}
+
+    lost = tmp_path / "lost"
+    with pytest.raises(UsageError) as caught:
+        await migrate_all(lw, opik, unchosen_settings(lw, opik, lost))
+    assert caught.value.exit_code == 2
+    assert f"already holds {expected.traces} traces" in str(caught.value)
+    assert opik.row_count() == rows
+
+    forced = await migrate_all(lw, opik, unchosen_settings(lw, opik, lost, force=True))
+    assert forced.exit_code == 0
+    assert [w for w in forced.result.warnings if w.startswith("--force: ")]
+    assert len(opik.traces) == 2 * expected.traces  # the duplicates --force warned about
+
+
+def test_the_force_flag_reaches_the_sink(tmp_path: Path, raws: list[Json]) -> None:
+    """`migrate --force` (cli.py) sets `force`: a run the new-map check stops (exit 2, the
+    message naming --force) goes on with the flag (exit 0, the warning in the summary)."""
+    from click.testing import CliRunner
+
+    from tracebridge.cli import main
+
+    lw, opik = seeded(raws[:40]), OpikFake()
+    env = {
+        "LANGWATCH_API_KEY": lw.api_key,
+        "LANGWATCH_ENDPOINT": lw.base_url,
+        "OPIK_URL_OVERRIDE": opik.base_url,
+    }
+    args = ["migrate", "--from", "langwatch", "--to", "opik", "--target-project", PROJECT]
+    args += ["--opik-ids", "write-time"]
+    runner = CliRunner()
+    with lw.router, opik.router:
+        first = runner.invoke(main, [*args, "--state-dir", str(tmp_path / "a")], env=env)
+        assert first.exit_code == 0, first.output
+        stopped = runner.invoke(main, [*args, "--state-dir", str(tmp_path / "b")], env=env)
+        assert stopped.exit_code == 2, stopped.output
+        assert "--force" in stopped.stderr
+        forced = runner.invoke(
+            main, [*args, "--state-dir", str(tmp_path / "c"), "--force"], env=env
+        )
+    assert forced.exit_code == 0, forced.output
+    assert "warning: --force: " in forced.stdout

@@ -43,7 +43,15 @@ _FILE = {
 
 
 class Settings(BaseModel):
-    """Everything a run needs to know besides its endpoints."""
+    """Everything a run needs to know besides its endpoints.
+
+    `opik_ids` left unset (not in `model_fields_set`: no flag, config key or argument named
+    it) lets the target choose: write-time on Opik Cloud, which enforces the UUID v7 ingestion
+    window, or where an earlier run left a write-time id map; elsewhere source-time, switching
+    to write-time at the first `too_old` refusal. Set, it is used as given.
+    `force` lets a run go on past a safety check that would stop it (a new write-time id map
+    while the target already holds copies from the source): it warns instead.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,6 +66,7 @@ class Settings(BaseModel):
     mapping_to_langwatch: Path | None = None
     state_dir: Path = Path(".tracebridge")
     shift_old_timestamps: bool = False
+    force: bool = False
 
 
 def _from_file(path: Path) -> dict[str, Any]:

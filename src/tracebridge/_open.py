@@ -118,17 +118,46 @@ def open_sink(
         return LangWatchApiSink(
             langwatch_api(settings, transports.get("langwatch")),
             shift_old_timestamps=settings.shift_old_timestamps,
+            project=project,  # the key's project id, when the API cannot tell
         )
-    from ._opik.api import OpikApiSink, opik_api
+    from ._opik.api import OpikApiSink, is_opik_cloud, opik_api
     from ._opik.convert import OpikIds, SourceTimeIds
     from ._opik.ids import MintedIds
 
     name = project or settings.opik_project or "Default Project"
-    ids: OpikIds = SourceTimeIds()
-    if settings.opik_ids == "write-time":
-        key = f"{settings.opik_url}\x1f{settings.opik_workspace}\x1f{name.casefold()}"
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        ids = MintedIds(settings.state_dir / f"opik-ids-{digest}.sqlite")
+    key = f"{settings.opik_url}\x1f{settings.opik_workspace}\x1f{name.casefold()}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    id_map = settings.state_dir / f"opik-ids-{digest}.sqlite"
+    mode, notice = _opik_id_mode(settings, id_map, cloud=is_opik_cloud(settings.opik_url))
+    ids: OpikIds = MintedIds(id_map) if mode == "write-time" else SourceTimeIds()
     return OpikApiSink(
-        opik_api(settings, transports.get("opik")), project=name, mappings=mappings, ids=ids
+        opik_api(settings, transports.get("opik")),
+        project=name,
+        mappings=mappings,
+        ids=ids,
+        switch_to=(lambda: MintedIds(id_map)) if mode == "auto" else None,
+        force=settings.force,
+        notice=notice,
     )
+
+
+def _opik_id_mode(settings: Settings, id_map: Path, *, cloud: bool) -> tuple[str, str | None]:
+    """The id mode for an Opik API sink ("source-time", "write-time" or "auto") and a notice.
+
+    The user's choice (`--opik-ids`, config, argument) is used as given. Otherwise: write-time
+    where an earlier run left an id map for this target (its records have minted ids) or on
+    Opik Cloud (the UUID v7 ingestion window is on there, reference §11); else "auto":
+    source-time, switching to write-time at the first `too_old` refusal.
+    """
+    if "opik_ids" in settings.model_fields_set:
+        return settings.opik_ids, None
+    if id_map.exists():
+        return "write-time", None
+    if cloud:
+        return "write-time", (
+            "Opik Cloud refuses ids older than its UUID v7 ingestion window, so ids are minted "
+            f"at write time (--opik-ids write-time) and kept in {id_map}: keep the state "
+            "directory, it is what makes reruns idempotent. Pass --opik-ids source-time to "
+            "derive them from the source start times instead."
+        )
+    return "auto", None

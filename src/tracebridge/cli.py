@@ -83,7 +83,9 @@ def main() -> None:
     "--source-project", help="Project to read (Opik project name; LangWatch project id for files)."
 )
 @click.option(
-    "--target-project", help="Project to write [default: OPIK_PROJECT_NAME or 'Default Project']."
+    "--target-project",
+    help="Project to write [default: OPIK_PROJECT_NAME or 'Default Project']; for LangWatch, "
+    "the API key's project id (used only when the API cannot tell).",
 )
 @click.option("--since", help="Only traces that started at or after this ISO date/datetime (UTC).")
 @click.option(
@@ -114,14 +116,22 @@ def main() -> None:
 @click.option(
     "--opik-ids",
     type=click.Choice(["source-time", "write-time"]),
-    help="Opik ids from the source start time (default), or minted at write time for servers "
-    "that refuse old ids (400 too_old); the id map is kept in the state directory.",
+    help="Opik ids from the source start time, or minted at write time for servers that refuse "
+    "old ids (400 too_old); the id map is kept in the state directory. Default: write-time on "
+    "Opik Cloud or where an id map exists, else source-time, switching at the first too_old.",
 )
 @click.option(
     "--shift-old-timestamps",
     is_flag=True,
     default=None,
     help="Move traces older than LangWatch's 31-day cutoff into its window (originals kept).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    default=None,
+    help="Go on where a safety check would stop the run (a new write-time id map while the "
+    "Opik project already holds copies from this source: they get written again).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def migrate_command(
@@ -137,6 +147,7 @@ def migrate_command(
     mapping: Path | None,
     opik_ids: str | None,
     shift_old_timestamps: bool | None,
+    force: bool | None,
     debug: bool,
 ) -> None:
     """Copy one project from SRC to DST, then print what was read, written, skipped and lost.
@@ -153,6 +164,7 @@ def migrate_command(
                 "state_dir": state_dir,
                 "opik_ids": opik_ids,
                 "shift_old_timestamps": shift_old_timestamps,
+                "force": force,
             },
         )
         return await migrate(

@@ -165,7 +165,8 @@ def _truncate(value: Any, limit: int) -> Any:
 
 class LangWatchFake:
     """Stateful LangWatch: search (§3.1), single trace (§3.3), thread (§3.4), metadata PATCH
-    (§3.5) and collector (§5.1). Every request is appended to `requests`."""
+    (§3.5), collector (§5.1) and the key's project (`GET /api/me/project`, OpenAPI document).
+    Every request is appended to `requests`."""
 
     def __init__(
         self,
@@ -176,12 +177,21 @@ class LangWatchFake:
         now: Callable[[], int] | None = None,
         thread_cap: int = 1000,
         preview_bytes: int = 65536,
+        thread_shape: str = "object",
+        project_slug: str = "project-test",
+        me_endpoint: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.project_id = project_id
         self.now: Callable[[], int] = now or (lambda: time.time_ns() // 1_000_000)
         self.thread_cap = thread_cap
+        # §3.4 says `{"traces": [...]}`; the published doc page (seeds/langwatch-get-thread.txt)
+        # shows a bare array. "array" answers as the doc page does.
+        self.thread_shape = thread_shape
+        # GET /api/me/project (OpenAPI `getApiMeProject`); `me_endpoint=False` is an older
+        # server without it (404, as any unknown path).
+        self.project_slug, self.me_endpoint = project_slug, me_endpoint
         self.preview_bytes = preview_bytes
         self.traces: dict[str, dict[str, Any]] = {}
         self.requests: list[httpx.Request] = []
@@ -200,6 +210,7 @@ class LangWatchFake:
             ("GET", r"^/api/traces/(?P<trace_id>.+)$", self._get_trace),
             ("GET", r"^/api/thread/(?P<thread_id>.+)$", self._get_thread),
             ("POST", r"^/api/collector$", self._collector),
+            ("GET", r"^/api/me/project$", self._me_project),
         ]
         for method, path, handler in routes:
             self.router.route(method=method, path__regex=path).mock(
@@ -349,15 +360,33 @@ class LangWatchFake:
         trace["platformUrl"] = self._platform_url(trace["trace_id"])
         return httpx.Response(200, json=trace)
 
+    def _me_project(self, request: httpx.Request) -> httpx.Response:
+        """GET /api/me/project (specs/langwatch-openapiLangWatch.json, `getApiMeProject`): the
+        project the calling key belongs to, `{id, name, slug, isPersonal}`."""
+        if not self.me_endpoint:
+            return self._not_found(request)
+        self._authenticate(request)
+        body = {
+            "id": self.project_id,
+            "name": self.project_slug.replace("-", " ").title(),
+            "slug": self.project_slug,
+            "isPersonal": False,
+        }
+        return httpx.Response(200, json=body)
+
     def _get_thread(self, request: httpx.Request, thread_id: str) -> httpx.Response:
         """§3.4 GET /api/thread/{id}: traces of the thread ascending by started_at, capped at
-        `thread_cap`, spans and full IO, no evaluations, no pagination, no date window."""
+        `thread_cap`, spans and full IO, no evaluations, no pagination, no date window.
+
+        `{"traces": [...]}` (§3.4), or a bare array with `thread_shape="array"` (the doc page)."""
         self._authenticate(request)
         hits = [t for t in self.traces.values() if t["metadata"].get("thread_id") == thread_id]
         hits.sort(key=lambda t: (t["timestamps"]["started_at"], t["trace_id"]))
         traces = [self._render(t, spans=True, preview=False) for t in hits[: self.thread_cap]]
         for trace in traces:
             trace["evaluations"] = []
+        if self.thread_shape == "array":
+            return httpx.Response(200, json=traces)
         return httpx.Response(200, json={"traces": traces})
 
     def _search(self, request: httpx.Request) -> httpx.Response:

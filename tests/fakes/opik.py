@@ -52,8 +52,18 @@ SPAN_FIELDS = ("id", "project_name", "trace_id", "parent_span_id", "name", "type
                "total_estimated_cost_version", "ttft", "source")  # fmt: skip
 TIME_FIELDS = ("start_time", "end_time", "last_updated_at", "created_at")
 FILTER_FIELDS = {
-    "trace": {"id", "name", "thread_id", "tags", "duration", *TIME_FIELDS},
-    "span": {"id", "name", "type", "trace_id", "model", "provider", "tags", *TIME_FIELDS},
+    "trace": {"id", "name", "thread_id", "tags", "duration", "metadata", *TIME_FIELDS},
+    "span": {
+        "id",
+        "name",
+        "type",
+        "trace_id",
+        "model",
+        "provider",
+        "tags",
+        "metadata",
+        *TIME_FIELDS,
+    },
     "thread": {"id", "status", "tags", "number_of_messages", "duration", *TIME_FIELDS},
 }
 _U = "[0-9a-fA-F-]{36}"
@@ -940,8 +950,55 @@ def _filtered(views: list[dict], raw: Any, kind: str) -> list[dict]:
         raise _errors(400, f"Invalid filters query parameter: {exc}") from None
 
 
+def _json_value(document: Any, key: str) -> str:
+    """ClickHouse `JSON_VALUE(document, '$.<key>')`, as Opik filters a dictionary field on a
+    key (ref §2.7; `JsonPathUtils.toAnalyticsDbJsonPath`: a dotted key is a nested path): a
+    scalar as text, '' for a missing path or an object/array."""
+    node = document
+    for part in key.removeprefix("$").removeprefix(".").split("."):
+        if not isinstance(node, dict) or part not in node:
+            return ""
+        node = node[part]
+    if isinstance(node, dict | list) or node is None:
+        return ""
+    return node if isinstance(node, str) else json.dumps(node)
+
+
+def _matches_key(view: dict, f: dict) -> bool:
+    """A dictionary field (metadata) filtered on `key`: Opik's DICTIONARY operators."""
+    actual, value, op = (
+        _json_value(view.get(f["field"]), f["key"]),
+        f.get("value") or "",
+        f["operator"],
+    )
+    a, b = actual.lower(), str(value).lower()
+    empty = actual in ("", "null")
+    tests = {
+        "=": a == b,
+        "!=": a != b,
+        "contains": b in a,
+        "not_contains": b not in a,
+        "starts_with": a.startswith(b),
+        "ends_with": a.endswith(b),
+        "is_empty": empty,
+        "is_not_empty": not empty,
+    }
+    if op in (">", "<"):
+        try:
+            return bool(_COMPARE[op](float(actual), float(value)))
+        except ValueError:
+            return False
+    if op not in tests:
+        raise ValueError(f"unsupported operator {op!r} for {f['field']}")
+    return tests[op]
+
+
 def _matches(view: dict, f: dict) -> bool:
     field, op, value = f["field"], f.get("operator"), f.get("value")
+    if field == "metadata":
+        if not f.get("key"):
+            raise ValueError("a metadata filter needs a key")
+        return _matches_key(view, f)
     actual = view.get(field)
     if op in ("is_empty", "is_not_empty"):
         return (actual in (None, "", [], {})) == (op == "is_empty")

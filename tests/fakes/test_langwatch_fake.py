@@ -362,6 +362,37 @@ async def test_thread_cap_ordering_and_no_evaluations(clock) -> None:
         assert empty.json() == {"traces": []}
 
 
+async def test_me_project_names_the_keys_project(clock) -> None:
+    """OpenAPI `getApiMeProject`: `{id, name, slug, isPersonal}` of the key's project; 401
+    without a valid key; an older server without the route answers 404."""
+    fake = LangWatchFake(now=clock, project_id="KAXYxPR8MUgTcP8CF193y", project_slug="bot")
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        r = await c.get("/api/me/project", headers={"X-Auth-Token": fake.api_key})
+        assert r.status_code == 200
+        assert r.json() == {
+            "id": "KAXYxPR8MUgTcP8CF193y",
+            "name": "Bot",
+            "slug": "bot",
+            "isPersonal": False,
+        }
+        assert (await c.get("/api/me/project")).status_code == 401
+    old = LangWatchFake(now=clock, me_endpoint=False)
+    async with httpx.AsyncClient(transport=old.transport, base_url=old.base_url) as c:
+        r = await c.get("/api/me/project", headers={"X-Auth-Token": old.api_key})
+        assert r.status_code == 404
+
+
+async def test_thread_answers_as_the_doc_page_shows_when_asked(clock) -> None:
+    """seeds/langwatch-get-thread.txt shows a bare array; §3.4 an object with `traces`."""
+    fake = LangWatchFake(now=clock, thread_shape="array")
+    fake.add_trace(read_trace("t1", NOW, metadata={"thread_id": "th"}, spans=[span("s1", NOW)]))
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        r = await c.get("/api/thread/th", headers={"X-Auth-Token": fake.api_key})
+        assert isinstance(r.json(), list)
+        assert [t["trace_id"] for t in r.json()] == ["t1"]
+        assert r.json()[0]["evaluations"] == []
+
+
 async def test_seed_trace_round_trips(fake, client) -> None:
     text = SEED.read_text()
     start = text.index("[\n  {")
@@ -612,6 +643,25 @@ async def test_evaluations_upsert_by_id(fake, client, clock) -> None:
     assert r.status_code == 200
     stored = next(e for e in fake.traces["t"]["evaluations"] if e["name"] == "x")
     assert stored["status"] == "error"
+
+
+async def test_a_trace_posted_without_spans_never_appears(fake, client) -> None:
+    """§4/§5.1: a trace is the fold of its spans (input/output derived, "not independently
+    settable"). `spans: []` is answered 200, yet no trace appears anywhere: not by id, not in
+    a search, not in its thread; its metadata is gone and its evaluations wait for spans."""
+    body = {
+        "trace_id": "t",
+        "spans": [],
+        "metadata": {"thread_id": "th", "user_id": "u1", "labels": ["a"]},
+        "evaluations": [{"name": "e", "score": 0.5}],
+    }
+    r = await client.post("/api/collector", json=body)
+    assert r.status_code == 200
+    assert r.json() == {"message": "Trace received successfully."}
+    assert fake.traces == {}
+    assert (await client.get("/api/traces/t")).status_code == 404
+    assert (await search(client)).json()["traces"] == []
+    assert (await client.get("/api/thread/th")).json() == {"traces": []}
 
 
 async def test_evaluations_before_their_trace_wait_for_it(fake, client) -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from tracebridge import (
+    Counts,
     ErrorInfo,
     IOValue,
     Page,
@@ -33,7 +35,12 @@ from tracebridge import (
 )
 from tracebridge._http import RetryPolicy
 from tracebridge._langwatch.api import LangWatchApiSink, LangWatchApiSource, langwatch_api
-from tracebridge._langwatch.convert import evaluation_id, trace_from_wire
+from tracebridge._langwatch.convert import (
+    evaluation_id,
+    trace_from_wire,
+    trace_to_wire,
+    with_root_span,
+)
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.api import OpikApiSource, opik_api
 from tracebridge._opik.convert import trace_from_opik
@@ -43,6 +50,7 @@ from tracebridge._time import from_ms, to_ms
 from ..factories import langwatch_trace, opik_trace, uuid7
 from ..fakes.langwatch import LangWatchFake
 from ..fakes.opik import OpikFake
+from ..strategies import langwatch_traces, opik_traces
 
 Json = dict[str, Any]
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -436,6 +444,118 @@ async def test_a_copied_opik_trace_gets_a_synthetic_root_span() -> None:
     assert back == trace
 
 
+def _spanless(seed: int, start_ms: int, **kw: Any) -> Trace:
+    """A LangWatch-born trace read from an export made without spans (`spans: []`), as the
+    `langwatch trace export` default writes it (reference §9)."""
+    raw = langwatch_trace(
+        random.Random(seed),
+        trace_id=f"trace_spanless_{seed}",
+        started_at_ms=start_ms,
+        evaluation_statuses=("processed", "error"),
+        with_error=True,
+        **kw,
+    )
+    trace, _ = trace_from_wire({**raw, "spans": []}, project="project_test")
+    assert trace.spans == []
+    assert trace.input is not None
+    assert trace.output is not None
+    return trace
+
+
+def _content(trace: Trace) -> Json:
+    """A canonical trace without `extras`: what the server stamps itself (ingestion times,
+    derived metrics, evaluation stamps) differs between any two LangWatch projects."""
+    data = trace.model_dump(mode="json", exclude={"extras"})
+    for score in data["scores"]:
+        score.pop("extras")
+    return data
+
+
+@pytest.mark.anyio
+async def test_a_trace_without_spans_gets_the_root_span_that_carries_its_io() -> None:
+    """§4/§5.1: LangWatch builds a trace from its spans, so `spans: []` is answered 200 and the
+    trace never appears (its metadata gone, its evaluations waiting for it). The sink gives it
+    the synthetic root span that carries its IO, error and times, as a copy of an Opik trace
+    has: the trace appears with its metadata and evaluations, and reads back without spans."""
+    trace = _spanless(61, NOW_MS - 3_600_000, thread_id=None)
+    fake = _fake()
+    sink = _sink(fake)
+    result = await sink.write([trace])
+    await sink.aclose()
+    assert not result.rejected
+    assert result.written == Counts(traces=1, spans=0, scores=len(trace.scores))
+    assert all(b["spans"] for b in _bodies(fake))  # never posted without spans
+
+    stored = fake.traces[trace.id]
+    (root,) = stored["spans"]
+    assert root["span_id"] == trace.id
+    assert root["parent_id"] is None
+    assert json.loads(root["params"]["tracebridge"]) == {"trace_span": True}
+    assert stored["input"] == {"value": trace.input.value}  # type: ignore[union-attr]
+    assert stored["output"] == {"value": trace.output.value}  # type: ignore[union-attr]
+    assert stored["error"]["message"] == trace.error.message  # type: ignore[union-attr]
+    assert stored["metadata"]["user_id"] == trace.metadata["user_id"]
+    assert stored["metadata"]["labels"] == trace.tags
+    assert {e["evaluation_id"] for e in stored["evaluations"]} == {s.id for s in trace.scores}
+
+    back, _ = trace_from_wire(stored, project="project_test")
+    assert back.spans == []
+    assert _content(back) == _content(trace)
+    settings = load_settings(
+        None, {"langwatch_api_key": fake.api_key, "langwatch_endpoint": fake.base_url}, environ={}
+    )
+    source = LangWatchApiSource(langwatch_api(settings, fake.transport), now=lambda: NOW)
+    (read,) = _traces(await _units(source)).values()
+    assert _content(read) == _content(trace)
+
+
+@pytest.mark.anyio
+async def test_a_spanless_thread_turn_and_a_trace_without_an_end_time_are_taken() -> None:
+    """The collector needs `finished_at` on every span (§4): a trace with no end time gets a root
+    span that ends where it starts, and its stash restores "no end time" on read. Opik copies
+    without `end_time` (optional in Opik) go the same way instead of being refused (400)."""
+    trace = _spanless(62, NOW_MS - 7_200_000, thread_id="thread-spanless")
+    endless = trace.model_copy(update={"id": "trace_endless", "ended_at": None})
+    endless = endless.model_copy(
+        update={"source": endless.source.model_copy(update={"id": endless.id})}
+    )
+    opik_copy = _opik_trace(63, NOW - timedelta(hours=3)).model_copy(
+        update={"ended_at": None, "spans": []}
+    )
+    fake = _fake()
+    sink = _sink(fake)
+    result = await sink.write([Thread(id="thread-spanless", traces=[trace, endless]), opik_copy])
+    await sink.aclose()
+    assert not result.rejected, result.rejected
+    assert result.written.traces == 3
+    assert set(fake.traces) == {trace.id, endless.id, opik_copy.id}
+    for original in (trace, endless, opik_copy):
+        back, _ = trace_from_wire(fake.traces[original.id], project="project_test")
+        assert back.ended_at == original.ended_at
+        assert back.spans == []
+        assert _content(back) == _content(original)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(langwatch_traces(), opik_traces())
+def test_any_trace_without_spans_reads_back_as_it_was_written(
+    raw: Json, opik: tuple[Json, list[Json]]
+) -> None:
+    """Property (DESIGN.md invariant 2): for any LangWatch-born or Opik-born trace without
+    spans, the collector wire has exactly one span, the root that carries it, and reading that
+    wire back (through JSON) gives the trace again, without spans."""
+    lw_trace, _ = trace_from_wire({**raw, "spans": []})
+    opik_trace_ = trace_from_opik(opik[0], [], project="p", mappings=default_mappings())
+    for trace in (lw_trace, opik_trace_):
+        wire = json.loads(json.dumps(with_root_span(trace, trace_to_wire(trace))))
+        (root,) = wire["spans"]
+        assert root["span_id"] == trace.id
+        assert "finished_at" in root["timestamps"]
+        back, _ = trace_from_wire(wire, project=trace.source.project)
+        assert back.spans == []
+        assert _content(back) == _content(trace)
+
+
 @pytest.mark.anyio
 async def test_scores_become_evaluations_with_stable_ids() -> None:
     """§5.1 RESTEvaluation: feedback scores are evaluations (value → score, category_name →
@@ -722,3 +842,123 @@ async def test_shift_keeps_the_order_of_a_thread_longer_than_the_window() -> Non
         assert max(s["timestamps"]["finished_at"] for s in record["spans"]) <= NOW_MS
         assert _ordered(trace_from_wire(record)[0]) == _ordered(trace)
     assert from_ms(moved[-1]) <= NOW
+
+
+# ------------------------------------------- the 31-day rule for traces born in LangWatch
+
+
+def _born_in_langwatch(n: int, days: float, project: str = "project_test") -> list[Trace]:
+    """LangWatch-born traces of `project` that started `days` ago (in no thread)."""
+    rng = random.Random(81)
+    start = NOW_MS - int(days * 86_400_000)
+    raws = [
+        langwatch_trace(
+            rng,
+            trace_id=f"lw_old_{i}",
+            started_at_ms=start + i * 60_000,
+            thread_id=None,
+            evaluation_statuses=("processed",),
+        )
+        for i in range(n)
+    ]
+    return [trace_from_wire(raw, project=project)[0] for raw in raws]
+
+
+def _content_of(span: Span) -> Json:
+    """A span without `extras` (ingestion times and the project the server stamps)."""
+    return span.model_dump(mode="json", exclude={"extras"})
+
+
+def _me_requests(fake: LangWatchFake) -> int:
+    return sum(r.url.path == "/api/me/project" for r in fake.requests)
+
+
+@pytest.mark.anyio
+async def test_old_traces_born_in_the_target_project_are_skipped_by_a_named_rule() -> None:
+    """The target project is the traces' origin (`GET /api/me/project` names it): their
+    originals are still there, so they are skipped by the rule the summary names, not
+    written and not lost, even with --shift-old-timestamps. The project is asked once."""
+    old = _born_in_langwatch(3, 40)
+    fake = _fake()  # project_test: the origin
+    sink = _sink(fake, shift_old_timestamps=True)
+    first = await sink.write(old[:2])
+    second = await sink.write(old[2:])
+    await sink.aclose()
+    for result in (first, second):
+        assert not result.rejected
+        assert result.written.traces == 0
+    assert first.skipped.traces + second.skipped.traces == 3
+    assert "the original is still there" in next(iter(first.skip_reasons))
+    assert _bodies(fake) == []
+    assert _me_requests(fake) == 1
+
+
+@pytest.mark.anyio
+async def test_old_langwatch_traces_copied_to_another_project_are_not_skipped() -> None:
+    """The premise of the skip is checked: copied into another (empty) project, LangWatch-born
+    traces older than 31 days are treated as any other old trace: dead-lettered by default,
+    moved into the window with --shift-old-timestamps (and read back at their original
+    times)."""
+    old = _born_in_langwatch(3, 40)
+    other = LangWatchFake(now=lambda: NOW_MS, project_id="another_project")
+    sink = _sink(other)
+    result = await sink.write(list(old))
+    await sink.aclose()
+    assert result.skipped.traces == 0
+    assert sorted(r.where for r in result.rejected) == sorted(f"trace {t.id}" for t in old)
+    for rejected in result.rejected:
+        assert "31 days" in rejected.reason
+        assert "--shift-old-timestamps" in rejected.reason
+    assert other.traces == {}
+
+    moved = LangWatchFake(now=lambda: NOW_MS, project_id="another_project")
+    sink = _sink(moved, shift_old_timestamps=True)
+    result = await sink.write(list(old))
+    await sink.aclose()
+    assert not result.rejected
+    assert result.skipped.traces == 0
+    assert result.written.traces == 3
+    assert sink.shifted == 3
+    for trace in old:
+        record = moved.traces[trace.id]
+        assert min(_span_starts(record)) >= NOW_MS - CUTOFF_MS
+        back, _ = trace_from_wire(record, project="project_test")
+        assert back.started_at == trace.started_at
+        assert [_content_of(s) for s in _ordered(back).spans] == [
+            _content_of(s) for s in _ordered(trace).spans
+        ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("seeded", "configured", "skipped"),
+    [
+        (False, None, False),  # nothing tells: not skipped
+        (True, None, True),  # a trace of the project names it (its `project_id`, §4)
+        (False, "project_test", True),  # the configured target project
+        (False, "another_project", False),
+    ],
+)
+async def test_without_the_me_endpoint_the_target_is_found_or_the_rule_is_not_applied(
+    seeded: bool, configured: str | None, skipped: bool
+) -> None:
+    """An older server without `GET /api/me/project`: the target project comes from a trace
+    it holds (one-trace search), else from the configuration; when neither tells, the skip
+    is not applied and an old LangWatch-born trace is dead-lettered like any other."""
+    old = _born_in_langwatch(2, 45)
+    fake = LangWatchFake(now=lambda: NOW_MS, me_endpoint=False)
+    if seeded:
+        fake.add_trace(
+            langwatch_trace(
+                random.Random(5),
+                trace_id="resident",
+                started_at_ms=NOW_MS - 3_600_000,
+                thread_id=None,
+            )
+        )
+    sink = _sink(fake, project=configured)
+    result = await sink.write(list(old))
+    await sink.aclose()
+    assert result.skipped.traces == (2 if skipped else 0)
+    assert len(result.rejected) == (0 if skipped else 2)
+    assert set(fake.traces) <= {"resident"}

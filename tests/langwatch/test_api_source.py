@@ -23,7 +23,16 @@ import tracebridge._langwatch.api as lw_api
 from tests.factories import langwatch_project, langwatch_trace
 from tests.fakes.langwatch import LangWatchFake
 from tests.fakes.opik import OpikFake
-from tracebridge import AuthError, Page, Thread, Trace, Window, load_settings, migrate
+from tracebridge import (
+    AuthError,
+    Page,
+    ServerError,
+    Thread,
+    Trace,
+    Window,
+    load_settings,
+    migrate,
+)
 from tracebridge._http import RetryPolicy
 from tracebridge._langwatch.api import LangWatchApiSource, langwatch_api
 
@@ -209,6 +218,65 @@ async def test_thread_traces_carry_their_evaluations() -> None:
     assert checked > 20
     statuses = {s.status for u in threads for t in u.traces for s in t.scores}
     assert statuses == {"processed", "skipped", "error", "scheduled", "in_progress"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("shape", ["object", "array"])
+async def test_the_thread_answer_is_read_in_either_documented_shape(shape: str) -> None:
+    """§3.4 shows `GET /api/thread/{id}` answering `{"traces": [...]}`; the published doc page
+    (`seeds/langwatch-get-thread.txt`) shows a bare array. Both give the same threads."""
+    raws = list(langwatch_project(60, 12, seed=31, start_ms=START_MS))
+    fake = seeded(raws, thread_shape=shape)
+    pages = await read_all(make_source(fake, page_size=20))
+    answers = [r for r in fake.requests if r.url.path.startswith("/api/thread/")]
+    assert answers  # the thread endpoint was used, in the shape asked for
+    expected = by_thread(raws)
+    threads = {u.id: u for u in units(pages) if isinstance(u, Thread)}
+    assert set(threads) == set(expected)
+    for thread_id, members in expected.items():
+        assert [t.id for t in threads[thread_id].traces] == [r["trace_id"] for r in members]
+    assert sorted(trace_ids(pages)) == sorted(r["trace_id"] for r in raws)
+
+
+class ThreadAnswers(httpx.AsyncBaseTransport):
+    """The fake, except that `GET /api/thread/{id}` answers 200 with `body` (raw bytes)."""
+
+    def __init__(self, fake: LangWatchFake, body: bytes) -> None:
+        self.fake, self.body = fake, body
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/api/thread/"):
+            return httpx.Response(200, content=self.body)
+        return await self.fake.transport.handle_async_request(request)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"data": []}', "an object with keys ['data']"),
+        (b'{"traces": null}', "an object with keys ['traces']"),
+        (b'"thread"', 'JSON "thread"'),
+        (b"<html>oops</html>", "not JSON"),
+    ],
+)
+async def test_any_other_thread_answer_is_an_error_naming_the_thread(
+    body: bytes, said: str
+) -> None:
+    """Neither documented shape: the run stops with a `ServerError` that names the thread and
+    what came back, rather than reading the thread as empty (its traces would be lost)."""
+    raws = _thread_of(3, "thread_odd")
+    fake = seeded(raws)
+    settings = load_settings(
+        None, {"langwatch_api_key": fake.api_key, "langwatch_endpoint": fake.base_url}, environ={}
+    )
+    api = langwatch_api(settings, ThreadAnswers(fake, body), RetryPolicy(sleep=_no_sleep))
+    with pytest.raises(ServerError) as caught:
+        await read_all(LangWatchApiSource(api, project="project_test"))
+    message = str(caught.value)
+    assert "GET /api/thread/thread_odd" in message
+    assert said in message
+    assert caught.value.exit_code == 3
 
 
 # --- large values -----------------------------------------------------------------------------

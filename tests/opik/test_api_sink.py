@@ -30,7 +30,7 @@ from tracebridge._http import RetryPolicy
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._models import Span
-from tracebridge._opik.api import OpikApiSink, opik_api
+from tracebridge._opik.api import OpikApiSink, is_opik_cloud, opik_api
 from tracebridge._opik.convert import OpikIds, SourceTimeIds
 from tracebridge._opik.ids import MintedIds
 
@@ -525,3 +525,333 @@ async def test_write_time_mode_through_settings_writes_old_data(tmp_path: Path) 
     assert len(fake.traces) == 3
     assert list(tmp_path.glob("opik-ids-*.sqlite"))
     assert all(uuid.UUID(t).version == 7 for t in fake.traces)
+
+
+# --- a lost write-time id map -----------------------------------------------------------------
+
+
+def _trace_lists(fake: OpikFake) -> list[httpx.Request]:
+    """The `GET /traces` requests: the new-map check's lookups."""
+    return [r for r in fake.requests if r.method == "GET" and r.url.path.endswith("/traces")]
+
+
+@pytest.mark.anyio
+async def test_a_new_id_map_stops_when_the_project_already_holds_copies_of_the_source(
+    tmp_path: Path,
+) -> None:
+    """Write-time mode with a lost state directory: the new map would mint new ids for
+    records the project already holds (their metadata names the source), so the run stops
+    with exit 2 and says what to do, after one filtered lookup and before any write."""
+    fake = make_fake(enforce_time_window=True)
+    batch = traces(6, start_ms=OLD_MS)
+    sink = make_sink(fake, ids=MintedIds(tmp_path / "first" / "ids.sqlite"))
+    await sink.write(batch)
+    await sink.aclose()
+    rows, sent = fake.row_count(), len(fake.requests)
+
+    lost = make_sink(fake, ids=MintedIds(tmp_path / "lost" / "ids.sqlite"))
+    with pytest.raises(UsageError) as caught:
+        await lost.write(batch)
+    await lost.aclose()
+    message = str(caught.value)
+    assert caught.value.exit_code == 2
+    assert f"Opik project {PROJECT!r} already holds 6 traces" in message
+    assert "copied from langwatch project 'project_test'" in message
+    assert "is new and knows none of them" in message
+    assert str(tmp_path / "lost" / "ids.sqlite") in message
+    for remedy in ("--state-dir", "--since", "--force"):
+        assert remedy in message
+    assert fake.row_count() == rows
+    (lookup,) = fake.requests[sent:]
+    assert lookup in _trace_lists(fake)
+    filters = json.loads(lookup.url.params["filters"])
+    assert {(f["key"], f["value"]) for f in filters} == {
+        ("tracebridge.source.platform", "langwatch"),
+        ("tracebridge.source.project", "project_test"),
+    }
+    assert lookup.url.params["size"] == "1"
+    if require_spec():
+        assert validate_httpx_request(lookup, strict=True) == "getTracesByProject"
+
+
+@pytest.mark.anyio
+async def test_force_writes_past_the_new_map_check_with_a_warning(tmp_path: Path) -> None:
+    """`--force`: the run goes on and the summary warns that the records written again get
+    new ids (the duplicates the check is there to prevent)."""
+    fake = make_fake()
+    batch = traces(4, start_ms=OLD_MS)
+    first = make_sink(fake, ids=MintedIds(tmp_path / "a.sqlite"))
+    await first.write(batch)
+    await first.aclose()
+    settings = load_settings(
+        None,
+        {"opik_url": fake.base_url, "opik_api_key": KEY, "opik_workspace": WORKSPACE},
+        environ={},
+    )
+    forced = OpikApiSink(
+        opik_api(settings, fake.transport, RetryPolicy(attempts=2, sleep=_no_sleep)),
+        project=PROJECT,
+        mappings=default_mappings(),
+        ids=MintedIds(tmp_path / "b.sqlite"),
+        force=True,
+    )
+    result = await forced.write(batch)
+    await forced.aclose()
+    (warning,) = result.warnings
+    assert warning.startswith("--force: ")
+    assert "already holds 4 traces" in warning
+    assert "duplicates" in warning
+    assert result.written.traces == 4
+    assert len(fake.traces) == 8  # what --force was warned about
+
+
+@pytest.mark.anyio
+async def test_a_new_id_map_goes_on_where_the_project_holds_no_copy_of_this_source(
+    tmp_path: Path,
+) -> None:
+    """No copy of this source in the project (none at all, or copies of another LangWatch
+    project): a new map is simply new. A map that is not new costs no lookup."""
+    fake = make_fake()
+    other = [
+        t.model_copy(update={"source": t.source.model_copy(update={"project": "elsewhere"})})
+        for t in traces(3, seed=11)
+    ]
+    sink = make_sink(fake, ids=MintedIds(tmp_path / "other.sqlite"))
+    assert not (await sink.write(other)).warnings
+    await sink.aclose()
+    assert len(_trace_lists(fake)) == 1  # project did not exist yet: 404, nothing held
+
+    map_file = tmp_path / "mine.sqlite"
+    sink = make_sink(fake, ids=MintedIds(map_file))
+    result = await sink.write(traces(3))
+    await sink.aclose()
+    assert not result.warnings
+    assert not result.rejected
+    assert len(_trace_lists(fake)) == 2
+    again = make_sink(fake, ids=MintedIds(map_file))
+    await again.write(traces(3))
+    await again.aclose()
+    assert len(_trace_lists(fake)) == 2  # the map knows them: no lookup
+    assert len(fake.traces) == 6
+
+
+@pytest.mark.anyio
+async def test_a_write_time_dry_run_keeps_no_id(tmp_path: Path) -> None:
+    """A dry run mints ids to show the plan but sends nothing: the map keeps none of them,
+    so it is still new (and checked) on the real run."""
+    fake = make_fake()
+    map_file = tmp_path / "ids.sqlite"
+    sink = make_sink(fake, ids=MintedIds(map_file))
+    result = await sink.write(traces(3), dry_run=True)
+    await sink.aclose()
+    assert len(result.plan) == 3
+    assert fake.traces == {}
+    assert MintedIds(map_file).started_empty
+
+
+# --- no id mode chosen: the target decides ----------------------------------------------------
+
+
+def _auto_sink(fake: OpikFake, map_file: Path, **limits: int) -> OpikApiSink:
+    """The sink `open_sink` builds when the user chose no id mode on a self-hosted server."""
+    settings = load_settings(
+        None,
+        {"opik_url": fake.base_url, "opik_api_key": KEY, "opik_workspace": WORKSPACE},
+        environ={},
+    )
+    return OpikApiSink(
+        opik_api(settings, fake.transport, RetryPolicy(attempts=2, sleep=_no_sleep)),
+        project=PROJECT,
+        mappings=default_mappings(),
+        switch_to=lambda: MintedIds(map_file),
+        **limits,
+    )
+
+
+@pytest.mark.anyio
+async def test_too_old_without_a_chosen_mode_switches_to_write_time_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """§3.1/§10: the first `too_old` refusal in source-time mode, when the user chose no mode,
+    switches the sink to write-time: the batch is sent again with minted ids, what the server
+    had already taken keeps its source-time id (no second row), a warning says so, and a
+    rerun with the map writes onto the same rows."""
+    fake = make_fake(enforce_time_window=True)
+    rng = random.Random(3)
+    recent = [canonical(rng, i, start_ms=RECENT_MS) for i in range(5)]
+    old = [canonical(rng, 100 + i, start_ms=OLD_MS) for i in range(5)]
+    batch = [*recent, *old]
+    map_file = tmp_path / "ids.sqlite"
+    sink = _auto_sink(fake, map_file, max_items=5)  # the recent traces go first, and pass
+    result = await sink.write(batch)
+    await sink.aclose()
+    assert not result.rejected
+    assert result.written.traces == 10
+    assert result.written.spans == sum(len(t.spans) for t in batch)
+    (warning,) = result.warnings
+    assert "too_old" in warning
+    assert "switched to --opik-ids write-time" in warning
+    assert str(map_file) in warning
+    assert "--opik-ids" in warning
+    assert len(fake.traces) == 10
+    assert fake.duplicate_rows == {}
+    by_start = {
+        t["metadata"]["tracebridge"]["source"]["id"]: uuid7_ms(t["id"])
+        for t in fake.traces.values()
+    }
+    for trace in recent:  # taken before the switch: source-time ids, kept
+        assert by_start[trace.id] == int(trace.started_at.timestamp() * 1000)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    for trace in old:  # refused, then sent with ids minted now
+        assert abs(by_start[trace.id] - now_ms) < 3_600_000
+    assert isinstance(sink.ids, MintedIds)
+
+    rows = fake.row_count()
+    again = make_sink(fake, ids=MintedIds(map_file))
+    result = await again.write(batch)
+    await again.aclose()
+    assert not result.rejected
+    assert not result.warnings
+    assert fake.row_count() == rows
+    assert fake.duplicate_rows == {}
+
+
+@pytest.mark.anyio
+async def test_a_chosen_source_time_mode_still_stops_at_too_old() -> None:
+    """The switch is for users who chose no mode: `--opik-ids source-time` (no `switch_to`)
+    keeps stopping with exit 2 and the option to use (`test_too_old_names_the_write_time_
+    option`); an Opik-born record's own old id is no reason to switch either."""
+    fake = make_fake(enforce_time_window=True)
+    sink = make_sink(fake, ids=SourceTimeIds())
+    with pytest.raises(UsageError) as caught:
+        await sink.write(traces(2, start_ms=OLD_MS))
+    await sink.aclose()
+    assert "--opik-ids write-time" in str(caught.value)
+    assert sink.switch_to is None
+
+
+def _settings_for(fake: OpikFake, state: Path, **extra: Any) -> Any:
+    return load_settings(
+        None,
+        {
+            "opik_url": fake.base_url,
+            "opik_api_key": KEY,
+            "opik_workspace": WORKSPACE,
+            "state_dir": state,
+            **extra,
+        },
+        environ={},
+    )
+
+
+def _open(fake: OpikFake, state: Path, **extra: Any) -> OpikApiSink:
+    from tracebridge._open import open_sink, parse_endpoint
+
+    sink = open_sink(
+        parse_endpoint("opik"),
+        settings=_settings_for(fake, state, **extra),
+        mappings=default_mappings(),
+        project=PROJECT,
+        transports={"opik": fake.transport},
+    )
+    assert isinstance(sink, OpikApiSink)
+    return sink
+
+
+def test_opik_cloud_is_recognised_by_its_host() -> None:
+    """Reference §1/§5: Opik Cloud is `https://www.comet.com/opik/api`."""
+    assert is_opik_cloud("https://www.comet.com/opik/api")
+    assert is_opik_cloud("https://www.comet.com/opik/api/")
+    assert is_opik_cloud("https://comet.com/opik/api")
+    assert not is_opik_cloud("http://localhost:5173/api")
+    assert not is_opik_cloud("https://opik.example.com/api")
+    assert not is_opik_cloud("https://www.comet.com.example.org/opik/api")
+
+
+@pytest.mark.anyio
+async def test_opik_cloud_defaults_to_write_time_unless_the_user_chose(tmp_path: Path) -> None:
+    """§11: Opik Cloud has the UUID v7 window on, so with no `--opik-ids` the sink mints ids
+    from the start (and says so once, on a new map); a user's explicit choice is kept."""
+    cloud = make_fake(base_url="https://www.comet.com/opik/api", enforce_time_window=True)
+    sink = _open(cloud, tmp_path)
+    assert isinstance(sink.ids, MintedIds)
+    assert sink.switch_to is None
+    result = await sink.write(traces(3, start_ms=OLD_MS))
+    await sink.aclose()
+    assert not result.rejected
+    (notice,) = result.warnings
+    assert "Opik Cloud" in notice
+    assert "--opik-ids source-time" in notice
+    assert len(cloud.traces) == 3
+    again = _open(cloud, tmp_path)  # the map exists now: no notice
+    assert isinstance(again.ids, MintedIds)
+    assert not (await again.write(traces(3, start_ms=OLD_MS))).warnings
+    await again.aclose()
+    assert len(cloud.traces) == 3
+
+    chosen = _open(cloud, tmp_path / "chosen", opik_ids="source-time")
+    assert isinstance(chosen.ids, SourceTimeIds)
+    assert chosen.switch_to is None
+    await chosen.aclose()
+
+
+@pytest.mark.anyio
+async def test_open_sink_without_a_mode_switches_once_then_follows_its_map(
+    tmp_path: Path,
+) -> None:
+    """A self-hosted server with the window on and no `--opik-ids`: the first run switches
+    (warning), the map it leaves makes later runs start in write-time; without the window, no
+    map is ever made and ids stay derived from the source (reference §3.1: off by default)."""
+    fake = make_fake(enforce_time_window=True)
+    batch = traces(4, start_ms=OLD_MS)
+    first = _open(fake, tmp_path)
+    assert isinstance(first.ids, SourceTimeIds)
+    assert first.switch_to is not None
+    result = await first.write(batch)
+    await first.aclose()
+    assert not result.rejected
+    assert any("switched to --opik-ids write-time" in w for w in result.warnings)
+    assert list(tmp_path.glob("opik-ids-*.sqlite"))
+    later = _open(fake, tmp_path)
+    assert isinstance(later.ids, MintedIds)
+    result = await later.write(batch)
+    await later.aclose()
+    assert not result.warnings
+    assert len(fake.traces) == 4
+    assert fake.duplicate_rows == {}
+
+    plain = make_fake()
+    sink = _open(plain, tmp_path / "plain")
+    result = await sink.write(batch)
+    await sink.aclose()
+    assert not result.warnings
+    assert not list((tmp_path / "plain").glob("opik-ids-*.sqlite"))
+    assert all(
+        uuid7_ms(t["id"]) == int(datetime.fromisoformat(t["start_time"]).timestamp() * 1000)
+        for t in plain.traces.values()
+    )
+
+
+@pytest.mark.anyio
+async def test_a_switch_checks_the_map_it_opens_against_earlier_copies(tmp_path: Path) -> None:
+    """Records an earlier run wrote with source-time ids are not in the map a later switch
+    opens: minting for the project from then on would duplicate them, so the switch stops
+    (exit 2) and says it switched. Records the switching batch re-sent keep their ids and
+    raise no alarm (the previous test)."""
+    fake = make_fake(enforce_time_window=True)
+    rng = random.Random(9)
+    recent = [canonical(rng, i, start_ms=RECENT_MS) for i in range(3)]
+    old = [canonical(rng, 100 + i, start_ms=OLD_MS) for i in range(3)]
+    first = _auto_sink(fake, tmp_path / "ids.sqlite")
+    assert not (await first.write(recent)).warnings  # in the window: no switch, no map
+    await first.aclose()
+    assert not (tmp_path / "ids.sqlite").exists()
+
+    later = _auto_sink(fake, tmp_path / "ids.sqlite")
+    with pytest.raises(UsageError) as caught:
+        await later.write(old)
+    await later.aclose()
+    message = str(caught.value)
+    assert "already holds 3 traces" in message
+    assert "this run switched to it when Opik refused source-time ids as too_old" in message
+    assert len(fake.traces) == 3

@@ -12,7 +12,9 @@ A trace outside threads whose text may be the 64 KB preview is fetched whole
 Sink (§5.1): `POST /api/collector`, ≤ 200 spans, ≤ 200 evaluations and ≤ 10 MB per request
 (a big trace is several requests with the same `trace_id`, which LangWatch merges). A 429 there
 means "too large": the request is split, never resent unchanged; 402 (plan quota) is fatal.
-`partialSuccess` is read on every answer and rejected spans are dead-lettered. Spans that started
+`partialSuccess` is read on every answer and rejected spans are dead-lettered. LangWatch builds a
+trace from its spans, so no trace is posted without one: a trace that has none gets the root span
+carrying its IO (`convert.with_root_span`), as every copy of an Opik trace does. Spans that started
 more than 31 days ago are dropped by LangWatch: such a trace is dead-lettered with the reason,
 or, with `shift_old_timestamps`, moved into the accepted window with the shift kept in its stash.
 """
@@ -35,7 +37,14 @@ from .._http import TRANSIENT_STATUSES, Api, RetryPolicy, error_message
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
 from .._time import from_ms, to_ms
-from .convert import raw_counts, shift_timestamps, thread_to_wire, trace_from_wire, trace_to_wire
+from .convert import (
+    raw_counts,
+    shift_timestamps,
+    thread_to_wire,
+    trace_from_wire,
+    trace_to_wire,
+    with_root_span,
+)
 
 __all__ = ["LangWatchApiSink", "LangWatchApiSource", "langwatch_api"]
 
@@ -45,8 +54,8 @@ CUTOFF = timedelta(days=31)
 _SAFE_AGE = timedelta(days=30)  # where shifted traces start: a day inside the cutoff
 _HISTORY_START_MS = 946_684_800_000  # 2000-01-01: "the whole history"
 _OLD_ORIGINAL = (
-    "traces born in LangWatch and older than its 31-day ingestion cutoff: the original is "
-    "still in LangWatch, so it is not written again"
+    "traces born in this LangWatch project and older than its 31-day ingestion cutoff: the "
+    "original is still there, so it is not written again"
 )
 
 
@@ -79,6 +88,33 @@ def _maybe_truncated(value: Any) -> bool:
     if isinstance(value, list):
         return any(_maybe_truncated(v) for v in value)
     return False
+
+
+def _thread_traces(response: httpx.Response, thread_id: str) -> list[Any]:
+    """The traces of a `GET /api/thread/{id}` answer, in either shape LangWatch documents.
+
+    The reference (§3.4, the handler's code) shows `{"traces": [...]}`; the published doc page
+    (`seeds/langwatch-get-thread.txt`) shows a bare array of traces. Anything else is a
+    `ServerError` naming the thread: guessing would lose the thread's traces silently.
+    """
+    try:
+        data = response.json()
+    except ValueError:
+        shape = "a body that is not JSON"
+    else:
+        if isinstance(data, list):
+            return data
+        if isinstance(data, dict) and isinstance(data.get("traces"), list):
+            return list(data["traces"])
+        shape = (
+            f"an object with keys {sorted(data)[:8]}"
+            if isinstance(data, dict)
+            else f"JSON {json.dumps(data)[:80]}"
+        )
+    raise ServerError(
+        f"LangWatch answered GET /api/thread/{thread_id} with neither a list of traces nor an "
+        f"object holding a 'traces' list (got {shape}); its traces cannot be read"
+    )
 
 
 def _thread_id(raw: dict[str, Any]) -> str | None:
@@ -250,7 +286,7 @@ class LangWatchApiSource:
                 f"LangWatch answered {response.status_code} to GET thread {thread_id}: "
                 f"{error_message(response)}"
             )
-        raws = (response.json() or {}).get("traces") or []
+        raws = _thread_traces(response, thread_id)
         if len(raws) >= THREAD_CAP:  # the endpoint's cap: read the whole thread by search
             raws = []
             body = {
@@ -345,13 +381,18 @@ class LangWatchApiSink:
         api: Api,
         *,
         shift_old_timestamps: bool = False,
+        project: str | None = None,
         now: Callable[[], datetime] | None = None,
         max_spans: int = 200,
         max_evaluations: int = 200,
         max_bytes: int = 9_500_000,
     ) -> None:
+        """`project` is the id of the project the API key writes to, as configured: used only
+        when the API cannot tell (`target_project`)."""
         self.api = api
         self.shift = shift_old_timestamps
+        self.project = project
+        self._target: tuple[str, ...] | None = None  # the target project's id (and slug)
         self._now = now or (lambda: datetime.now(UTC))
         self.max_spans = max_spans
         self.max_evaluations = max_evaluations
@@ -365,6 +406,7 @@ class LangWatchApiSink:
             traces = unit.traces if isinstance(unit, Thread) else [unit]
             try:
                 wires = thread_to_wire(unit) if isinstance(unit, Thread) else [trace_to_wire(unit)]
+                wires = [with_root_span(t, w) for t, w in zip(traces, wires, strict=True)]
             except ValueError as exc:
                 result.rejected.append(
                     Rejected(
@@ -376,9 +418,8 @@ class LangWatchApiSink:
                     )
                 )
                 continue
-            accepted = [
-                _finished_only(w, result) for w in self._apply_cutoff(traces, wires, result)
-            ]
+            kept = await self._apply_cutoff(traces, wires, result)
+            accepted = [_finished_only(w, result) for w in kept]
             if isinstance(unit, Thread) and any(accepted):
                 result.written.threads += 1
             for trace, wire in zip(traces, accepted, strict=True):
@@ -396,10 +437,55 @@ class LangWatchApiSink:
                 await self._write_trace(trace, wire, result)
         return result
 
-    def _apply_cutoff(
+    async def target_project(self) -> tuple[str, ...]:
+        """The names of the project this sink writes to: its id (and slug), or () if unknown.
+
+        Asked once: `GET /api/me/project` (the key's project, in the OpenAPI document), else the
+        `project_id` of any trace a one-trace search returns (§3.1, §4), else the configured
+        project. An older server without the first and an empty project leave only the last.
+        """
+        if self._target is not None:
+            return self._target
+        names: tuple[str, ...] = ()
+        response = await self.api.send("GET", "api/me/project")
+        body = _json_or_none(response) if response.is_success else None
+        if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
+            slug = body.get("slug")
+            names = (body["id"], slug) if isinstance(slug, str) and slug else (body["id"],)
+        else:
+            found = await self.api.send(
+                "POST",
+                "api/traces/search",
+                json_body={
+                    "startDate": _HISTORY_START_MS,
+                    "endDate": to_ms(self._now() + timedelta(days=1)),
+                    "pageSize": 1,
+                    "format": "json",
+                    "includeSpans": False,
+                },
+            )
+            data = _json_or_none(found) if found.is_success else None
+            traces = data.get("traces") if isinstance(data, dict) else None
+            project_id = (
+                traces[0].get("project_id") if traces and isinstance(traces[0], dict) else None
+            )
+            if isinstance(project_id, str) and project_id:
+                names = (project_id,)
+            elif self.project:
+                names = (self.project,)
+        self._target = names
+        return names
+
+    async def _apply_cutoff(
         self, traces: list[Trace], wires: list[dict[str, Any]], result: WriteResult
     ) -> list[dict[str, Any] | None]:
-        """LangWatch drops spans older than 31 days: skip, shift or dead-letter such traces."""
+        """LangWatch drops spans older than 31 days: skip, shift or dead-letter such traces.
+
+        Skipped: a trace born in the very project this sink writes to (its provenance names
+        the target project: the original is still there). That premise is checked: when the
+        target project cannot be established, or is another one, a LangWatch-born trace is a
+        copy like any other (dead-lettered, or moved with `shift_old_timestamps`).
+        """
         cutoff = to_ms(self._now() - CUTOFF) + 60_000  # a minute of margin for the trip
 
         def oldest(wire: dict[str, Any]) -> int:
@@ -413,9 +499,11 @@ class LangWatchApiSink:
         out: list[dict[str, Any] | None] = []
         # Copies are moved together: one shift for every copied trace of the thread, fresh
         # turns included, keeps its turns in order and spacing when they fit in the window; a
-        # longer thread is compressed into it, still in order. LangWatch-born traces never move.
+        # longer thread is compressed into it, still in order. Traces born in the target
+        # project never move.
         starts = [oldest(w) for w in wires]
-        copied = [t.source.platform != "langwatch" for t in traces]
+        here = await self.target_project() if any(_born_in_langwatch(traces)) else ()
+        copied = [t.source.platform != "langwatch" or t.source.project not in here for t in traces]
         moving = [s for s, c in zip(starts, copied, strict=True) if c]
         shift = self.shift and any(o and c for o, c in zip(old, copied, strict=True))
         first = min(moving, default=0)
@@ -431,7 +519,7 @@ class LangWatchApiSink:
                 self.shifted += 1
             elif not is_old:
                 out.append(wire)
-            elif trace.source.platform == "langwatch":
+            elif not is_copy:
                 result.skip(1, "traces", _OLD_ORIGINAL)
                 out.append(None)
             else:
@@ -480,7 +568,7 @@ class LangWatchApiSink:
         return requests
 
     async def _write_trace(self, trace: Trace, wire: dict[str, Any], result: WriteResult) -> None:
-        synthetic = 1 if trace.source.platform != "langwatch" else 0
+        synthetic = len(wire["spans"]) - _source_spans(wire)  # the root span tracebridge adds
         rejected_spans = rejected_evaluations = 0
         for request in self._requests(wire):
             spans, evaluations = await self._post(request, f"trace {trace.id}", result)
@@ -552,6 +640,17 @@ class LangWatchApiSink:
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+
+def _born_in_langwatch(traces: list[Trace]) -> list[bool]:
+    return [t.source.platform == "langwatch" for t in traces]
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 _COLLECTED_STATUSES = frozenset({"processed", "skipped", "error"})

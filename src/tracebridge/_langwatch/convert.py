@@ -39,6 +39,7 @@ __all__ = [
     "thread_to_wire",
     "trace_from_wire",
     "trace_to_wire",
+    "with_root_span",
 ]
 
 PLATFORM = "langwatch"
@@ -277,14 +278,47 @@ def _encode(trace: Trace, *, project_id: str | None, thread: Thread | None) -> d
     return with_residual(wire, trace.extras, PLATFORM)
 
 
+def with_root_span(trace: Trace, wire: dict[str, Any]) -> dict[str, Any]:
+    """`wire` (from `trace_to_wire`) as the collector must receive it: never without spans.
+
+    LangWatch builds a trace from its spans (§4: trace input, output, times and error are
+    derived from them), so a trace posted with `spans: []` is answered 200 and never appears:
+    its metadata is gone and its evaluations wait for a trace that never comes. A copy of a
+    record born elsewhere already has the synthetic root span; a LangWatch-born trace without
+    spans (read from an export made without spans) gets the same span here, carrying the
+    trace's name, input, output, error and times. Reading it back folds the span into the
+    trace again, so the canonical trace comes back without spans. What the span cannot carry
+    exactly (a trace with no end time: the collector needs `finished_at`) goes in the stash
+    patch, as for a copy. Any other wire is returned unchanged.
+    """
+    if wire["spans"]:
+        return wire
+    out = {**wire, "spans": [_trace_span(trace)], "metadata": dict(wire["metadata"])}
+    decoded = _decode(LWTrace.model_validate(out), {}, trace.source.project)
+    carried = ("name", "input", "output", "error", "started_at", "ended_at")
+    patch = make_patch(
+        trace.model_dump(mode="json", include=set(carried)),
+        decoded.model_dump(mode="json", include=set(carried)),
+    )
+    if patch:
+        stash = parse_stash(out["metadata"].get(STASH_KEY)) or {}
+        stash["patch"] = {**(stash.get("patch") or {}), **patch}
+        out["metadata"][STASH_KEY] = json.dumps(stash, ensure_ascii=False, sort_keys=True)
+    return out
+
+
 def _trace_span(trace: Trace) -> dict[str, Any]:
-    """The synthetic root span that carries a copied trace's own name, IO, error and times."""
+    """The synthetic root span that carries a trace's own name, IO, error and times.
+
+    The collector needs `finished_at` on every span: a trace without an end time gives its
+    start (the stash patch of the copy restores the missing end on read).
+    """
     span = Span(
         id=trace.id,
         name=trace.name,
         kind="span",
         started_at=trace.started_at,
-        ended_at=trace.ended_at,
+        ended_at=trace.ended_at or trace.started_at,
         input=trace.input,
         output=trace.output,
         error=trace.error,

@@ -6,7 +6,14 @@ tags, thread scores); ≤ 1000 items and a byte cap per request, gzip bodies, ab
 omitted; every score carries the entity's `project_name`. A batch the server refuses with
 400/422 is halved until the bad item is alone; that item is dead-lettered with the server's
 message and the rest is written. A `too_old` refusal means the server enforces the UUID v7 time
-window: in `source-time` mode that stops the run with the option to use.
+window (§3.1, §10): in `source-time` mode chosen by the user that stops the run with the option to
+use; when the user chose no mode, the sink switches to `write-time` (minted ids, kept in the
+state directory), sends the batch again with them and says so in a warning. On Opik Cloud, which
+has the window on (§11), `write-time` is the default (`_open.py`).
+
+A write-time id map that is new while the target project already holds copies from the same
+source (their `metadata.tracebridge.source` names it; one filtered trace list answers) would
+mint new ids for records already there: the run stops (exit 2) unless `force` is set.
 
 Source (§2.4–§2.6, §10): threads paged with `GET /traces/threads` (`page`/`size`; the NDJSON
 thread stream's cursor repeats itself), each thread's traces filtered on `thread_id`, then the
@@ -16,7 +23,7 @@ traces that belong to no thread, spans per trace; always `truncate=false`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,7 @@ from .._errors import RecordError, ServerError, UsageError
 from .._http import Api, RetryPolicy, error_message
 from .._mapping import Mappings
 from .._models import Thread, Trace
+from .._stash import STASH_KEY
 from .._time import to_iso
 from .convert import (
     OpikIds,
@@ -41,7 +49,7 @@ from .convert import (
 )
 from .ids import MintedIds
 
-__all__ = ["OpikApiSink", "OpikApiSource", "opik_api"]
+__all__ = ["OpikApiSink", "OpikApiSource", "is_opik_cloud", "opik_api"]
 
 _TRACE_FIELDS = frozenset(
     "id project_name name start_time end_time input output metadata tags error_info "
@@ -58,6 +66,15 @@ _ALREADY_WRITTEN = (
 )
 MAX_ITEMS = 1000
 MAX_BYTES = 10_000_000  # before gzip; well under every proxy limit the reference lists
+_CLOUD_HOSTS = frozenset({"www.comet.com", "comet.com"})  # reference §1, §5: Opik Cloud
+
+
+def is_opik_cloud(url: str) -> bool:
+    """True when `url` is Opik Cloud's API (`https://www.comet.com/opik/api`)."""
+    try:
+        return httpx.URL(url).host.lower() in _CLOUD_HOSTS
+    except httpx.InvalidURL:
+        return False
 
 
 def opik_api(
@@ -91,6 +108,15 @@ class _Item:
     owner: str  # "trace <source id>" — what is dead-lettered if the item is refused
     kind: str
     contains: Counts | None = None
+    derived: bool = False  # an id tracebridge gave (not an Opik-born record's own)
+
+
+class _WindowRefused(Exception):
+    """The server refused ids tracebridge derived from source start times (`too_old`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -114,16 +140,28 @@ class OpikApiSink:
         project: str,
         mappings: Mappings,
         ids: OpikIds | None = None,
+        switch_to: Callable[[], MintedIds] | None = None,
+        force: bool = False,
+        notice: str | None = None,
         max_items: int = MAX_ITEMS,
         max_bytes: int = MAX_BYTES,
     ) -> None:
+        """`switch_to` opens the write-time id map to switch to at the first `too_old` refusal
+        (given when the user chose no id mode); `force` turns the new-map check's stop into a
+        warning; `notice` is a warning the first write reports (how the id mode was chosen)."""
         self.api = api
         self.project = project
         self.mappings = mappings
         self.ids = ids or SourceTimeIds()
+        self.switch_to = switch_to
+        self.force = force
+        self.notice = notice
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.label = f"opik ({api.name} project {project!r})"
+        self._checked: set[tuple[str, str]] = set()  # sources the new-map check looked up
+        self._switched = False
+        self._accepted: set[str] = set()  # ids of this write the server took (before a switch)
 
     def _collect(self, units: list[Unit], result: WriteResult) -> _Batch:
         batch = _Batch()
@@ -161,18 +199,146 @@ class OpikApiSink:
         batch.trace_scores += scores[:n_trace_scores]
         batch.span_scores += scores[n_trace_scores:]
         contains = Counts(traces=1, spans=len(record.spans), scores=len(scores))
+        derived = trace.source.platform != "opik"
         batch.traces.append(
-            _Item({**_only(record.trace, _TRACE_FIELDS), **project}, owner, "trace", contains)
+            _Item(
+                {**_only(record.trace, _TRACE_FIELDS), **project},
+                owner,
+                "trace",
+                contains,
+                derived,
+            )
         )
         batch.spans += [
-            _Item({**_only(s, _SPAN_FIELDS), **project}, owner, "span") for s in record.spans
+            _Item({**_only(s, _SPAN_FIELDS), **project}, owner, "span", None, derived)
+            for s in record.spans
         ]
         result.skip(Counts.of(trace).scores - len(scores), "scores", SCORES_IN_METADATA)
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
         result = WriteResult()
+        if self.notice is not None:
+            result.warnings.append(self.notice)
+            self.notice = None
+        await self._check_id_map(units, result)
+        before = list(result.warnings)
+        self._accepted = set()
+        try:
+            return await self._write(units, result, dry_run=dry_run)
+        except _WindowRefused as refused:
+            warning = self._switch(units, refused.reason)
+        # The server enforces the UUID v7 window: the whole batch again, with minted ids (what
+        # it already took keeps its ids: `_switch` adopted them).
+        result = WriteResult(warnings=[*before, warning])
+        await self._check_id_map(units, result)
+        return await self._write(units, result, dry_run=dry_run)
+
+    def _switch(self, units: list[Unit], reason: str) -> str:
+        """Switch to write-time ids; returns the warning that says so."""
+        assert self.switch_to is not None
+        minted = self.switch_to()
+        derived = SourceTimeIds()
+        for unit in units:
+            for trace in unit.traces if isinstance(unit, Thread) else [unit]:
+                if trace.source.platform == "opik":
+                    continue
+                if (trace_id := derived.trace_id(trace)) in self._accepted:
+                    minted.adopt(trace, trace_id)
+                for span in trace.spans:
+                    if (span_id := derived.span_id(trace, span)) in self._accepted:
+                        minted.adopt(trace, span_id, span)
+        minted.commit()
+        self.ids, self.switch_to, self._switched = minted, None, True
+        return (
+            f"Opik refused ids derived from source start times ({reason}): this server enforces "
+            "the UUID v7 ingestion window, so this run switched to --opik-ids write-time: ids are "
+            f"minted now and kept in {minted.path}, and later runs to this project use that map "
+            "(keep the state directory). Pass --opik-ids to choose the mode yourself."
+        )
+
+    async def _check_id_map(self, units: list[Unit], result: WriteResult) -> None:
+        """Stop (exit 2) when a new write-time id map meets a project that already holds
+        copies from the same source: minting again would duplicate them. One lookup per source
+        project the batch holds (a run reads one), only while the map is the new one."""
+        ids = self.ids
+        if not isinstance(ids, MintedIds) or not ids.started_empty:
+            return
+        traces = (t for u in units for t in (u.traces if isinstance(u, Thread) else [u]))
+        sources = dict.fromkeys(
+            (t.source.platform, t.source.project) for t in traces if t.source.platform != "opik"
+        )
+        for platform, project in sources:
+            if (platform, project) in self._checked:
+                continue
+            self._checked.add((platform, project))
+            held = await self._copies_held(platform, project)
+            known = ids.known_traces(platform, project)
+            if held > known:
+                self._found_copies(ids, platform, project, held, known, result)
+
+    def _found_copies(
+        self,
+        ids: MintedIds,
+        platform: str,
+        project: str,
+        held: int,
+        known: int,
+        result: WriteResult,
+    ) -> None:
+        what = (
+            f"Opik project {self.project!r} already holds {held} traces copied from {platform} "
+            f"project {project!r} (their metadata names it)"
+        )
+        where = f"the write-time id map {ids.path}"
+        if self._switched:
+            where += " (this run switched to it when Opik refused source-time ids as too_old)"
+        knows = f"knows only {known} of them" if known else "is new and knows none of them"
+        if self.force:
+            result.warnings.append(
+                f"--force: {what}, and {where} {knows}: those written again get new ids, "
+                "as duplicates"
+            )
+            return
+        raise UsageError(
+            f"{what}, but {where} {knows}: writing them again with ids minted now would "
+            "duplicate them. If an earlier run's state directory holds the map, rerun with it "
+            "(--state-dir); to copy only newer traces, use --since; to write anyway, pass --force"
+        )
+
+    async def _copies_held(self, platform: str, project: str) -> int:
+        """How many traces of the target project name `platform`/`project` as their source
+        (one `GET /traces` filtered on `metadata.tracebridge.source`, reference §2.7)."""
+        filters = [
+            {"field": "metadata", "key": f"{STASH_KEY}.source.{key}", "operator": "=", "value": v}
+            for key, v in (("platform", platform), ("project", project))
+        ]
+        params = {
+            "project_name": self.project,
+            "page": "1",
+            "size": "1",
+            "truncate": "true",
+            "filters": json.dumps(filters),
+        }
+        response = await self.api.send("GET", "v1/private/traces", params=params)
+        if response.status_code == 404:
+            return 0  # no such project yet: it holds nothing
+        if not response.is_success:
+            raise ServerError(
+                f"Opik answered {response.status_code} looking for traces already copied into "
+                f"project {self.project!r}: {error_message(response)}"
+            )
+        body = response.json()
+        total = body.get("total") if isinstance(body, dict) else None
+        if isinstance(total, int) and not isinstance(total, bool):
+            return total
+        content = body.get("content") if isinstance(body, dict) else None
+        return len(content) if isinstance(content, list) else 0
+
+    async def _write(self, units: list[Unit], result: WriteResult, *, dry_run: bool) -> WriteResult:
         batch = self._collect(units, result)
         if dry_run:
+            if isinstance(self.ids, MintedIds):
+                self.ids.rollback()  # nothing is sent: the map keeps no id for it
             for item in batch.traces:
                 result.plan.append(f"{item.owner} -> Opik trace {item.body['id']}")
             result.written.add(
@@ -246,6 +412,8 @@ class OpikApiSink:
         if response.is_success:
             if isinstance(self.ids, MintedIds) and key in ("traces", "spans"):
                 self.ids.acknowledge([i.body["id"] for i in chunk])
+            elif self.switch_to is not None and key in ("traces", "spans"):
+                self._accepted.update(i.body["id"] for i in chunk)
             return len(chunk)
         if response.status_code not in (400, 413, 422):
             raise ServerError(
@@ -254,6 +422,9 @@ class OpikApiSink:
             )
         message = error_message(response)
         if "too_old" in message or "too_far_future" in message:
+            if self.switch_to is not None and any(i.derived for i in chunk):
+                reason = "too_old" if "too_old" in message else "too_far_future"
+                raise _WindowRefused(reason)
             if not isinstance(self.ids, MintedIds):
                 raise UsageError(
                     f"Opik refused {method} {path}: {message}. This server enforces the UUID v7 "

@@ -8,6 +8,11 @@ a rerun reuses the same ids: the map is what makes the writes idempotent (DESIGN
 Ids are saved (`commit`) before the batch that uses them is sent, and marked acknowledged after
 the server accepted it. An id that was never acknowledged and is older than the smallest window
 a server can have (12 h) is replaced on the next run, since the server would refuse it.
+
+A map that is new (`started_empty`) knows nothing the target may already hold: the sink checks
+the target before minting with it (`OpikApiSink`), since ids minted again would duplicate what an
+earlier run wrote. Ids the server accepted under another policy (source-time ids, before a switch
+to write-time) are `adopt`ed, so the records keep them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class MintedIds:
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS ids_by_opik_id ON ids (opik_id)")
         self._db.commit()
+        #: True when the map held no id when opened: a new map, or a lost one.
+        self.started_empty = self._db.execute("SELECT 1 FROM ids LIMIT 1").fetchone() is None
 
     def _id(self, key: str) -> str:
         row = self._db.execute("SELECT opik_id, acked FROM ids WHERE source = ?", (key,)).fetchone()
@@ -58,21 +65,48 @@ class MintedIds:
         )
         return opik_id
 
+    @staticmethod
+    def _key(trace: Trace, span: Span | None = None) -> str:
+        src = trace.source
+        if span is None:
+            return f"trace\x1f{src.platform}\x1f{src.project}\x1f{src.id}"
+        return f"span\x1f{src.platform}\x1f{src.project}\x1f{src.id}/{span.id}"
+
     def trace_id(self, trace: Trace) -> str:
         if trace.source.platform == "opik":
             return trace.id
-        src = trace.source
-        return self._id(f"trace\x1f{src.platform}\x1f{src.project}\x1f{src.id}")
+        return self._id(self._key(trace))
 
     def span_id(self, trace: Trace, span: Span) -> str:
         if trace.source.platform == "opik":
             return span.id
-        src = trace.source
-        return self._id(f"span\x1f{src.platform}\x1f{src.project}\x1f{src.id}/{span.id}")
+        return self._id(self._key(trace, span))
+
+    def adopt(self, trace: Trace, opik_id: str, span: Span | None = None) -> None:
+        """Record `opik_id`, which the server already accepted, as the id of the trace (or of
+        its `span`): later lookups return it. Saved by the next `commit`."""
+        self._db.execute(
+            "INSERT INTO ids (source, opik_id, acked) VALUES (?, ?, 1) "
+            "ON CONFLICT(source) DO UPDATE SET opik_id = excluded.opik_id, acked = 1",
+            (self._key(trace, span), opik_id),
+        )
+
+    def known_traces(self, platform: str, project: str) -> int:
+        """How many traces of this source project the map holds an acknowledged id for."""
+        prefix = f"trace\x1f{platform}\x1f{project}\x1f"
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM ids WHERE acked = 1 AND substr(source, 1, ?) = ?",
+            (len(prefix), prefix),
+        ).fetchone()
+        return int(row[0])
 
     def commit(self) -> None:
         """Save the ids minted so far; call before sending the batch that uses them."""
         self._db.commit()
+
+    def rollback(self) -> None:
+        """Forget the ids minted since the last `commit` (a dry run sends nothing)."""
+        self._db.rollback()
 
     def acknowledge(self, opik_ids: list[str]) -> None:
         """Mark ids the server accepted (they are kept even when they grow old)."""
