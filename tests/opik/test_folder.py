@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
 from tests.factories import langwatch_project
 from tests.opik_spec import require_spec, validate_schema
@@ -33,10 +34,12 @@ from tracebridge import (
     run,
 )
 from tracebridge._langwatch.convert import trace_from_wire
+from tracebridge._locks import PathLock
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik
 from tracebridge._opik.folder import LOCK_NAME
 from tracebridge._stash import same
+from tracebridge.cli import main
 
 Json = dict[str, Any]
 M = default_mappings()
@@ -591,22 +594,49 @@ def test_a_workspace_that_is_not_a_folder_name_is_refused(
     assert not (tmp_path / "deep").exists()
 
 
-def test_opik_workspace_from_the_environment_cannot_escape_the_output(tmp_path: Path) -> None:
-    """Through the command line: exit 2, a message naming the setting, nothing written."""
-    from click.testing import CliRunner
-
-    from tracebridge.cli import main
-
-    (tmp_path / "run").mkdir()
-    args = ["migrate", "--from", f"langwatch-file:{SAMPLE}", "--to", "opik-dir:run/out"]
+def _cli(tmp_path: Path, to: str, env: dict[str, str] | None = None) -> Result:
+    """`tracebridge migrate` of the sample to `to`, run in `tmp_path`."""
+    args = ["migrate", "--from", f"langwatch-file:{SAMPLE}", "--to", to]
     args += ["--state-dir", "run/state"]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path)
-        result = CliRunner().invoke(main, args, env={"OPIK_WORKSPACE": "../../x"})
+        return CliRunner().invoke(main, args, env={"OPIK_WORKSPACE": None, **(env or {})})
+
+
+def test_opik_workspace_from_the_environment_cannot_escape_the_output(tmp_path: Path) -> None:
+    """Through the command line: exit 2, a message naming the setting, nothing written."""
+    (tmp_path / "run").mkdir()
+    result = _cli(tmp_path, "opik-dir:run/out", {"OPIK_WORKSPACE": "../../x"})
     assert result.exit_code == 2, result.output
     assert "OPIK_WORKSPACE" in result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["run"]
+
+
+def test_a_locked_output_folder_stops_the_command_with_exit_2(tmp_path: Path) -> None:
+    """Another run holds the folder: exit 2 naming it and the holder, no traceback, and the
+    folder is as that run left it."""
+    (tmp_path / "out").mkdir()
+    holder = PathLock(tmp_path / "out" / LOCK_NAME, "another run's folder")
+    holder.acquire()
+    try:
+        result = _cli(tmp_path, "opik-dir:out")
+    finally:
+        holder.release()
+    assert result.exit_code == 2, result.output
+    assert "opik-dir:out is in use by another tracebridge run" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [LOCK_NAME]
+    assert _cli(tmp_path, "opik-dir:out").exit_code == 0  # free once the holder is gone
+
+
+def test_an_output_path_that_is_a_file_stops_the_command_with_exit_2(tmp_path: Path) -> None:
+    """An environment problem is a usage error naming the path, not a traceback."""
+    (tmp_path / "out").write_text("a file")
+    result = _cli(tmp_path, "opik-dir:out")
+    assert result.exit_code == 2, result.output
+    assert "opik-dir:out: not a folder" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.anyio
