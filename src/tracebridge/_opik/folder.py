@@ -90,7 +90,7 @@ def _span_from_file(span: dict[str, Any]) -> dict[str, Any]:
         return span
     span = dict(span)
     cost = span.pop("total_cost")
-    if span.get("total_estimated_cost") is None and cost is not None:
+    if span.get("total_estimated_cost") is None and type(cost) in (int, float):
         span["total_estimated_cost"] = cost
     elif not same(cost, span.get("total_estimated_cost")):
         span["total_cost"] = cost  # unlike ours: kept as it is (the record's residual)
