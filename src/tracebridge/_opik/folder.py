@@ -148,8 +148,9 @@ class OpikDirSource(FileSource[Path]):
         if csv_files:
             raise UsageError(
                 f"opik-dir:{root}: {self.folder} holds an `opik export --format csv` export "
-                f"({csv_files} trace_*.csv files), which keeps no span tree or scores to read: "
-                "export the project again in JSON (the default format) and read that folder"
+                f"({csv_files} trace_*.csv files of flattened rows, which tracebridge does not "
+                "read): export the project again as JSON (`opik export` without --format csv) "
+                "and read that folder"
             )
         self.mappings = mappings
         self.page_size = page_size
