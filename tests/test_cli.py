@@ -29,6 +29,7 @@ from tests.fakes.opik import OpikFake, parse_time
 from tests.opik_spec import load_spec, validate_schema
 from tracebridge._ids import uuid7_ms
 from tracebridge._locks import PathLock
+from tracebridge._opik.folder import LOCK_NAME
 from tracebridge.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "langwatch-sample.jsonl"
@@ -86,9 +87,12 @@ def trace_files(out: Path) -> list[Path]:
 
 
 def snapshot(folder: Path) -> dict[str, Any]:
-    """Every file under `folder`, parsed, without the `downloaded_at` stamp."""
+    """Every data file under `folder`, parsed, without the `downloaded_at` stamp (the opik-dir
+    sink's lock file is not data)."""
     files: dict[str, Any] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.name.startswith(LOCK_NAME):
+            continue
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict):
             data.pop("downloaded_at", None)

@@ -156,12 +156,16 @@ def spans_of(opik: OpikFake, trace_id: str) -> list[Json]:
 
 
 def opik_span(opik: OpikFake, trace_row: Json, raw_span: Json) -> Json:
-    """The Opik span of a LangWatch span: same trace, start time and name (unique here)."""
+    """The Opik span of a LangWatch span: same trace, start time and name (unique here).
+
+    A nameless span is named after its type (what `opik import` would otherwise call it is
+    `imported_span`)."""
     start = iso(raw_span["timestamps"]["started_at"])
+    name = raw_span.get("name") or raw_span["type"]
     found = [
         s
         for s in spans_of(opik, trace_row["id"])
-        if s["start_time"] == start and s.get("name") == raw_span.get("name")
+        if s["start_time"] == start and s.get("name") == name
     ]
     assert len(found) == 1, f"span {raw_span['span_id']}: {len(found)} candidates"
     return found[0]

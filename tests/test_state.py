@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -13,7 +14,13 @@ import pytest
 from pydantic import SecretStr
 
 from tracebridge import CheckpointError, Rejected, Settings, migrate
-from tracebridge._state import Checkpoint, DeadLetters, StateDir, write_atomically
+from tracebridge._state import (
+    Checkpoint,
+    DeadLetters,
+    StateDir,
+    temp_target,
+    write_atomically,
+)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langwatch-sample.jsonl"
 JOB: dict[str, Any] = {"from": "langwatch-file:a.jsonl", "to": "opik-dir:out", "since": None}
@@ -56,15 +63,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.json"]
 
 
-def test_write_atomically_is_durable_before_the_rename(
+def test_write_atomically_is_durable_before_and_after_the_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """fsync happens on the temp file before it replaces the target."""
+    """fsync happens on the temp file before it replaces the target, and on the folder after
+    (the rename itself is durable only once the folder is synced)."""
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
 
     def fsync(fd: int) -> None:
-        calls.append("fsync")
+        calls.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
         real_fsync(fd)
 
     def replace(src: Any, dst: Any) -> None:
@@ -74,7 +82,43 @@ def test_write_atomically_is_durable_before_the_rename(
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     write_atomically(tmp_path / "f", "x")
-    assert calls == ["fsync", "replace"]
+    expected = ["fsync file", "replace", "fsync folder"]
+    assert calls == (expected if os.name == "posix" else expected[:2])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    """Not mkstemp's 0o600: `opik import` run by another user or container must be able to read
+    the files as it could any other file the user made."""
+    old = os.umask(umask)
+    try:
+        write_atomically(tmp_path / "new.json", "x")
+        write_atomically(tmp_path / "new.json", "y")  # a replaced file too
+        write_atomically(tmp_path / "other.json", "x")
+    finally:
+        os.umask(old)
+    for name in ("new.json", "other.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+
+
+def test_temp_names_are_recognised_by_what_they_were_to_become(tmp_path: Path) -> None:
+    """`temp_target` names the file a temp file was for (also mkstemp's older names), and
+    nothing else."""
+    seen: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        seen.append(Path(src).name)
+        real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        write_atomically(tmp_path / "trace_1.json", "x")
+    assert temp_target(seen[0]) == "trace_1.json"
+    assert temp_target(".trace_1.json.k2_x9qa0.tmp") == "trace_1.json"  # mkstemp's alphabet
+    for name in ("trace_1.json", ".trace_1.json.tmp", "x.abcdefgh.tmp", ".a.ABCDEFGH.tmp"):
+        assert temp_target(name) is None, name
 
 
 # -------------------------------------------------------------------------------- checkpoints

@@ -8,10 +8,12 @@ the job key is built from endpoint names, projects and the time window only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -22,7 +24,7 @@ from ._endpoints import Rejected
 from ._errors import CheckpointError
 from ._locks import PathLock
 
-__all__ = ["Checkpoint", "DeadLetters", "StateDir", "write_atomically"]
+__all__ = ["Checkpoint", "DeadLetters", "StateDir", "temp_target", "write_atomically"]
 
 SCHEMA_VERSION = 1
 
@@ -41,9 +43,15 @@ class Checkpoint(BaseModel):
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a crash leaves either the old or the new file."""
+    """Replace `path` with `text` so that a crash leaves either the old or the new file.
+
+    The text goes to a temp file beside `path` (`.<name>.<8 chars>.tmp`, see `temp_target`),
+    which is fsynced, renamed over `path`, and the rename made durable by an fsync of the
+    folder. The file gets the permissions of any file the user creates (0o666 less the umask),
+    so another user or container can read it as they could the user's other files.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp, fd = _create_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -51,8 +59,55 @@ def write_atomically(path: Path, text: str) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def temp_target(name: str) -> str | None:
+    """The file a temp file of `write_atomically` named `name` was to become, else None.
+
+    (Also recognises the `mkstemp` names earlier versions made.)
+    """
+    match = _TEMP_NAME.fullmatch(name)
+    return match["target"] if match else None
+
+
+def _create_temp(path: Path) -> tuple[Path, int]:
+    """A new temp file beside `path` and its descriptor, open for writing.
+
+    Created with mode 0o666, so the kernel applies the umask, as for any file the user creates.
+    (`mkstemp` makes 0o600 files; reading the umask to chmod them would mean setting it, which
+    is process-wide and would race with the threads that write files side by side.)
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return tmp, os.open(tmp, _CREATE, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable; a no-op where folders cannot be opened or synced."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # no read permission on the folder: the file itself is fsynced
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise  # some filesystems cannot sync a folder; anything else is a real failure
+    finally:
+        os.close(fd)
 
 
 class DeadLetters:

@@ -14,6 +14,9 @@ Behaviour follows /work/shared/reference/opik-api.md ("ref §N" below). Design c
 * Threads are created synchronously on trace write (the real server does it asynchronously) and
   every trace write naming a thread sets it back to "active" (ref §3.5 reopen).
 * Fault injection (`fail_next`, `fail_after_writes`) runs before auth and changes no state.
+* `GET /is-alive/ping` and `/is-alive/ver` (the server's health resource, outside
+  `/v1/private`) need no credentials. The Python SDK pings the first before it sends: a failed
+  ping parks its messages for a later replay, so a fake without it loses an SDK's writes.
 """
 
 from __future__ import annotations
@@ -183,13 +186,18 @@ _ROUTES: list[tuple] = [
     ("GET", "/v1/private/spans", "_list", False, "span"),
     ("POST", "/v1/private/spans/search", "_search", False, "span"),
     ("GET", f"/v1/private/spans/(?P<id>{_U})", "_get", False, "span"),
+    ("GET", "/is-alive/ping", "_is_alive", False),
+    ("GET", "/is-alive/ver", "_version", False),
 ]
+# Handlers of routes outside /v1/private: answered without credentials, as the server does.
+_PUBLIC = frozenset({"_is_alive", "_version"})
 
 
 class OpikFake:
     """In-memory Opik server. See the module docstring for the modelling choices."""
 
     user = "admin"  # the authenticated user name; authors scores (ref §2.3)
+    server_version = "2.2.122"  # what GET /is-alive/ver reports (the SDK the tests pin)
 
     def __init__(
         self,
@@ -225,7 +233,9 @@ class OpikFake:
         for method, path, handler, is_write, *args in _ROUTES:
             name = "_".join([handler[1:], *args])
             route = self.router.route(method=method, path__regex=f"{path}$", name=name)
-            route.side_effect = self._endpoint(getattr(self, handler), is_write, *args)
+            route.side_effect = self._endpoint(
+                getattr(self, handler), is_write, *args, public=handler in _PUBLIC
+            )
         url = httpx.URL(self.base_url)  # anything else on this host: 404 (absolute, not merged)
         self.router.route(
             scheme=url.scheme, host=url.host, name="unknown"
@@ -318,7 +328,11 @@ class OpikFake:
     # --- request pipeline -------------------------------------------------------------------
 
     def _endpoint(
-        self, handler: Callable[..., httpx.Response], is_write: bool, *args: str
+        self,
+        handler: Callable[..., httpx.Response],
+        is_write: bool,
+        *args: str,
+        public: bool = False,
     ) -> Callable:
         def side_effect(request: httpx.Request, **path_args: str) -> httpx.Response:
             with contextlib.suppress(RuntimeError):  # an async-only stream stays unread
@@ -331,7 +345,7 @@ class OpikFake:
                     return httpx.Response(
                         fault["status"], headers=fault["headers"], json=fault["json"]
                     )
-            if self.api_key is not None and (
+            if (not public and self.api_key is not None) and (
                 request.headers.get("authorization") != self.api_key
                 or request.headers.get("comet-workspace") != self.workspace
             ):  # ref §5: the bare key, no "Bearer " prefix, plus Comet-Workspace
@@ -414,6 +428,14 @@ class OpikFake:
         if project is None:
             raise _errors(404, "Project not found")
         return project
+
+    def _is_alive(self, request: httpx.Request, body: Any) -> httpx.Response:
+        """IsAliveResource.isAlive: 200 with IsAliveResponse(message, healthy)."""
+        return httpx.Response(200, json={"message": "Healthy Server", "healthy": True})
+
+    def _version(self, request: httpx.Request, body: Any) -> httpx.Response:
+        """IsAliveResource.version: VersionResponse(version)."""
+        return httpx.Response(200, json={"version": self.server_version})
 
     def _auth_workspace(self, request: httpx.Request, body: Any) -> httpx.Response:
         return httpx.Response(200, json={"workspace_name": self.workspace})

@@ -124,6 +124,19 @@ async def test_no_auth_needed_without_api_key(client: httpx.AsyncClient) -> None
     assert (await client.get("/v1/private/auth/workspace")).json() == {"workspace_name": "default"}
 
 
+@pytest.mark.anyio
+async def test_health_and_version_need_no_credentials() -> None:
+    """`GET /is-alive/ping` and `/is-alive/ver` (IsAliveResource, outside /v1/private) answer
+    without credentials; the SDK pings before it sends."""
+    fake = OpikFake(api_key="key-1", workspace="ws")
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        ping, ver = await c.get("/is-alive/ping"), await c.get("/is-alive/ver")
+        private = await c.get("/v1/private/auth/workspace")
+    assert (ping.status_code, ping.json()) == (200, {"message": "Healthy Server", "healthy": True})
+    assert (ver.status_code, ver.json()) == (200, {"version": fake.server_version})
+    assert private.status_code == 401  # the rest still needs them
+
+
 def test_sync_client_works_with_the_same_transport(fake: OpikFake) -> None:
     with httpx.Client(transport=fake.sync_transport, base_url=fake.base_url) as c:
         assert c.post(BATCH, json={"traces": [trace()]}).status_code == 204

@@ -261,13 +261,15 @@ async def test_absent_fields_are_omitted_not_null() -> None:
     trace_items = [t for batch in items(fake, "/v1/private/traces/batch", "traces") for t in batch]
     standalone = [t for t in trace_items if "thread_id" not in t]
     assert len(standalone) == 6  # standalone traces go without a thread_id key
-    # LangWatch traces have no name: they take their root span's, or go without.
+    # LangWatch traces have no name: they take their root span's name, else its kind (never
+    # nameless: `opik import` would call them `imported_trace`).
     roots = {
         t.id: next((s.name for s in t.spans if s.parent_id is None and s.name), None)
+        or next((s.kind for s in t.spans if s.parent_id is None), "trace")
         for u in units
         for t in (u.traces if isinstance(u, Thread) else [u])
     }
-    assert sorted(t.get("name", "") for t in trace_items) == sorted(n or "" for n in roots.values())
+    assert sorted(t["name"] for t in trace_items) == sorted(roots.values())
     assert any("error_info" not in t for t in trace_items)
     span_items = [s for batch in items(fake, "/v1/private/spans/batch", "spans") for s in batch]
     assert any("parent_span_id" not in s for s in span_items)

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from tests.opik_spec import load_spec, require_spec, validate_schema
-from tracebridge import IOValue, RecordError, Trace
+from tracebridge import IOValue, RecordError, Span, Trace
 from tracebridge._ids import is_uuid7, uuid7_ms
 from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
 from tracebridge._mapping import Mappings, default_mappings, load_mappings
 from tracebridge._opik.convert import (
     OpikTrace,
+    SourceTimeIds,
     io_to_json,
     json_to_io,
     trace_from_opik,
@@ -303,6 +304,86 @@ def test_two_evaluations_with_one_name_give_one_score_and_both_survive() -> None
     back = _back_to_langwatch(record)
     assert [e["evaluation_id"] for e in back["evaluations"]] == ["check_a", "check_b"]
     assert same(back, raw)
+
+
+# ----------------------------------------------------------------------------------------- names
+
+
+def test_a_nameless_span_is_named_after_its_kind_and_comes_back_nameless() -> None:
+    """`opik import` names a span without `name` `imported_span`: the LangWatch type reads
+    better; the reverse restores the missing name."""
+    raw = _lw([_span("root", "chain"), _span("a", "llm", "root", name=None)])
+    record = _to_opik(raw)
+    assert [s["name"] for s in record.spans] == ["chain-root", "llm"]
+    back = _back_to_langwatch(record)
+    assert back["spans"][1]["name"] is None
+    _assert_round_trip(raw)
+
+
+def test_a_trace_is_named_after_its_root_span_and_comes_back_nameless() -> None:
+    """A LangWatch trace has no name: Opik lists it by its root span's name."""
+    raw = _lw([_span("a", "tool", "root"), _span("root", "agent")])
+    record = _to_opik(raw)
+    assert record.trace["name"] == "agent-root"
+    _assert_round_trip(raw)
+
+
+@pytest.mark.parametrize(
+    ("spans", "name"),
+    [
+        ([_span("root", "workflow", name=None), _span("a", "llm", "root")], "workflow"),
+        ([], "trace"),
+    ],
+    ids=["nameless root: its kind", "no spans"],
+)
+def test_a_trace_without_a_named_root_is_never_nameless(spans: list[Json], name: str) -> None:
+    """No root name to borrow: the root's kind, else `trace` (never `imported_trace`)."""
+    raw = _lw(spans)
+    record = _to_opik(raw)
+    assert record.trace["name"] == name
+    _assert_round_trip(raw)
+
+
+def test_named_records_keep_their_names() -> None:
+    """The fallback is only for missing names."""
+    record = _to_opik(_lw([_span("root", "chain", name="pipeline")]))
+    assert record.trace["name"] == "pipeline"
+    assert record.spans[0]["name"] == "pipeline"
+    stash = record.spans[0].get("metadata", {}).get("tracebridge", {})
+    assert "name" not in stash.get("patch", {})
+
+
+# ------------------------------------------------------------------------------ duplicate spans
+
+
+def test_a_span_id_twice_in_one_trace_is_refused_naming_it() -> None:
+    """Two spans under one Opik id would leave one: trace_to_opik refuses (the sink
+    dead-letters the trace) and names the span."""
+    trace, _ = trace_from_wire(_lw([_span("a", "chain"), _span("a", "llm")]))
+    with pytest.raises(ValueError, match="span 'a' appears twice") as info:
+        trace_to_opik(trace, mappings=M)
+    assert "Opik span id" in str(info.value)
+
+
+def test_two_spans_given_one_opik_id_are_refused_naming_both() -> None:
+    """Whatever the id policy does, two spans never share an Opik id."""
+
+    class OneId(SourceTimeIds):
+        def span_id(self, trace: Trace, span: Span) -> str:
+            return "0190ca64-436f-76ca-b1c6-0a65734e18ef"
+
+    trace, _ = trace_from_wire(_lw([_span("a", "chain"), _span("b", "llm", "a")]))
+    with pytest.raises(ValueError, match="spans 'a' and 'b' would share one Opik id"):
+        trace_to_opik(trace, mappings=M, ids=OneId())
+
+
+def test_an_opik_trace_with_a_repeated_span_id_is_refused() -> None:
+    """Records born in Opik keep their ids: a repeated one is refused on the way out too."""
+    trace = {"id": "0190ca64-4354-7e14-b664-ec7094b9c424", "start_time": "2024-07-19T09:48:06Z"}
+    span = {"id": "0190ca64-436f-76ca-b1c6-0a65734e18ef", "start_time": "2024-07-19T09:48:07Z"}
+    canonical = trace_from_opik(trace, [span, dict(span)], project="p", mappings=M)
+    with pytest.raises(ValueError, match=span["id"]):
+        trace_to_opik(canonical, mappings=M)
 
 
 # --------------------------------------------------------------------------------------- orphans

@@ -4,18 +4,22 @@ idempotent reruns) and as a source (both layouts, project choice, dead letters, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
 from tests.factories import langwatch_project
 from tests.opik_spec import require_spec, validate_schema
 from tracebridge import (
     LangWatchFileSink,
     LangWatchFileSource,
+    LockedError,
     OpikDirSink,
     OpikDirSource,
     Page,
@@ -30,8 +34,12 @@ from tracebridge import (
     run,
 )
 from tracebridge._langwatch.convert import trace_from_wire
+from tracebridge._locks import PathLock
 from tracebridge._mapping import default_mappings
+from tracebridge._opik.convert import trace_from_opik
+from tracebridge._opik.folder import LOCK_NAME
 from tracebridge._stash import same
+from tracebridge.cli import main
 
 Json = dict[str, Any]
 M = default_mappings()
@@ -84,10 +92,11 @@ def _project_folder(out: Path, workspace: str = "acme") -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every data file's content and mtime (the sink's lock file is not data)."""
     return {
         str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.name.startswith(LOCK_NAME)
     }
 
 
@@ -140,6 +149,9 @@ async def _assert_every_record_is_spec_valid(source_file: Path, out: Path) -> in
         body = json.loads(path.read_text(encoding="utf-8"))
         validate_schema("Trace_Public", body["trace"], strict=True)
         for span in body["spans"]:
+            # The file is the export shape plus the span cost where `opik import` reads it.
+            if "total_cost" in span:
+                assert same(span.pop("total_cost"), span["total_estimated_cost"])
             validate_schema("Span_Public", span, strict=True)
             checked += 1
     assert checked == report.written.spans
@@ -419,3 +431,334 @@ async def test_copying_an_export_folder_keeps_it_readable(tmp_path: Path) -> Non
     pages = await _read(OpikDirSource(tmp_path / "moved", project="SUPPORT-BOT", mappings=M))
     assert _rejected(pages) == []
     assert len(_traces(_units(pages))) == len(_sample_lines())
+
+
+# ------------------------------------------------------------------ what `opik import` reads
+
+
+def _file_spans(out: Path) -> list[Json]:
+    folder = _project_folder(out)
+    return [s for p in folder.glob("trace_*.json") for s in json.loads(p.read_text())["spans"]]
+
+
+@pytest.mark.anyio
+async def test_span_costs_are_written_where_opik_import_reads_them(tmp_path: Path) -> None:
+    """`opik import` reads a span's cost from `total_cost` (the export writes
+    `total_estimated_cost`): both are written, equal; reading the folder back gives the
+    original records (the identity test above) and ignores the copy."""
+    await _to_opik_dir(SAMPLE, tmp_path / "out")
+    costly = [s for s in _file_spans(tmp_path / "out") if "total_estimated_cost" in s]
+    assert costly
+    assert all(same(s["total_cost"], s["total_estimated_cost"]) for s in costly)
+    assert all("total_cost" not in s for s in _file_spans(tmp_path / "out") if s not in costly)
+    pages = await _read(OpikDirSource(tmp_path / "out", project="support-bot", mappings=M))
+    spans = [s for t in _traces(_units(pages)) for s in t.spans]
+    assert sorted(s.cost for s in spans if s.cost is not None) == sorted(
+        s["total_estimated_cost"] for s in costly
+    )
+
+
+def _export_folder(root: Path, trace: Json, spans: list[Json], project: str = "p") -> Path:
+    """A one-trace folder in the `opik export` layout."""
+    folder = root / "acme" / "projects" / "0190ca64-0000-7000-8000-000000000001"
+    folder.mkdir(parents=True)
+    (folder / "project.json").write_text(json.dumps({"id": folder.name, "name": project}))
+    body = {"trace": trace, "spans": spans, "attachments": [], "project_name": project}
+    (folder / f"trace_{trace['id']}.json").write_text(json.dumps(body))
+    return folder
+
+
+OPIK_TRACE: Json = {"id": "0190ca64-4354-7e14-b664-ec7094b9c424", "name": "t",
+                    "start_time": "2024-07-19T09:48:06Z"}  # fmt: skip
+OPIK_SPAN: Json = {"id": "0190ca64-436f-76ca-b1c6-0a65734e18ef", "name": "s", "type": "llm",
+                   "trace_id": OPIK_TRACE["id"], "start_time": "2024-07-19T09:48:07Z"}  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_a_total_cost_alone_is_read_as_the_span_cost(tmp_path: Path) -> None:
+    """A file written for `opik import` by another tool may carry only `total_cost`."""
+    _export_folder(tmp_path / "in", OPIK_TRACE, [{**OPIK_SPAN, "total_cost": 0.25}])
+    pages = await _read(OpikDirSource(tmp_path / "in", project="p", mappings=M))
+    ((span,),) = [t.spans for t in _traces(_units(pages))]
+    assert span.cost == 0.25
+
+
+@pytest.mark.anyio
+async def test_opik_dir_to_opik_dir_keeps_costs_that_differ(tmp_path: Path) -> None:
+    """Two different costs on one span are both kept as they were (no silent choice)."""
+    span = {**OPIK_SPAN, "total_estimated_cost": 0.5, "total_cost": 0.25}
+    _export_folder(tmp_path / "in", OPIK_TRACE, [span])
+    report = await run(
+        OpikDirSource(tmp_path / "in", project="p", mappings=M),
+        OpikDirSink(tmp_path / "out", workspace="acme", project="p", mappings=M),
+    )
+    assert not report.lossy
+    ((written,),) = [json.loads(p.read_text())["spans"] for p in _trace_files(tmp_path / "out")]
+    assert (written["total_estimated_cost"], written["total_cost"]) == (0.5, 0.25)
+
+
+def _trace_files(out: Path) -> list[Path]:
+    return sorted(out.glob("*/projects/*/trace_*.json"))
+
+
+@pytest.mark.anyio
+async def test_no_trace_or_span_is_written_without_a_name(tmp_path: Path) -> None:
+    """`opik import` calls a nameless trace `imported_trace` and a nameless span
+    `imported_span`: every record in the folder has a readable name."""
+    raws = [line for line in _sample_lines() if any(not s.get("name") for s in line["spans"])]
+    assert raws  # the sample has nameless spans
+    await _to_opik_dir(SAMPLE, tmp_path / "out")
+    for path in _trace_files(tmp_path / "out"):
+        body = json.loads(path.read_text())
+        assert body["trace"]["name"]
+        assert all(span["name"] for span in body["spans"])
+    kinds = {s["type"] for raw in raws for s in raw["spans"] if not s.get("name")}
+    assert kinds & {s["name"] for s in _file_spans(tmp_path / "out")}
+
+
+def test_a_csv_export_is_one_usage_error(tmp_path: Path) -> None:
+    """`opik export --format csv` writes trace_<id>.csv files (flattened rows, no tree): the
+    source stops with one clear error instead of a parse error per file."""
+    folder = _export_folder(tmp_path / "in", OPIK_TRACE, [])
+    (folder / f"trace_{OPIK_TRACE['id']}.json").unlink()
+    for n in range(3):
+        (folder / f"trace_0190ca64-0000-7000-8000-00000000000{n}.csv").write_text("trace_id\nx\n")
+    with pytest.raises(UsageError, match=r"opik export --format csv.*3 trace_\*\.csv") as info:
+        OpikDirSource(tmp_path / "in", project="p", mappings=M)
+    assert str(folder) in str(info.value)
+    assert info.value.exit_code == 2
+
+
+# --------------------------------------------------------------------------------- hardening
+
+
+async def _write_sample(sink: OpikDirSink, n: int = 2) -> None:
+    traces = [trace_from_wire(line)[0] for line in _sample_lines()[:n]]
+    await sink.write(traces)
+
+
+def _sink(root: Path, workspace: str = "acme") -> OpikDirSink:
+    return OpikDirSink(root, workspace=workspace, project="p", mappings=M)
+
+
+@pytest.mark.anyio
+async def test_two_runs_cannot_write_one_folder(tmp_path: Path) -> None:
+    """The first writer holds `<root>/.tracebridge.lock` until it closes; a second one fails
+    with LockedError (exit 2) naming the folder and the holder, and writes nothing."""
+    first, second = _sink(tmp_path / "out"), _sink(tmp_path / "out")
+    await _write_sample(first, 1)
+    before = _snapshot(tmp_path / "out")
+    with pytest.raises(LockedError) as info:
+        await _write_sample(second)
+    assert info.value.exit_code == 2
+    assert f"opik-dir:{tmp_path / 'out'}" in str(info.value)
+    assert f"pid {os.getpid()}" in str(info.value)
+    assert _snapshot(tmp_path / "out") == before
+    await first.aclose()
+    await _write_sample(second)  # free again once the first run is over
+    await second.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_dry_run_takes_no_lock(tmp_path: Path) -> None:
+    """Planning writes nothing, so it does not wait for (or block) a real run."""
+    first = _sink(tmp_path / "out")
+    await _write_sample(first, 1)
+    traces = [trace_from_wire(line)[0] for line in _sample_lines()[:2]]
+    assert len((await _sink(tmp_path / "out").write(traces, dry_run=True)).plan) == 2
+    await first.aclose()
+
+
+@pytest.mark.parametrize(
+    ("workspace", "why"),
+    [
+        ("../../x", "path separator"),
+        ("..", "not a folder of its own"),
+        (".", "not a folder of its own"),
+        ("", "empty"),
+        ("  ", "empty"),
+        ("/etc", "absolute path"),
+        ("a/b", "path separator"),
+        ("a\\b", "path separator"),
+        ("C:x", "absolute path"),
+    ],
+)
+def test_a_workspace_that_is_not_a_folder_name_is_refused(
+    tmp_path: Path, workspace: str, why: str
+) -> None:
+    """The workspace becomes a folder under the output: it cannot point outside it."""
+    with pytest.raises(UsageError, match="OPIK_WORKSPACE") as info:
+        _sink(tmp_path / "deep" / "out", workspace)
+    assert why in str(info.value)
+    assert repr(workspace) in str(info.value)
+    assert not (tmp_path / "deep").exists()
+
+
+def _cli(tmp_path: Path, to: str, env: dict[str, str] | None = None) -> Result:
+    """`tracebridge migrate` of the sample to `to`, run in `tmp_path`."""
+    args = ["migrate", "--from", f"langwatch-file:{SAMPLE}", "--to", to]
+    args += ["--state-dir", "run/state"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        return CliRunner().invoke(main, args, env={"OPIK_WORKSPACE": None, **(env or {})})
+
+
+def test_opik_workspace_from_the_environment_cannot_escape_the_output(tmp_path: Path) -> None:
+    """Through the command line: exit 2, a message naming the setting, nothing written."""
+    (tmp_path / "run").mkdir()
+    result = _cli(tmp_path, "opik-dir:run/out", {"OPIK_WORKSPACE": "../../x"})
+    assert result.exit_code == 2, result.output
+    assert "OPIK_WORKSPACE" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["run"]
+
+
+def test_a_locked_output_folder_stops_the_command_with_exit_2(tmp_path: Path) -> None:
+    """Another run holds the folder: exit 2 naming it and the holder, no traceback, and the
+    folder is as that run left it."""
+    (tmp_path / "out").mkdir()
+    holder = PathLock(tmp_path / "out" / LOCK_NAME, "another run's folder")
+    holder.acquire()
+    try:
+        result = _cli(tmp_path, "opik-dir:out")
+    finally:
+        holder.release()
+    assert result.exit_code == 2, result.output
+    assert "opik-dir:out is in use by another tracebridge run" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [LOCK_NAME]
+    assert _cli(tmp_path, "opik-dir:out").exit_code == 0  # free once the holder is gone
+
+
+def test_an_output_path_that_is_a_file_stops_the_command_with_exit_2(tmp_path: Path) -> None:
+    """An environment problem is a usage error naming the path, not a traceback."""
+    (tmp_path / "out").write_text("a file")
+    result = _cli(tmp_path, "opik-dir:out")
+    assert result.exit_code == 2, result.output
+    assert "opik-dir:out: not a folder" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.anyio
+async def test_an_opik_trace_id_that_is_not_a_file_name_is_dead_lettered(tmp_path: Path) -> None:
+    """A trace read from Opik keeps its id, which names its file: an id with a path in it is
+    refused (dead-lettered), never written elsewhere."""
+    trace = trace_from_opik(
+        {**OPIK_TRACE, "id": "../../evil"}, [], project="p", mappings=M, where="x"
+    )
+    sink = _sink(tmp_path / "out")
+    result = await sink.write([trace])
+    await sink.aclose()
+    (rejected,) = result.rejected
+    assert "cannot name a file" in rejected.reason
+    assert "../../evil" in rejected.reason
+    assert result.written.traces == 0
+    assert not list(tmp_path.rglob("*evil*"))
+
+
+@pytest.mark.anyio
+async def test_a_trace_with_a_span_id_twice_is_dead_lettered(tmp_path: Path) -> None:
+    """Two spans under one Opik id are never written: the trace is rejected naming the span."""
+    raw = _sample_lines()[0]
+    twice = {**raw, "spans": [*raw["spans"], raw["spans"][0]]}
+    sink = _sink(tmp_path / "out")
+    result = await sink.write([trace_from_wire(twice)[0], trace_from_wire(_sample_lines()[1])[0]])
+    await sink.aclose()
+    (rejected,) = result.rejected
+    assert raw["spans"][0]["span_id"] in rejected.reason
+    assert rejected.contains is not None
+    assert rejected.contains.spans == len(twice["spans"])
+    assert len(_trace_files(tmp_path / "out")) == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.anyio
+async def test_output_files_get_the_users_umask(tmp_path: Path) -> None:
+    """Readable by `opik import` run as another user (0o644 under umask 022), not 0o600."""
+    old = os.umask(0o022)
+    try:
+        sink = _sink(tmp_path / "out")
+        await _write_sample(sink, 3)
+        await sink.aclose()
+    finally:
+        os.umask(old)
+    files = [p for p in _project_folder(tmp_path / "out").iterdir() if p.is_file()]
+    assert len(files) == 4  # project.json and three traces
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
+
+
+@pytest.mark.anyio
+async def test_a_killed_runs_temp_files_are_removed_at_start(tmp_path: Path) -> None:
+    """Only the temp files tracebridge makes for its own files; nothing else is touched, and
+    no temp file outlives a run."""
+    sink = _sink(tmp_path / "out")
+    await _write_sample(sink, 1)
+    await sink.aclose()
+    folder = _project_folder(tmp_path / "out")
+    ours = [".trace_0190ca64-4354-7e14-b664-ec7094b9c424.json.k2_x9qa0.tmp",
+            ".project.json.a1b2c3d4.tmp", ".thread_0123456789abcdef.json.00ff00ff.tmp"]  # fmt: skip
+    theirs = [".notes.txt.a1b2c3d4.tmp", ".trace_1.json.tmp", "x.tmp", ".trace_1.json.abc.tmp"]
+    for name in ours + theirs:
+        (folder / name).write_text("partial")
+    sink = _sink(tmp_path / "out")
+    await _write_sample(sink, 2)
+    await sink.aclose()
+    left = {p.name for p in folder.iterdir() if p.name.endswith(".tmp")}
+    assert left == set(theirs)
+
+
+@pytest.mark.anyio
+async def test_an_output_path_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    """Named, with exit 2, before anything is read."""
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(UsageError, match="not a folder") as info:
+        _sink(tmp_path / "out")
+    assert str(tmp_path / "out") in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_a_file_in_the_way_inside_the_output_is_a_usage_error(tmp_path: Path) -> None:
+    """`<root>/<workspace>` is a file: the error names it (no traceback)."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "acme").write_text("in the way")
+    sink = _sink(tmp_path / "out")
+    with pytest.raises(UsageError, match="Not a directory") as info:
+        await _write_sample(sink)
+    await sink.aclose()
+    assert f"cannot write {tmp_path / 'out' / 'acme'}" in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_a_file_that_cannot_be_written_is_a_usage_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission denied (simulated: the tests may run as root) names the file."""
+    sink = _sink(tmp_path / "out")
+    await _write_sample(sink, 1)
+
+    def denied(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", denied)
+    traces = [trace_from_wire(line)[0] for line in _sample_lines()[1:3]]
+    with pytest.raises(UsageError, match="Permission denied") as info:
+        await sink.write(traces)
+    await sink.aclose()
+    assert "trace_" in str(info.value)
+    assert str(_project_folder(tmp_path / "out")) in str(info.value)
+    assert not [p for p in (tmp_path / "out").rglob("*.tmp")]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+@pytest.mark.anyio
+async def test_an_unwritable_output_folder_is_a_usage_error(tmp_path: Path) -> None:
+    """A real permission problem on the output folder: UsageError naming the path."""
+    (tmp_path / "ro").mkdir(mode=0o500)
+    try:
+        sink = _sink(tmp_path / "ro" / "out")
+        with pytest.raises(UsageError, match="Permission denied") as info:
+            await _write_sample(sink)
+        await sink.aclose()
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+    assert str(tmp_path / "ro" / "out") in str(info.value)

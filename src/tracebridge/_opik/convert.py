@@ -86,9 +86,14 @@ class OpikTrace:
 
 
 def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = None) -> OpikTrace:
-    """A canonical trace as Opik records; a copy carries its provenance and patch in the stash."""
+    """A canonical trace as Opik records; a copy carries its provenance and patch in the stash.
+
+    Raises ValueError naming the span when two spans would be written under one Opik id (the
+    caller dead-letters the trace: Opik would keep one of them and lose the other).
+    """
     ids = ids or SourceTimeIds()
     record = _encode(trace, mappings, ids)
+    _refuse_shared_span_ids(trace, record)
     if trace.source.platform == PLATFORM:
         return record
     decoded = _decode(
@@ -110,15 +115,39 @@ def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = Non
     return record
 
 
+def _refuse_shared_span_ids(trace: Trace, record: OpikTrace) -> None:
+    """ValueError when two spans of `record` carry one Opik id (the id would hold only one)."""
+    first: dict[str, Span] = {}
+    for span, wire in zip(trace.spans, record.spans, strict=True):
+        other = first.setdefault(wire["id"], span)
+        if other is not span:
+            who = (
+                f"span {span.id!r} appears twice"
+                if other.id == span.id
+                else (f"spans {other.id!r} and {span.id!r} would share one Opik id")
+            )
+            raise ValueError(
+                f"{who} in this trace (Opik span id {wire['id']}): Opik would keep only one"
+            )
+
+
+def _trace_name(trace: Trace) -> str:
+    """The name Opik lists a trace by: its own, else its root span's name or kind.
+
+    LangWatch traces have no name of their own; a record without one would be named
+    `imported_trace` by `opik import`. The stash restores a missing name on the way back.
+    """
+    roots = [s for s in trace.spans if s.parent_id is None]
+    named = (s.name for s in roots if s.name)
+    return trace.name or next(named, None) or (roots[0].kind if roots else None) or "trace"
+
+
 def _encode(trace: Trace, m: Mappings, ids: OpikIds) -> OpikTrace:
     rules = m.to_opik
     trace_id = ids.trace_id(trace)
     span_ids = {s.id: ids.span_id(trace, s) for s in trace.spans}
     warnings: list[str] = []
-    wire: dict[str, Any] = {"id": trace_id}
-    # LangWatch traces have no name of their own: Opik lists them by their root span's.
-    root_names = (s.name for s in trace.spans if s.parent_id is None and s.name)
-    _put(wire, "name", trace.name or next(root_names, None))
+    wire: dict[str, Any] = {"id": trace_id, "name": _trace_name(trace)}
     wire["start_time"] = to_iso(trace.started_at)
     _put(wire, "end_time", trace.ended_at and to_iso(trace.ended_at))
     _put(wire, "input", io_to_json(trace.input, m))
@@ -148,7 +177,9 @@ def _span_to_opik(
 ) -> dict[str, Any]:
     wire: dict[str, Any] = {"id": span_id, "trace_id": trace_id}
     _put(wire, "parent_span_id", parent)
-    _put(wire, "name", span.name)
+    # Never nameless (`opik import` would say `imported_span`): the kind reads better; the stash
+    # restores a missing name on the way back.
+    wire["name"] = span.name or span.kind or "span"
     wire["type"] = m.to_opik.span_type(span.kind)
     wire["start_time"] = to_iso(span.started_at)
     _put(wire, "end_time", span.ended_at and to_iso(span.ended_at))

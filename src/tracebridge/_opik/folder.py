@@ -6,9 +6,16 @@
          "downloaded_at", "project_name"}
 
 `opik import WORKSPACE PROJECT traces --path PATH` loads what the sink writes. As a source, the
-older layout (folders named after the project, no project.json) is read too. Thread-level data
-that `opik export` has no place for (thread scores, tags, status) is kept beside the traces in
-`thread_<digest>.json` files, which `opik import` ignores and this source reads back.
+older layout (folders named after the project, no project.json) is read too; a folder of
+`opik export --format csv` is refused as a whole (one UsageError), not file by file. Thread-level
+data that `opik export` has no place for (thread scores, tags, status) is kept beside the traces
+in `thread_<digest>.json` files, which `opik import` ignores and this source reads back.
+
+A span's cost is written twice: `total_estimated_cost` (the export shape) and `total_cost` (what
+`opik import` reads; without it every cost is lost). The sink holds `PATH/.tracebridge.lock` for
+the run (a second run writing PATH fails with exit 2), removes at start the temp files a killed
+run left in its project folder, and never writes outside PATH: a workspace or trace id that is not
+a plain file name is refused.
 """
 
 from __future__ import annotations
@@ -16,20 +23,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
 from .._endpoints import SCORES_IN_METADATA, Counts, Rejected, Unit, Window, WriteResult
-from .._errors import RecordError, UsageError
+from .._errors import CheckpointError, LockedError, RecordError, UsageError
 from .._files import FileSource, ThreadIndex
+from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
-from .._state import write_atomically
+from .._stash import same
+from .._state import temp_target, write_atomically
 from .._time import from_iso
 from .convert import (
     OpikIds,
@@ -45,6 +55,46 @@ __all__ = ["OpikDirSink", "OpikDirSource"]
 # Files a project folder may hold besides traces: skipped, not dead-lettered.
 _KNOWN_FILES = ("project.json",)
 _KNOWN_SUFFIXES = (".db", ".db-journal", ".db-wal", ".db-shm")
+#: The sink's lock, in the root of the folder it writes (the source never reads the root's files).
+LOCK_NAME = ".tracebridge.lock"
+#: The files the sink writes in a project folder: their stale temp files are removed at start.
+_OWN_FILES = re.compile(r"trace_[^/\\]+\.json|thread_[0-9a-f]{16}\.json|project\.json")
+_WORKSPACE = "the Opik workspace (OPIK_WORKSPACE, or opik.workspace in the config file)"
+
+
+def _not_a_file_name(name: str) -> str | None:
+    """Why `name` cannot be one path component inside the output folder; None when it can."""
+    if not name.strip():
+        return "it is empty"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
+        return "it is an absolute path"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    if name in (".", ".."):
+        return f"{name!r} is not a folder of its own"
+    if "\0" in name:
+        return "it holds a NUL character"
+    return None
+
+
+def _span_to_file(span: dict[str, Any]) -> dict[str, Any]:
+    """A span as the file holds it: `total_cost` beside `total_estimated_cost` for opik import
+    (unless the span has its own, read from such a file)."""
+    cost = span.get("total_estimated_cost")
+    return span if cost is None or "total_cost" in span else {**span, "total_cost": cost}
+
+
+def _span_from_file(span: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `_span_to_file`; a `total_cost` alone (another writer's) is the cost."""
+    if "total_cost" not in span:
+        return span
+    span = dict(span)
+    cost = span.pop("total_cost")
+    if span.get("total_estimated_cost") is None and type(cost) in (int, float):
+        span["total_estimated_cost"] = cost
+    elif not same(cost, span.get("total_estimated_cost")):
+        span["total_cost"] = cost  # unlike ours: kept as it is (the record's residual)
+    return span
 
 
 def _project_name(folder: Path) -> str:
@@ -94,6 +144,14 @@ class OpikDirSource(FileSource[Path]):
             wanted = f"project {project!r}" if project else "one project (use --source-project)"
             raise UsageError(f"opik-dir:{root}: expected {wanted}; projects found: {names}")
         _, self.folder, self.project = folders[0]
+        csv_files = sum(1 for _ in self.folder.glob("trace_*.csv"))
+        if csv_files:
+            raise UsageError(
+                f"opik-dir:{root}: {self.folder} holds an `opik export --format csv` export "
+                f"({csv_files} trace_*.csv files of flattened rows, which tracebridge does not "
+                "read): export the project again as JSON (`opik export` without --format csv) "
+                "and read that folder"
+            )
         self.mappings = mappings
         self.page_size = page_size
         self.label = f"opik-dir:{root} (project {self.project})"
@@ -145,6 +203,8 @@ class OpikDirSource(FileSource[Path]):
         for path in paths:
             data, problem = _read(path)
             trace, spans = (data or {}).get("trace"), (data or {}).get("spans", [])
+            if isinstance(spans, list):
+                spans = [_span_from_file(s) if isinstance(s, dict) else s for s in spans]
             if problem is None and not isinstance(trace, dict):
                 problem = "no 'trace' object"
             elif problem is None and not (
@@ -197,7 +257,11 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 
 class OpikDirSink:
-    """Writes one project in the `opik export` layout; rewriting a trace is idempotent."""
+    """Writes one project in the `opik export` layout; rewriting a trace is idempotent.
+
+    The first write takes the folder's lock (released by `aclose`); a workspace that is not a
+    plain folder name, or an output path that is not a folder, is a UsageError naming it.
+    """
 
     def __init__(
         self,
@@ -208,11 +272,20 @@ class OpikDirSink:
         mappings: Mappings,
         ids: OpikIds | None = None,
     ) -> None:
+        why = _not_a_file_name(workspace)
+        if why is not None:
+            raise UsageError(
+                f"{_WORKSPACE} {workspace!r} cannot name a folder inside opik-dir:{root}: {why}"
+            )
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"opik-dir:{root}: not a folder (a file of that name is in the way)")
         self.root = root
         self.project = project
         self.mappings = mappings
         self.ids = ids
         self.label = f"opik-dir:{root} (workspace {workspace}, project {project})"
+        self._lock = PathLock(root / LOCK_NAME, f"the output folder opik-dir:{root}")
+        self._ready = False
         projects = root / workspace / "projects"
         existing = [
             f
@@ -229,6 +302,25 @@ class OpikDirSink:
             self.folder = projects / project_id
             self._project_json = {"id": project_id, "name": project}
 
+    def _prepare(self) -> None:
+        """Before the first write: make the folder, lock it, remove a killed run's temp files."""
+        _make_folder(self.root)
+        try:
+            self._lock.acquire()
+        except LockedError:
+            raise
+        except CheckpointError as exc:  # the lock file cannot be made: the folder is unusable
+            raise UsageError(str(exc)) from None
+        _make_folder(self.folder)
+        for path in self.folder.iterdir():
+            target = temp_target(path.name)
+            if target is not None and _OWN_FILES.fullmatch(target) and path.is_file():
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    raise _cannot_write(path, exc) from None
+        self._ready = True
+
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
         result = WriteResult()
         files: list[tuple[Path, dict[str, Any], bool]] = []
@@ -243,17 +335,12 @@ class OpikDirSink:
                     digest = hashlib.sha256(unit.id.encode()).hexdigest()[:16]
                     files.append((self.folder / f"thread_{digest}.json", data, False))
         if files and not dry_run:
+            if not self._ready:
+                self._prepare()
             if self._project_json is not None:
                 _write_json(self.folder / "project.json", self._project_json)
                 self._project_json = None
-            # Each file is fsynced; writing them side by side overlaps the waits.
-            limiter = anyio.CapacityLimiter(8)
-            async with anyio.create_task_group() as group:
-                for path, body, stamp in files:
-                    work = functools.partial(_write_json, path, body, stamp=stamp)
-                    group.start_soon(
-                        functools.partial(anyio.to_thread.run_sync, work, limiter=limiter)
-                    )
+            await _write_files(files)
         return result
 
     def _add_trace(
@@ -263,15 +350,18 @@ class OpikDirSink:
         files: list[tuple[Path, dict[str, Any], bool]],
         dry_run: bool,
     ) -> None:
+        counts = Counts.of(trace)
         try:
             record = trace_to_opik(trace, mappings=self.mappings, ids=self.ids)
+            why = _not_a_file_name(f"trace_{record.trace['id']}.json")
+            if why is not None:
+                raise ValueError(f"its Opik id {record.trace['id']!r} cannot name a file: {why}")
         except ValueError as exc:
             result.rejected.append(
-                Rejected("trace", f"trace {trace.id}", f"cannot map: {exc}", None, Counts.of(trace))
+                Rejected("trace", f"trace {trace.id}", f"cannot map: {exc}", None, counts)
             )
             return
         result.warnings += record.warnings
-        counts = Counts.of(trace)
         written_scores = len(record.trace.get("feedback_scores", [])) + sum(
             len(s.get("feedback_scores", [])) for s in record.spans
         )
@@ -285,18 +375,57 @@ class OpikDirSink:
             return
         body = {
             "trace": record.trace,
-            "spans": record.spans,
+            "spans": [_span_to_file(s) for s in record.spans],
             "attachments": [],
             "project_name": self.project,
         }
         files.append((self.folder / f"trace_{record.trace['id']}.json", body, True))
 
     async def aclose(self) -> None:
-        return None
+        self._lock.release()
+        self._ready = False
+
+
+async def _write_files(files: list[tuple[Path, dict[str, Any], bool]]) -> None:
+    """Write the files side by side (each is fsynced: overlapping the waits); UsageError names
+    the first one that could not be written."""
+    failures: list[UsageError] = []
+
+    def work(path: Path, body: dict[str, Any], stamp: bool) -> None:
+        try:
+            _write_json(path, body, stamp=stamp)
+        except UsageError as exc:
+            failures.append(exc)
+
+    limiter = anyio.CapacityLimiter(8)
+    async with anyio.create_task_group() as group:
+        for path, body, stamp in files:
+            call = functools.partial(work, path, body, stamp)
+            group.start_soon(functools.partial(anyio.to_thread.run_sync, call, limiter=limiter))
+    if failures:
+        raise failures[0]
+
+
+def _make_folder(folder: Path) -> None:
+    """`folder` and its parents, or a UsageError naming what is in the way."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"opik-dir: {folder} is not a folder (a file of that name is in the way)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(folder, exc) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> UsageError:
+    """An environment problem (permissions, a file in the way, a full disk) names the path."""
+    return UsageError(f"opik-dir: cannot write {path}: {exc.strerror or exc}")
 
 
 def _write_json(path: Path, body: dict[str, Any], *, stamp: bool = False) -> None:
-    """Write `body` atomically unless the file already holds it (a rerun changes nothing)."""
+    """Write `body` atomically unless the file already holds it (a rerun changes nothing).
+
+    Raises UsageError naming `path` when it cannot be written.
+    """
     existing, _ = _read(path) if path.exists() else (None, None)
     if existing is not None:
         existing.pop("downloaded_at", None)
@@ -304,4 +433,7 @@ def _write_json(path: Path, body: dict[str, Any], *, stamp: bool = False) -> Non
             return
     if stamp:
         body = {**body, "downloaded_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    write_atomically(path, json.dumps(body, ensure_ascii=False) + "\n")
+    try:
+        write_atomically(path, json.dumps(body, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
