@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 
@@ -577,10 +578,14 @@ async def test_a_window_server_gets_everything_once_without_a_chosen_mode(
     assert len(opik.traces) == 2 * expected.traces  # the duplicates --force warned about
 
 
-def test_the_force_flag_reaches_the_sink(tmp_path: Path, raws: list[Json]) -> None:
+@pytest.mark.anyio
+async def test_the_force_flag_reaches_the_sink(tmp_path: Path, raws: list[Json]) -> None:
     """`migrate --force` (cli.py) sets `force`: a run the new-map check stops (exit 2, the
-    message naming --force) goes on with the flag (exit 0, the warning in the summary)."""
-    from click.testing import CliRunner
+    message naming --force) goes on with the flag (exit 0, the warning in the summary).
+
+    The CLI runs its own event loop, so it runs in a worker thread: this module's async
+    fixtures keep one running in the test's thread."""
+    from click.testing import CliRunner, Result
 
     from tracebridge.cli import main
 
@@ -593,14 +598,18 @@ def test_the_force_flag_reaches_the_sink(tmp_path: Path, raws: list[Json]) -> No
     args = ["migrate", "--from", "langwatch", "--to", "opik", "--target-project", PROJECT]
     args += ["--opik-ids", "write-time"]
     runner = CliRunner()
+
+    def invoke(*extra: str) -> Result:
+        return runner.invoke(main, [*args, *extra], env=env)
+
     with lw.router, opik.router:
-        first = runner.invoke(main, [*args, "--state-dir", str(tmp_path / "a")], env=env)
+        first = await anyio.to_thread.run_sync(invoke, "--state-dir", str(tmp_path / "a"))
         assert first.exit_code == 0, first.output
-        stopped = runner.invoke(main, [*args, "--state-dir", str(tmp_path / "b")], env=env)
+        stopped = await anyio.to_thread.run_sync(invoke, "--state-dir", str(tmp_path / "b"))
         assert stopped.exit_code == 2, stopped.output
         assert "--force" in stopped.stderr
-        forced = runner.invoke(
-            main, [*args, "--state-dir", str(tmp_path / "c"), "--force"], env=env
+        forced = await anyio.to_thread.run_sync(
+            invoke, "--state-dir", str(tmp_path / "c"), "--force"
         )
     assert forced.exit_code == 0, forced.output
     assert "warning: --force: " in forced.stdout
