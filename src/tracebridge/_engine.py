@@ -16,7 +16,8 @@ side rejected, and only then moves the checkpoint (DESIGN.md invariants 3–5).
   writing a good unit of a failed batch again is safe, and the bisection costs about
   2·log2(batch) extra writes per bad unit.
 The checkpoint moves past a page only once every unit of it was acknowledged or dead-lettered.
-A dead letter the file cannot hold as JSON (a lone surrogate, a value
+What decoders repaired or left out while the source read a page (`_decoding.collecting`)
+travels with that page. A dead letter the file cannot hold as JSON (a lone surrogate, a value
 too deep to encode) is stored as escaped JSON text, or without its record, and says so.
 """
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._decoding import collecting, drain_into
 from ._endpoints import Counts, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._failures import describe, is_record_failure
 from ._models import Thread
@@ -165,12 +167,14 @@ async def run(
     async def read(send: MemoryObjectSendStream[Page]) -> None:
         async with send:
             resume = checkpoint.cursor if checkpoint else None
-            try:
-                async for page in source.pages(window, resume):
-                    await send.send(page)
-            except Exception as exc:
-                _note_on_os_errors(exc, f"while reading {source.label}")
-                raise
+            with collecting() as notes:
+                try:
+                    async for page in source.pages(window, resume):
+                        drain_into(page, notes)
+                        await send.send(page)
+                except Exception as exc:
+                    _note_on_os_errors(exc, f"while reading {source.label}")
+                    raise
 
     async def write(receive: MemoryObjectReceiveStream[Page]) -> None:
         async with receive:
