@@ -652,6 +652,91 @@ def test_bad_lines_are_dead_lettered_and_the_run_is_lossy(tmp_path: Path) -> Non
     assert "seconds" in by_line[5]["reason"]
 
 
+def _standalone(index: int, trace_id: str) -> dict[str, Any]:
+    """A copy of a sample record with its own id, in no thread."""
+    record: dict[str, Any] = json.loads(json.dumps(RECORDS[index]))
+    record["trace_id"] = trace_id
+    record["metadata"].pop("thread_id", None)
+    for span in record["spans"]:
+        span["trace_id"] = trace_id
+    return record
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def _hard_records() -> dict[str, dict[str, Any]]:
+    """Records that used to stop a run or lose data silently, by what is wrong with them."""
+    deep, nan, surrogate = _standalone(1, "deep"), _standalone(2, "nan"), _standalone(3, "lone")
+    deep["spans"][0]["input"] = {"type": "json", "value": _nested(300)}
+    nan["spans"][0]["metrics"] = {"cost": float("nan")}
+    surrogate["spans"][0]["name"] = "cut \ud83d"
+    repeated, cyclic = _standalone(4, "repeated"), _standalone(5, "cyclic")
+    repeated["spans"].append(dict(repeated["spans"][0]))  # identical: kept once
+    repeated["spans"].append({**repeated["spans"][1], "name": "a different span, same id"})
+    first, second = cyclic["spans"][0], cyclic["spans"][1]
+    first["parent_id"], second["parent_id"] = second["span_id"], first["span_id"]
+    return {"deep": deep, "nan": nan, "lone": surrogate, "repeated": repeated, "cyclic": cyclic}
+
+
+def test_records_no_destination_can_hold_never_stop_the_run(tmp_path: Path) -> None:
+    """Deep nesting, NaN and a lone surrogate are dead-lettered naming the field; a repeated
+    span id is kept once (identical) or dead-lettered (different); a parent cycle is broken with
+    a warning. Every count adds up: read = written + skipped + dead-lettered."""
+    records = _hard_records()
+    lines = [json.dumps(RECORDS[0])] + [json.dumps(r) for r in records.values()]
+    (tmp_path / "hard.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = invoke(["migrate", "--from", "langwatch-file:hard.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    assert result.exit_code == 1, result.output
+    table = summary_table(result.stdout)
+    for kind in ("traces", "spans"):
+        row = table[kind]
+        assert row["read"] == row["written"] + row["skipped"] + row["dead-lettered"], kind
+    assert table["traces"]["dead-lettered"] == 3
+    assert table["spans"]["skipped"] == 1
+    assert "skipped 1: spans repeated in their trace with identical content" in result.stdout
+    assert "form a parent cycle" in result.stdout
+
+    letters = {
+        e["where"]: e["reason"]
+        for e in map(
+            json.loads, (tmp_path / ".tracebridge/dead-letters.jsonl").read_text().splitlines()
+        )
+    }
+    reasons = " | ".join(letters.values())
+    assert "field 'spans.0.input.value.a.a.a.a.…' is nested more than 200 levels" in reasons
+    assert "field 'spans.0.metrics.cost' is NaN" in reasons
+    assert "field 'spans.0.name' holds a lone surrogate (U+D83D)" in reasons
+    assert any("span id" in r and "different content" in r for r in letters.values())
+    assert len(trace_files(tmp_path / "OUT")) == 3
+
+
+def test_a_broken_cycle_is_restored_when_the_trace_goes_back(tmp_path: Path) -> None:
+    """LangWatch -> opik-dir -> LangWatch: the span read as top-level gets its parent back."""
+    cyclic = _hard_records()["cyclic"]
+    (tmp_path / "in.jsonl").write_text(json.dumps(cyclic) + "\n", encoding="utf-8")
+    to = invoke(["migrate", "--from", "langwatch-file:in.jsonl", "--to", "opik-dir:OUT"])
+    assert to.exit_code == 0, to.output
+    (path,) = trace_files(tmp_path / "OUT")
+    spans = json.loads(path.read_text())["spans"]
+    parents = {s["id"]: s.get("parent_span_id") for s in spans}
+    for span_id in parents:  # every span reaches a root: no cycle was written
+        seen = set()
+        while span_id is not None:
+            assert span_id not in seen
+            seen.add(span_id)
+            span_id = parents.get(span_id)
+    args = ["migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:back.jsonl"]
+    back = invoke([*args, "--state-dir", "state2"])
+    assert back.exit_code == 0, back.output
+    assert lines_by_trace_id(tmp_path / "back.jsonl")["cyclic"]["spans"] == cyclic["spans"]
+
+
 def test_dead_letters_accumulate_across_runs(tmp_path: Path) -> None:
     """A second lossy run appends to dead-letters.jsonl with its own run id."""
     write_lossy_jsonl(tmp_path / "bad.jsonl")

@@ -663,6 +663,37 @@ async def test_dead_letters_the_file_cannot_hold_as_is_are_kept_safely(tmp_path:
 
 
 @pytest.mark.anyio
+async def test_what_decoders_notice_while_a_page_is_read_travels_with_it() -> None:
+    """A source converting records in `pages` (as the API sources do): the skip and the span
+    dead letter of a repeated span id reach the report, and the counts add up."""
+    from tracebridge._langwatch.convert import trace_from_wire
+
+    def raw(trace_id: str) -> dict[str, Any]:
+        span = {"span_id": "s1", "type": "llm", "timestamps": {"started_at": 1773082931482}}
+        changed = {**span, "name": "other"}
+        return {
+            "trace_id": trace_id,
+            "timestamps": {"started_at": 1773082931482},
+            "spans": [span, dict(span), changed],
+        }
+
+    class ConvertingSource(MemorySource):
+        async def pages(self, window: Window, resume: dict[str, Any] | None) -> Any:
+            for n in range(2):
+                trace, _ = trace_from_wire(raw(f"t{n}"))
+                yield Page(units=[trace], cursor={"next": n + 1})
+
+    report = await run(ConvertingSource([]), MemorySink())
+    assert report.read == Counts(traces=2, spans=6)
+    assert report.written == Counts(traces=2, spans=2)
+    assert report.skipped == Counts(spans=2)
+    assert report.dead_lettered == Counts(spans=2)
+    assert report.read.spans == sum(
+        c.spans for c in (report.written, report.skipped, report.dead_lettered)
+    )
+
+
+@pytest.mark.anyio
 async def test_a_failed_batch_to_an_opik_folder_loses_nothing(tmp_path: Path) -> None:
     """The real opik-dir sink: a trace it cannot encode (a lone surrogate that reached it
     without a decoder) is dead-lettered, its batch mates are on disk."""

@@ -26,6 +26,7 @@ from .._mapping import Mappings
 from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from .._stash import STASH_KEY, make_patch, parse_stash, patched, with_residual
 from .._time import from_iso, to_iso, to_ms
+from .._trees import break_cycles, unique_spans
 from .wire import OErrorInfo, OScore, OSpan, OTrace
 
 __all__ = [
@@ -295,10 +296,11 @@ def trace_from_opik(
 
     Raises `RecordError` naming the field when a record does not validate or holds what no
     destination can store, and naming the exception when anything else in it fails to convert
-    (`_decoding.py`).
+    (`_decoding.py`). Repeated span ids and parent cycles are settled by the rules of
+    `_trees.py`; what that skips, warns or dead-letters is published to the current collector.
     """
     label = where or f"trace {trace.get('id', '?') if isinstance(trace, dict) else '?'}"
-    with decoding(label, trace):
+    with decoding(label, trace) as notes:
         if not isinstance(trace, dict) or not isinstance(spans, list):
             raise RecordError("not a trace object with a list of spans")
         check_values(trace)
@@ -306,9 +308,19 @@ def trace_from_opik(
             check_values(span, ("spans", i))
         metadata = trace.get("metadata")
         stash = parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None
+        spans = unique_spans(
+            spans,
+            id_key="id",
+            where=label,
+            notes=notes,
+            rejected=notes.rejected,
+            scores_key="feedback_scores",
+        )
         for span in spans:
             OSpan.model_validate(span)
-        canonical = _decode(trace, spans, mappings, stash=stash or {}, project=project)
+        canonical = _decode(
+            trace, spans, mappings, stash=stash or {}, project=project, warnings=notes.warnings
+        )
         if canonical.source.platform == PLATFORM:
             canonical = _keep_residuals(canonical, trace, spans, mappings)
     return canonical
@@ -321,7 +333,9 @@ def _decode(
     *,
     stash: dict[str, Any],
     project: str = "",
+    warnings: list[str] | None = None,
 ) -> Trace:
+    """The canonical trace of Opik records; tree repairs are added to `warnings`."""
     wire = OTrace.model_validate(trace)
     source = (
         Provenance.model_validate(stash["source"])
@@ -331,6 +345,13 @@ def _decode(
     metadata = _plain_metadata(wire.metadata)
     rename = m.to_langwatch.metadata.rename
     started_at = from_iso(wire.start_time)
+    tree, repairs = break_cycles(
+        [_span_from_opik(OSpan.model_validate(s), m) for s in spans],
+        trace_id=wire.id,
+        remembered=source.platform == PLATFORM,
+    )
+    if warnings is not None:
+        warnings += repairs
     canonical = Trace(
         id=wire.id,
         source=source,
@@ -343,7 +364,7 @@ def _decode(
         metadata={rename.get(k, k): v for k, v in metadata.items()},
         tags=list(wire.tags or []),
         error=_error_from_opik(wire.error_info),
-        spans=[_span_from_opik(OSpan.model_validate(s), m) for s in spans],
+        spans=tree,
         scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
     )
     if isinstance(stash.get("patch"), dict):
