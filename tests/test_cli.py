@@ -1019,12 +1019,16 @@ def test_internal_error_without_debug_is_one_line(monkeypatch: pytest.MonkeyPatc
     assert "--debug" in result.stderr
 
 
-def test_internal_error_with_debug_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--debug lets an unexpected exception through (the shell prints its traceback)."""
+def test_internal_error_with_debug_adds_the_traceback_and_keeps_exit_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--debug prints the traceback to stderr, then the same one-line message; exit 3 still."""
     monkeypatch.setattr(tracebridge.cli, "migrate", _boom)
     result = to_opik_dir("OUT", "--debug")
-    assert isinstance(result.exception, RuntimeError)
-    assert "internal error" not in result.output
+    assert result.exit_code == 3
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raise RuntimeError("boom")' in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == "internal error: RuntimeError: boom"
 
 
 def test_debug_does_not_add_tracebacks_to_usage_errors(tmp_path: Path) -> None:
@@ -1041,6 +1045,104 @@ def test_debug_is_accepted_on_a_normal_run(tmp_path: Path) -> None:
     result = to_opik_dir("DEBUG", "--debug")
     assert result.exit_code == 0, result.output
     assert snapshot(tmp_path / "DEBUG") == snapshot(tmp_path / "PLAIN")
+
+
+# --- environment errors -------------------------------------------------------------------------
+
+
+def _raising(exc: BaseException) -> Any:
+    async def fail(*args: object, **kwargs: object) -> Any:
+        raise exc
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "says"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/data/out/trace_1.json"),
+            3,
+            "error: /data/out/trace_1.json: permission denied",
+        ),
+        (
+            IsADirectoryError(21, "Is a directory", "/data/out.jsonl"),
+            2,
+            "error: /data/out.jsonl: is a directory, where a file is expected",
+        ),
+        (
+            NotADirectoryError(20, "Not a directory", "/data/file/sub"),
+            2,
+            "error: /data/file/sub: is not a directory",
+        ),
+        (OSError(28, "No space left on device"), 3, "error: no space left on device"),
+    ],
+    ids=["permission", "is-a-directory", "not-a-directory", "disk-full"],
+)
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_environment_errors_name_the_path_and_are_not_internal(
+    monkeypatch: pytest.MonkeyPatch, error: OSError, code: int, says: str, debug: bool
+) -> None:
+    """An OSError says which path and what is wrong; exit 2 for a path of the wrong kind, 3
+    otherwise; --debug adds the traceback and keeps the exit code."""
+    monkeypatch.setattr(tracebridge.cli, "migrate", _raising(error))
+    result = to_opik_dir("OUT", *(["--debug"] if debug else []))
+    assert result.exit_code == code
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith(says), last
+    assert "internal error" not in result.stderr
+    assert ("Traceback (most recent call last)" in result.stderr) == debug
+    if not debug:
+        assert_no_traceback(result)
+
+
+def test_an_output_path_through_a_file_is_a_configuration_error(tmp_path: Path) -> None:
+    """A real one: the opik-dir output lies under a file. Exit 2, naming path and endpoint."""
+    (tmp_path / "afile").write_text("x")
+    result = to_opik_dir("afile/OUT")
+    assert_no_traceback(result)
+    assert result.exit_code == 2
+    assert "afile/OUT" in result.stderr
+    assert "is not a directory" in result.stderr
+    assert "while writing to opik-dir:afile/OUT" in result.stderr
+
+
+def test_a_langwatch_file_output_that_is_a_directory_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    assert to_opik_dir("OUT").exit_code == 0
+    (tmp_path / "adir").mkdir()
+    result = invoke(["migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:adir"])
+    assert_no_traceback(result)
+    assert result.exit_code == 2
+    assert "adir: is a directory, where a file is expected" in result.stderr
+
+
+def test_debug_keeps_the_exit_code_of_runtime_errors(tmp_path: Path) -> None:
+    """--debug adds a traceback to a fatal runtime error; exit 3 either way."""
+    checkpoint = tmp_path / "st"
+    assert to_opik_dir("OUT", "--state-dir", "st").exit_code == 0
+    (path,) = checkpoint.glob("checkpoint-*.json")
+    path.write_bytes(bytes(range(128, 256)))
+    plain, debug = (
+        to_opik_dir("OUT", "--state-dir", "st"),
+        to_opik_dir("OUT", "--state-dir", "st", "--debug"),
+    )
+    assert plain.exit_code == debug.exit_code == 3
+    assert_no_traceback(plain)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert plain.stderr.strip() == debug.stderr.strip().splitlines()[-1]
+
+
+def test_a_checkpoint_of_random_bytes_is_a_clear_checkpoint_error(tmp_path: Path) -> None:
+    assert to_opik_dir("OUT", "--state-dir", "st").exit_code == 0
+    (path,) = (tmp_path / "st").glob("checkpoint-*.json")
+    path.write_bytes(random.Random(7).randbytes(300))
+    result = to_opik_dir("OUT", "--state-dir", "st")
+    assert_no_traceback(result)
+    assert result.exit_code == 3
+    assert f"error: checkpoint st/{path.name} is not UTF-8 text" in result.stderr
+    assert "move it away" in result.stderr
 
 
 # --- secrets ------------------------------------------------------------------------------------
