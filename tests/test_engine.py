@@ -663,6 +663,16 @@ async def test_dead_letters_the_file_cannot_hold_as_is_are_kept_safely(tmp_path:
 
 
 @pytest.mark.anyio
+async def test_a_dead_letter_naming_a_lone_surrogate_is_written_escaped(tmp_path: Path) -> None:
+    """The id in `where` comes from the record: a lone surrogate there is escaped, not fatal."""
+    pages = [Page(rejected=[Rejected("trace", "trace bad\ud800id", "why \udc00", None)])]
+    state = StateDir(tmp_path, JOB)
+    await run(MemorySource(pages), MemorySink(), state=state)
+    (letter,) = _dead_letters(state)
+    assert (letter["where"], letter["reason"]) == ("trace bad\\ud800id", "why \\udc00")
+
+
+@pytest.mark.anyio
 async def test_what_decoders_notice_while_a_page_is_read_travels_with_it() -> None:
     """A source converting records in `pages` (as the API sources do): the skip and the span
     dead letter of a repeated span id reach the report, and the counts add up."""

@@ -120,8 +120,16 @@ def _note_on_os_errors(exc: BaseException, note: str) -> None:
         exc.add_note(note)
 
 
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate written as its escape (`\\ud800`), so UTF-8 can hold it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _storable(item: Rejected) -> Rejected:
     """`item` as the dead-letter file can hold it (JSON in UTF-8), saying what was changed."""
+    where, reason = _utf8(item.where), _utf8(item.reason)
+    if (where, reason) != (item.where, item.reason):
+        item = replace(item, where=where, reason=reason)
     if item.record is None:
         return item
     try:
