@@ -208,7 +208,11 @@ def test_without_a_collector_notes_are_logged(caplog: pytest.LogCaptureFixture) 
 def test_a_bad_thread_score_is_dead_lettered_alone_and_the_thread_is_read() -> None:
     data = {
         "id": "conv",
-        "feedback_scores": [{"name": "good", "value": 1.0}, {"name": "no value"}],
+        "feedback_scores": [
+            {"name": "good", "value": 1.0},
+            {"name": "no value"},
+            {"name": "nan", "value": float("nan")},
+        ],
         "tags": "not-a-list",
         "status": 3,
     }
@@ -217,9 +221,11 @@ def test_a_bad_thread_score_is_dead_lettered_alone_and_the_thread_is_read() -> N
     assert [s.name for s in kwargs["scores"]] == ["good"]
     assert kwargs["tags"] == []
     assert kwargs["status"] is None
-    (rejected,) = notes.rejected
-    assert (rejected.kind, rejected.where) == ("score", "thread conv: score no value")
-    assert rejected.reason.startswith("field 'value'")
+    missing, nan = notes.rejected
+    assert (missing.kind, missing.where) == ("score", "thread conv: score no value")
+    assert missing.reason.startswith("field 'value'")
+    assert (nan.kind, nan.where) == ("score", "thread conv: score nan")
+    assert nan.reason.startswith("field 'value' is NaN")
     assert len(notes.warnings) == 2
 
 

@@ -48,6 +48,9 @@ _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
 _THREAD_TAGS_KEY = "thread_tags"
 
 
+# ---------------------------------------------------------------------------------------- read
+
+
 def trace_from_wire(
     raw: dict[str, Any], *, project: str = "", where: str = ""
 ) -> tuple[Trace, Thread | None]:

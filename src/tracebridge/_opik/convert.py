@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .._decoding import check_values, decoding, describe_validation_error
+from .._decoding import check_values, decoding, describe_validation_error, value_problem
 from .._endpoints import Counts, Rejected
 from .._errors import RecordError
 from .._ids import derived_uuid7
@@ -500,25 +500,29 @@ def thread_data_to_opik(thread: Thread, m: Mappings) -> dict[str, Any] | None:
 def thread_data_from_opik(data: dict[str, Any], m: Mappings) -> dict[str, Any]:
     """Keyword arguments for `Thread` from an Opik thread (`TraceThread` or our thread file).
 
-    A thread score that does not validate is dead-lettered on its own (kind `score`, the raw
-    score as the record); tags that are not a list and a status that is not text are left out
-    with a warning. Both go to the current collector (`_decoding.py`), so the thread is read.
+    A thread score that does not validate or holds what no destination can store (NaN) is
+    dead-lettered on its own (kind `score`, the raw score as the record); tags that are not a
+    list of storable values and a status that is not text are left out with a warning. Both go
+    to the current collector (`_decoding.py`), so the thread is read.
     """
     thread_id = data.get("thread_id", data.get("id", "?"))
     scores: list[Score] = []
     with decoding(f"thread {thread_id}", data) as notes:
         raw_scores = data.get("feedback_scores") or []
         for raw in raw_scores if isinstance(raw_scores, list) else [raw_scores]:
+            name = raw.get("name", "?") if isinstance(raw, dict) else "?"
             try:
+                check_values(raw)
                 scores.append(_score_from_opik(OScore.model_validate(raw), m))
-            except ValidationError as exc:
-                name = raw.get("name", "?") if isinstance(raw, dict) else "?"
+            except (RecordError, ValidationError) as exc:
+                reason = (
+                    exc.reason if isinstance(exc, RecordError) else describe_validation_error(exc)
+                )
                 where = f"thread {thread_id}: score {name}"
-                reason = describe_validation_error(exc)
                 notes.rejected.append(Rejected("score", where, reason, raw))
         tags = data.get("tags") or []
-        if not isinstance(tags, list):
-            notes.warnings.append(f"thread {thread_id}: tags {tags!r} are not a list; left out")
+        if not isinstance(tags, list) or value_problem(tags) is not None:
+            notes.warnings.append(f"thread {thread_id}: tags {tags!r} cannot be read; left out")
             tags = []
         status = data.get("status")
         if status is not None and not isinstance(status, str):
