@@ -249,13 +249,12 @@ def opik_traces(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     spans: list[dict[str, Any]] = []
     for _ in range(draw(st.integers(0, 5))):
         start = started + draw(st.integers(0, 10_000))
-        used = {trace_id, *(s["id"] for s in spans)}  # Opik holds one span per id
+        taken = {trace_id, *(s["id"] for s in spans)}  # an id is unique in Opik
+        random_bits = st.integers(1, 2**80 - 1).filter(
+            lambda r, s=start, t=taken: _uuid7(s, r) not in t
+        )
         span: dict[str, Any] = {
-            "id": draw(
-                st.integers(1, 2**80 - 1)
-                .map(lambda r, s=start: _uuid7(s, r))
-                .filter(lambda span_id, used=used: span_id not in used)
-            ),
+            "id": _uuid7(start, draw(random_bits)),
             "trace_id": trace_id,
             "type": draw(st.sampled_from(["general", "llm", "tool", "guardrail"])),
             "start_time": _iso(start),

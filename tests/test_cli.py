@@ -758,6 +758,91 @@ def test_bad_lines_are_dead_lettered_and_the_run_is_lossy(tmp_path: Path) -> Non
     assert "seconds" in by_line[5]["reason"]
 
 
+def _standalone(index: int, trace_id: str) -> dict[str, Any]:
+    """A copy of a sample record with its own id, in no thread."""
+    record: dict[str, Any] = json.loads(json.dumps(RECORDS[index]))
+    record["trace_id"] = trace_id
+    record["metadata"].pop("thread_id", None)
+    for span in record["spans"]:
+        span["trace_id"] = trace_id
+    return record
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def _hard_records() -> dict[str, dict[str, Any]]:
+    """Records that used to stop a run or lose data silently, by what is wrong with them."""
+    deep, nan, surrogate = _standalone(1, "deep"), _standalone(2, "nan"), _standalone(3, "lone")
+    deep["spans"][0]["input"] = {"type": "json", "value": _nested(300)}
+    nan["spans"][0]["metrics"] = {"cost": float("nan")}
+    surrogate["spans"][0]["name"] = "cut \ud83d"
+    repeated, cyclic = _standalone(4, "repeated"), _standalone(5, "cyclic")
+    repeated["spans"].append(dict(repeated["spans"][0]))  # identical: kept once
+    repeated["spans"].append({**repeated["spans"][1], "name": "a different span, same id"})
+    first, second = cyclic["spans"][0], cyclic["spans"][1]
+    first["parent_id"], second["parent_id"] = second["span_id"], first["span_id"]
+    return {"deep": deep, "nan": nan, "lone": surrogate, "repeated": repeated, "cyclic": cyclic}
+
+
+def test_records_no_destination_can_hold_never_stop_the_run(tmp_path: Path) -> None:
+    """Deep nesting, NaN and a lone surrogate are dead-lettered naming the field; a repeated
+    span id is kept once (identical) or dead-lettered (different); a parent cycle is broken with
+    a warning. Every count adds up: read = written + skipped + dead-lettered."""
+    records = _hard_records()
+    lines = [json.dumps(RECORDS[0])] + [json.dumps(r) for r in records.values()]
+    (tmp_path / "hard.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = invoke(["migrate", "--from", "langwatch-file:hard.jsonl", "--to", "opik-dir:OUT"])
+    assert_no_traceback(result)
+    assert result.exit_code == 1, result.output
+    table = summary_table(result.stdout)
+    for kind in ("traces", "spans"):
+        row = table[kind]
+        assert row["read"] == row["written"] + row["skipped"] + row["dead-lettered"], kind
+    assert table["traces"]["dead-lettered"] == 3
+    assert table["spans"]["skipped"] == 1
+    assert "skipped 1: spans repeated in their trace with identical content" in result.stdout
+    assert "form a parent cycle" in result.stdout
+
+    letters = {
+        e["where"]: e["reason"]
+        for e in map(
+            json.loads, (tmp_path / ".tracebridge/dead-letters.jsonl").read_text().splitlines()
+        )
+    }
+    reasons = " | ".join(letters.values())
+    assert "field 'spans.0.input.value.a.a.a.a.…' is nested more than 200 levels" in reasons
+    assert "field 'spans.0.metrics.cost' is NaN" in reasons
+    assert "field 'spans.0.name' holds a lone surrogate (U+D83D)" in reasons
+    assert any("span id" in r and "different content" in r for r in letters.values())
+    assert len(trace_files(tmp_path / "OUT")) == 3
+
+
+def test_a_broken_cycle_is_restored_when_the_trace_goes_back(tmp_path: Path) -> None:
+    """LangWatch -> opik-dir -> LangWatch: the span read as top-level gets its parent back."""
+    cyclic = _hard_records()["cyclic"]
+    (tmp_path / "in.jsonl").write_text(json.dumps(cyclic) + "\n", encoding="utf-8")
+    to = invoke(["migrate", "--from", "langwatch-file:in.jsonl", "--to", "opik-dir:OUT"])
+    assert to.exit_code == 0, to.output
+    (path,) = trace_files(tmp_path / "OUT")
+    spans = json.loads(path.read_text())["spans"]
+    parents = {s["id"]: s.get("parent_span_id") for s in spans}
+    for span_id in parents:  # every span reaches a root: no cycle was written
+        seen = set()
+        while span_id is not None:
+            assert span_id not in seen
+            seen.add(span_id)
+            span_id = parents.get(span_id)
+    args = ["migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:back.jsonl"]
+    back = invoke([*args, "--state-dir", "state2"])
+    assert back.exit_code == 0, back.output
+    assert lines_by_trace_id(tmp_path / "back.jsonl")["cyclic"]["spans"] == cyclic["spans"]
+
+
 def test_dead_letters_accumulate_across_runs(tmp_path: Path) -> None:
     """A second lossy run appends to dead-letters.jsonl with its own run id."""
     write_lossy_jsonl(tmp_path / "bad.jsonl")
@@ -1041,12 +1126,16 @@ def test_internal_error_without_debug_is_one_line(monkeypatch: pytest.MonkeyPatc
     assert "--debug" in result.stderr
 
 
-def test_internal_error_with_debug_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--debug lets an unexpected exception through (the shell prints its traceback)."""
+def test_internal_error_with_debug_adds_the_traceback_and_keeps_exit_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--debug prints the traceback to stderr, then the same one-line message; exit 3 still."""
     monkeypatch.setattr(tracebridge.cli, "migrate", _boom)
     result = to_opik_dir("OUT", "--debug")
-    assert isinstance(result.exception, RuntimeError)
-    assert "internal error" not in result.output
+    assert result.exit_code == 3
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raise RuntimeError("boom")' in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == "internal error: RuntimeError: boom"
 
 
 def test_debug_does_not_add_tracebacks_to_usage_errors(tmp_path: Path) -> None:
@@ -1063,6 +1152,104 @@ def test_debug_is_accepted_on_a_normal_run(tmp_path: Path) -> None:
     result = to_opik_dir("DEBUG", "--debug")
     assert result.exit_code == 0, result.output
     assert snapshot(tmp_path / "DEBUG") == snapshot(tmp_path / "PLAIN")
+
+
+# --- environment errors -------------------------------------------------------------------------
+
+
+def _raising(exc: BaseException) -> Any:
+    async def fail(*args: object, **kwargs: object) -> Any:
+        raise exc
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "says"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/data/out/trace_1.json"),
+            3,
+            "error: /data/out/trace_1.json: permission denied",
+        ),
+        (
+            IsADirectoryError(21, "Is a directory", "/data/out.jsonl"),
+            2,
+            "error: /data/out.jsonl: is a directory, where a file is expected",
+        ),
+        (
+            NotADirectoryError(20, "Not a directory", "/data/file/sub"),
+            2,
+            "error: /data/file/sub: is not a directory",
+        ),
+        (OSError(28, "No space left on device"), 3, "error: no space left on device"),
+    ],
+    ids=["permission", "is-a-directory", "not-a-directory", "disk-full"],
+)
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_environment_errors_name_the_path_and_are_not_internal(
+    monkeypatch: pytest.MonkeyPatch, error: OSError, code: int, says: str, debug: bool
+) -> None:
+    """An OSError says which path and what is wrong; exit 2 for a path of the wrong kind, 3
+    otherwise; --debug adds the traceback and keeps the exit code."""
+    monkeypatch.setattr(tracebridge.cli, "migrate", _raising(error))
+    result = to_opik_dir("OUT", *(["--debug"] if debug else []))
+    assert result.exit_code == code
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith(says), last
+    assert "internal error" not in result.stderr
+    assert ("Traceback (most recent call last)" in result.stderr) == debug
+    if not debug:
+        assert_no_traceback(result)
+
+
+def test_an_output_path_through_a_file_is_a_configuration_error(tmp_path: Path) -> None:
+    """A real one: the opik-dir output lies under a file. Exit 2, naming path and endpoint."""
+    (tmp_path / "afile").write_text("x")
+    result = to_opik_dir("afile/OUT")
+    assert_no_traceback(result)
+    assert result.exit_code == 2
+    assert "afile/OUT" in result.stderr
+    assert "is not a directory" in result.stderr
+    assert "while writing to opik-dir:afile/OUT" in result.stderr
+
+
+def test_a_langwatch_file_output_that_is_a_directory_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    assert to_opik_dir("OUT").exit_code == 0
+    (tmp_path / "adir").mkdir()
+    result = invoke(["migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:adir"])
+    assert_no_traceback(result)
+    assert result.exit_code == 2
+    assert "adir: is a directory, where a file is expected" in result.stderr
+
+
+def test_debug_keeps_the_exit_code_of_runtime_errors(tmp_path: Path) -> None:
+    """--debug adds a traceback to a fatal runtime error; exit 3 either way."""
+    checkpoint = tmp_path / "st"
+    assert to_opik_dir("OUT", "--state-dir", "st").exit_code == 0
+    (path,) = checkpoint.glob("checkpoint-*.json")
+    path.write_bytes(bytes(range(128, 256)))
+    plain, debug = (
+        to_opik_dir("OUT", "--state-dir", "st"),
+        to_opik_dir("OUT", "--state-dir", "st", "--debug"),
+    )
+    assert plain.exit_code == debug.exit_code == 3
+    assert_no_traceback(plain)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert plain.stderr.strip() == debug.stderr.strip().splitlines()[-1]
+
+
+def test_a_checkpoint_of_random_bytes_is_a_clear_checkpoint_error(tmp_path: Path) -> None:
+    assert to_opik_dir("OUT", "--state-dir", "st").exit_code == 0
+    (path,) = (tmp_path / "st").glob("checkpoint-*.json")
+    path.write_bytes(random.Random(7).randbytes(300))
+    result = to_opik_dir("OUT", "--state-dir", "st")
+    assert_no_traceback(result)
+    assert result.exit_code == 3
+    assert f"error: checkpoint st/{path.name} is not UTF-8 text" in result.stderr
+    assert "move it away" in result.stderr
 
 
 # --- secrets ------------------------------------------------------------------------------------

@@ -172,6 +172,33 @@ def test_a_checkpoint_that_does_not_validate_is_a_checkpoint_error(
     assert str(state.checkpoint_path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [bytes(range(256)), b"\xff\xfe{}", '{"job": "caf\u00e9"}'.encode("latin-1")],
+    ids=["random bytes", "utf-16 mark", "latin-1"],
+)
+def test_a_checkpoint_that_is_not_utf8_is_a_checkpoint_error_naming_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    state = StateDir(tmp_path, JOB)
+    state.checkpoint_path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        state.load()
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {state.checkpoint_path} is not UTF-8 text (at byte ")
+    assert "move it away to start the job from the beginning" in message
+
+
+def test_a_checkpoint_that_cannot_be_read_is_a_checkpoint_error_naming_it(tmp_path: Path) -> None:
+    state = StateDir(tmp_path, JOB)
+    state.checkpoint_path.mkdir()
+    with pytest.raises(CheckpointError) as info:
+        state.load()
+    assert str(info.value).startswith(
+        f"checkpoint {state.checkpoint_path} cannot be read (Is a directory)"
+    )
+
+
 def test_a_checkpoint_of_another_job_is_refused(tmp_path: Path) -> None:
     """A checkpoint file naming another job is not resumed from."""
     state = StateDir(tmp_path, JOB)

@@ -3,18 +3,38 @@
 A reader task pulls pages from the source into a bounded stream (two pages at most, so memory
 does not grow with the project); the writer hands each page to the sink, dead-letters what either
 side rejected, and only then moves the checkpoint (DESIGN.md invariants 3–5).
+
+**One bad record never stops the run.** When `sink.write(units)` raises, the engine asks
+`_failures.is_record_failure` whose problem it is:
+- a `TracebridgeError` other than `RecordError` (credentials refused, quota, retries exhausted,
+  a lock), an `OSError` (disk full, permission denied: the environment) or a connection error
+  stops the run; the checkpoint stays at the last acknowledged page, so a rerun resumes there;
+- anything else was provoked by a record (`RecursionError` on a deep value, `UnicodeEncodeError`
+  on a lone surrogate, a `RecordError`): the batch is written again in halves until each failing
+  unit is alone, and that unit (a whole thread, or a trace) is dead-lettered with the reason
+  `could not be written: <Type>: <message>`; the others are written. Writes are idempotent, so
+  writing a good unit of a failed batch again is safe, and the bisection costs about
+  2·log2(batch) extra writes per bad unit.
+The checkpoint moves past a page only once every unit of it was acknowledged or dead-lettered.
+What decoders repaired or left out while the source read a page (`_decoding.collecting`)
+travels with that page. A dead letter the file cannot hold as JSON (a lone surrogate, a value
+too deep to encode) is stored as escaped JSON text, or without its record, and says so.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._endpoints import Counts, Page, Rejected, Sink, Source, Window, WriteResult
+from ._decoding import collecting, drain_into
+from ._endpoints import Counts, Page, Rejected, Sink, Source, Unit, Window, WriteResult
+from ._failures import describe, is_record_failure
+from ._models import Thread
 from ._state import Checkpoint, DeadLetters, StateDir
 
 __all__ = ["Report", "run"]
@@ -66,6 +86,64 @@ def _count_rejected(counts: Counts, rejected: Rejected) -> None:
     setattr(counts, name, getattr(counts, name) + 1)
 
 
+async def _write_isolating(sink: Sink, units: list[Unit], dry_run: bool) -> WriteResult:
+    """`sink.write(units)`; a failure of a record's making is isolated by halving the batch.
+
+    Each unit that fails alone is returned as rejected; fatal failures propagate (module
+    docstring).
+    """
+    try:
+        return await sink.write(units, dry_run=dry_run)
+    except Exception as exc:
+        if not is_record_failure(exc):
+            raise
+        if len(units) == 1:
+            return WriteResult(rejected=[_unwritable(units[0], exc)])
+    half = len(units) // 2
+    result = await _write_isolating(sink, units[:half], dry_run)
+    result.merge(await _write_isolating(sink, units[half:], dry_run))
+    return result
+
+
+def _unwritable(unit: Unit, exc: BaseException) -> Rejected:
+    kind = "thread" if isinstance(unit, Thread) else "trace"
+    reason = f"could not be written: {describe(exc)}"
+    return Rejected(kind, f"{kind} {unit.id}", reason, None, Counts.of(unit))
+
+
+def _note_on_os_errors(exc: BaseException, note: str) -> None:
+    """Say on every `OSError` in `exc` what the run was doing (the CLI prints notes)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            _note_on_os_errors(inner, note)
+    elif isinstance(exc, OSError):
+        exc.add_note(note)
+
+
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate written as its escape (`\\ud800`), so UTF-8 can hold it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _storable(item: Rejected) -> Rejected:
+    """`item` as the dead-letter file can hold it (JSON in UTF-8), saying what was changed."""
+    where, reason = _utf8(item.where), _utf8(item.reason)
+    if (where, reason) != (item.where, item.reason):
+        item = replace(item, where=where, reason=reason)
+    if item.record is None:
+        return item
+    try:
+        json.dumps(item.record, ensure_ascii=False, default=str).encode()
+        return item
+    except UnicodeEncodeError:
+        text = json.dumps(item.record, ensure_ascii=True, default=str)
+        note = "the record is kept as JSON text, escaped: it holds a lone surrogate"
+        return replace(item, record=text, reason=f"{item.reason} ({note})")
+    except (RecursionError, ValueError, TypeError) as exc:
+        note = f"the record is not kept: {describe(exc)}; it is where this entry says"
+        return replace(item, record=None, reason=f"{item.reason} ({note})")
+
+
 async def run(
     source: Source,
     sink: Sink,
@@ -92,13 +170,19 @@ async def run(
             _count_rejected(report.dead_lettered, item)
             report.dead_letter_entries += 1
             if dead_letters is not None:
-                dead_letters.add(item)
+                dead_letters.add(_storable(item))
 
     async def read(send: MemoryObjectSendStream[Page]) -> None:
         async with send:
             resume = checkpoint.cursor if checkpoint else None
-            async for page in source.pages(window, resume):
-                await send.send(page)
+            with collecting() as notes:
+                try:
+                    async for page in source.pages(window, resume):
+                        drain_into(page, notes)
+                        await send.send(page)
+                except Exception as exc:
+                    _note_on_os_errors(exc, f"while reading {source.label}")
+                    raise
 
     async def write(receive: MemoryObjectReceiveStream[Page]) -> None:
         async with receive:
@@ -112,7 +196,11 @@ async def run(
                 report.lost += page.lost
                 reject(page.rejected)
                 if page.units:
-                    result = await sink.write(page.units, dry_run=dry_run)
+                    try:
+                        result = await _write_isolating(sink, page.units, dry_run)
+                    except Exception as exc:
+                        _note_on_os_errors(exc, f"while writing to {sink.label}")
+                        raise
                     reject(result.rejected)
                     result.rejected = []
                     report.result.merge(result)
@@ -159,7 +247,8 @@ async def run(
 
 
 def _cause(errors: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that stopped the run: not the other task's broken stream or cancellation."""
+    """The error that stopped the run: not the other task's broken stream or cancellation, and
+    of several, one that is fatal by itself (an `OSError` beside a record's failure)."""
     leaves: list[BaseException] = []
 
     def walk(group: BaseExceptionGroup[BaseException]) -> None:
@@ -171,4 +260,5 @@ def _cause(errors: BaseExceptionGroup[BaseException]) -> BaseException:
 
     walk(errors)
     noise = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.get_cancelled_exc_class())
-    return next((e for e in leaves if not isinstance(e, noise)), leaves[0])
+    causes = [e for e in leaves if not isinstance(e, noise)] or leaves
+    return next((e for e in causes if not is_record_failure(e)), causes[0])

@@ -7,6 +7,13 @@ for *that* input only: the cursor also carries the input's fingerprint (a digest
 of what it read) and the number of units, and a resume whose input changed, or whose cursor does
 not fit the input, reads it again from the start and says so. Writes are idempotent, so a
 restart costs time, never records.
+
+One unit that cannot be loaded never stops the read: an exception the loader raises that is
+the unit's problem (`_failures.is_record_failure`: anything but `TracebridgeError`s other than
+`RecordError`, `OSError`s and the like) makes that unit one dead letter, `could not be read:
+<Type>: <message>`, naming where its records are and counting them; the next unit is loaded.
+What the decoders repaired or left out while loading a unit travels with the page that holds
+it, and is dropped with a unit that failed (its dead letter already counts its records).
 """
 
 from __future__ import annotations
@@ -15,13 +22,16 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._endpoints import Notes, Page, Rejected, Unit, Window
+from ._decoding import collecting, drain_into
+from ._endpoints import Counts, Notes, Page, Rejected, Unit, Window
+from ._failures import describe, is_record_failure
 
-__all__ = ["FileSource", "ThreadIndex", "paged"]
+__all__ = ["FileSource", "ThreadIndex", "locate", "paged"]
 
 L = TypeVar("L")
 
 #: Loads one unit from its locators: the unit (None when every record was rejected) and rejects.
+#: A locator finds one trace record: a file path, or a tuple whose last item is a line number.
 Loader = Callable[[str | None, list[L]], tuple[Unit | None, list[Rejected]]]
 
 
@@ -77,10 +87,48 @@ def _resume_at(index: ThreadIndex[L], resume: dict[str, object] | None) -> tuple
     return done, None
 
 
+def locate(locator: object) -> str:
+    """Where a locator points, for a person: the path, or `line N`."""
+    if isinstance(locator, tuple) and locator and isinstance(locator[-1], int):
+        return f"line {locator[-1]}"
+    return str(locator)
+
+
+def _unloadable(
+    label: str, thread_id: str | None, locators: list[L], exc: BaseException
+) -> Rejected:
+    places = ", ".join(locate(x) for x in locators)
+    where = f"{label}: thread {thread_id} ({places})" if thread_id else f"{label}: {places}"
+    counts = Counts(threads=1 if thread_id else 0, traces=len(locators))
+    kind = "thread" if thread_id else "trace"
+    return Rejected(kind, where, f"could not be read: {describe(exc)}", None, counts)
+
+
+def _load_unit(
+    load: Loader[L], thread_id: str | None, locators: list[L], label: str
+) -> tuple[Unit | None, list[Rejected], Page]:
+    """One unit, its rejects and the decoders' notes; a failure is the unit's dead letter."""
+    with collecting() as notes:
+        try:
+            unit, rejected = load(thread_id, locators)
+        except Exception as exc:
+            if not is_record_failure(exc):
+                raise
+            return None, [_unloadable(label, thread_id, locators, exc)], Page()
+    return unit, rejected, notes
+
+
 async def paged(
-    index: ThreadIndex[L], load: Loader[L], resume: dict[str, object] | None, page_size: int
+    index: ThreadIndex[L],
+    load: Loader[L],
+    resume: dict[str, object] | None,
+    page_size: int,
+    label: str = "",
 ) -> AsyncIterator[Page]:
-    """Pages of loaded units; the first page also carries the index pass's rejects and notes."""
+    """Pages of loaded units; the first page also carries the index pass's rejects and notes.
+
+    `label` names the input in the dead letter of a unit that cannot be loaded.
+    """
     done, warning = _resume_at(index, resume)
     page = Page(rejected=list(index.rejected) if done == 0 else [])
     if warning:
@@ -94,11 +142,12 @@ async def paged(
         return {"units_done": done, "units": len(index), "input": index.fingerprint}
 
     for thread_id, locators in index.units(done):
-        unit, rejected = load(thread_id, locators)
+        unit, rejected, notes = _load_unit(load, thread_id, locators, label)
         done += 1
         if unit is not None:
             page.units.append(unit)
         page.rejected += rejected
+        drain_into(page, notes)
         if len(page.units) + len(page.rejected) >= page_size:
             page.cursor = cursor()
             yield page
@@ -122,7 +171,8 @@ class FileSource(ABC, Generic[L]):
         """Pass two: one unit (a thread or a standalone trace) and what could not be read."""
 
     async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
-        async for page in paged(self._index(window), self._load, resume, self.page_size):
+        index = self._index(window)
+        async for page in paged(index, self._load, resume, self.page_size, self.label):
             yield page
 
     async def aclose(self) -> None:

@@ -164,17 +164,32 @@ class StateDir:
         self._lock.release()
 
     def load(self) -> Checkpoint | None:
-        """The job's checkpoint, or None when there is none; a corrupt one is an error."""
+        """The job's checkpoint, or None when there is none.
+
+        A checkpoint that cannot be read, is not UTF-8 text or does not validate is a
+        `CheckpointError` naming the file and what to do.
+        """
+        path = self.checkpoint_path
+        move_away = "move it away to start the job from the beginning"
         try:
-            text = self.checkpoint_path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise CheckpointError(
+                f"checkpoint {path} cannot be read ({exc.strerror or exc}): fix that, or "
+                f"{move_away}"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise CheckpointError(
+                f"checkpoint {path} is not UTF-8 text (at byte {exc.start}), so not a checkpoint "
+                f"tracebridge wrote: {move_away}"
+            ) from None
         try:
             checkpoint = Checkpoint.model_validate_json(text)
         except ValidationError as exc:
             raise CheckpointError(
-                f"checkpoint {self.checkpoint_path} does not validate ({exc.error_count()} "
-                "problems); move it away to start the job from the beginning"
+                f"checkpoint {path} does not validate ({exc.error_count()} problems); {move_away}"
             ) from None
         if checkpoint.job != self.job:
             raise CheckpointError(f"checkpoint {self.checkpoint_path} belongs to another job")

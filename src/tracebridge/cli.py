@@ -1,24 +1,28 @@
 """The `tracebridge` command line: `migrate` and `check`.
 
 Every error class carries its exit code (`_errors.py`): 0 all copied, 1 finished but lossy,
-2 usage or configuration error, 3 fatal runtime error. Bad input never shows a traceback;
-an unexpected internal error shows one only with `--debug`.
+2 usage or configuration error, 3 fatal runtime error. An environment error (`OSError`) names
+the path and what is wrong with it, and exits 2 when the path is of the wrong kind (the command
+line or config named a directory for a file, or a file for a directory), 3 otherwise
+(permissions, disk full). Bad input never shows a traceback; `--debug` adds one to runtime,
+environment and internal errors, and never changes the exit code.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
 
 from ._check import check_langwatch, check_opik
 from ._config import load_settings
-from ._errors import TracebridgeError
+from ._errors import TracebridgeError, UsageError
 from ._migrate import migrate
 from ._summary import format_summary, verdict_line
 
@@ -42,20 +46,57 @@ def _moment(value: str | None, *, end_of_day: bool) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+#: What an environment error says about its path, and the exit code: 2 when the path is of the
+#: wrong kind (a setup to fix), 3 otherwise (the run met its environment). First match wins.
+_ENVIRONMENT: tuple[tuple[type[OSError], int, str], ...] = (
+    (IsADirectoryError, 2, "is a directory, where a file is expected"),
+    (NotADirectoryError, 2, "is not a directory (a part of the path is a file)"),
+    (FileExistsError, 2, "already exists, and is not what is expected there"),
+    (PermissionError, 3, "permission denied"),
+)
+_HINT = {
+    2: "fix the path on the command line or in the config file",
+    3: "fix it and rerun the same command to resume",
+}
+
+
+def _environment_error(exc: OSError) -> tuple[str, int]:
+    """The message and exit code of an environment error: which path, what is wrong with it."""
+    code, meaning = next(
+        ((c, m) for kind, c, m in _ENVIRONMENT if isinstance(exc, kind)),
+        (3, (exc.strerror or str(exc) or type(exc).__name__).lower()),
+    )
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    subject = f"{' -> '.join(paths)}: {meaning}" if paths else meaning
+    notes = "; ".join(getattr(exc, "__notes__", []))
+    context = f" ({notes})" if notes else ""
+    return f"error: {subject}{context}; {_HINT[code]}", code
+
+
+def _fail(message: str, code: int, exc: BaseException, debug: bool) -> NoReturn:
+    """Print `message` (after the traceback, with `--debug`) and exit with `code`."""
+    if debug:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
 def _run(debug: bool, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work`; every failure ends in one message and its exit code (module docstring)."""
     try:
         return anyio.run(work)
+    except UsageError as exc:
+        _fail(f"error: {exc}", exc.exit_code, exc, debug=False)
     except TracebridgeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(f"error: {exc}", exc.exit_code, exc, debug)
     except KeyboardInterrupt:
         click.echo("interrupted: rerun the same command to resume", err=True)
         sys.exit(3)
+    except OSError as exc:
+        _fail(*_environment_error(exc), exc, debug)
     except Exception as exc:
-        if debug:
-            raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
-        sys.exit(3)
+        hint = "" if debug else " (rerun with --debug)"
+        _fail(f"internal error: {type(exc).__name__}: {exc}{hint}", 3, exc, debug)
 
 
 @click.group()
@@ -133,7 +174,11 @@ def main() -> None:
     help="Go on where a safety check would stop the run (a new write-time id map while the "
     "Opik project already holds copies from this source: they get written again).",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Add the traceback to runtime and internal errors (same exit code).",
+)
 def migrate_command(
     from_: str,
     to: str,
@@ -194,7 +239,11 @@ def migrate_command(
     type=click.Path(path_type=Path, dir_okay=False),
     help="TOML config file.",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Add the traceback to runtime and internal errors (same exit code).",
+)
 def check_command(project: str | None, config_file: Path | None, debug: bool) -> None:
     """Check the connections and credentials of both platforms and print what they show.
 

@@ -24,11 +24,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .._endpoints import Counts
+from .._decoding import check_values, decoding, describe_validation_error
+from .._endpoints import Counts, Page
 from .._errors import RecordError
 from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from .._stash import STASH_KEY, make_patch, parse_stash, patched, with_residual
 from .._time import from_ms, to_ms
+from .._trees import break_cycles, unique_spans
 from .wire import LWError, LWEvaluation, LWSpan, LWTrace, LWTypedValue
 
 __all__ = [
@@ -47,15 +49,6 @@ _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
 _THREAD_TAGS_KEY = "thread_tags"
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming every bad field: `field 'spans.0.timestamps.started_at': <problem>`."""
-    return "; ".join(
-        f"field '{'.'.join(str(p) for p in err['loc'])}': "
-        f"{err['msg'].removeprefix('Value error, ')}"
-        for err in exc.errors()
-    )
-
-
 # ---------------------------------------------------------------------------------------- read
 
 
@@ -64,29 +57,58 @@ def trace_from_wire(
 ) -> tuple[Trace, Thread | None]:
     """A LangWatch trace (read shape) as a canonical trace, plus the thread data it carries.
 
-    Raises `RecordError` naming the field when the record does not validate. The second value
-    is the Opik thread data a previous copy left on the thread's last trace, else None.
+    Raises `RecordError` naming the field when the record does not validate or holds what no
+    destination can store, and naming the exception when anything else in it fails to convert
+    (`_decoding.py`). Repeated span ids and parent cycles are settled by the rules of
+    `_trees.py`; what that skips, warns or dead-letters is published to the current collector.
+    The second value is the Opik thread data a previous copy left on the thread's last trace,
+    else None.
     """
-    metadata = raw.get("metadata")
-    stash = (parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None) or {}
-    shift = stash.get("shift_ms")
-    if isinstance(shift, int) and shift:
-        raw = shift_timestamps(raw, -shift)  # undo --shift-old-timestamps
-    try:
+    trace_id = raw.get("trace_id", "?") if isinstance(raw, dict) else "?"
+    with decoding(where or f"trace {trace_id}", raw) as notes:
+        if not isinstance(raw, dict):
+            raise RecordError(f"a JSON {type(raw).__name__}, not a trace object")
+        check_values(raw)
+        metadata = raw.get("metadata")
+        stash = (parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None) or {}
+        check_values(stash, ("metadata", STASH_KEY))
+        shift = stash.get("shift_ms")
+        if isinstance(shift, int) and shift:
+            raw = shift_timestamps(raw, -shift)  # undo --shift-old-timestamps
+        raw = _unique_spans(raw, where or f"trace {trace_id}", notes)
         wire = LWTrace.model_validate(raw)
-        trace = _decode(wire, stash, project or wire.project_id or "")
-    except ValidationError as exc:
-        label = where or f"trace {raw.get('trace_id', '?')}"
-        raise RecordError(describe_validation_error(exc), where=label, record=raw) from None
-    if trace.source.platform == PLATFORM:
-        trace = _keep_residuals(trace, raw)
-    thread = None
-    if isinstance(stash.get("thread"), dict):
-        thread = Thread.model_validate(stash["thread"])
+        trace = _decode(wire, stash, project or wire.project_id or "", notes.warnings)
+        if trace.source.platform == PLATFORM:
+            trace = _keep_residuals(trace, raw)
+        thread = _stashed_thread(stash.get("thread"))
     return trace, thread
 
 
-def _decode(wire: LWTrace, stash: dict[str, Any], project: str) -> Trace:
+def _stashed_thread(data: Any) -> Thread | None:
+    """The Opik thread data a copy keeps on its thread's last trace, if any."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Thread.model_validate(data)
+    except ValidationError as exc:
+        raise RecordError(
+            f"the thread data in 'metadata.{STASH_KEY}' does not validate: "
+            f"{describe_validation_error(exc)}"
+        ) from None
+
+
+def _unique_spans(raw: dict[str, Any], where: str, notes: Page) -> dict[str, Any]:
+    spans = raw.get("spans")
+    if not isinstance(spans, list):
+        return raw
+    kept = unique_spans(spans, id_key="span_id", where=where, notes=notes, rejected=notes.rejected)
+    return raw if kept is spans else {**raw, "spans": kept}
+
+
+def _decode(
+    wire: LWTrace, stash: dict[str, Any], project: str, warnings: list[str] | None = None
+) -> Trace:
+    """The canonical trace of a validated wire trace; tree repairs are added to `warnings`."""
     source = (
         Provenance.model_validate(stash["source"])
         if isinstance(stash.get("source"), dict)
@@ -136,6 +158,11 @@ def _decode(wire: LWTrace, stash: dict[str, Any], project: str) -> Trace:
             s.model_copy(update={"parent_id": None}) if s.parent_id == trace_span.id else s
             for s in spans
         ]
+    spans, repairs = break_cycles(
+        spans, trace_id=wire.trace_id, remembered=source.platform == PLATFORM
+    )
+    if warnings is not None:
+        warnings += repairs
     trace = Trace.model_validate({**fields, "spans": spans})
     if isinstance(stash.get("patch"), dict):
         trace = patched(trace, stash["patch"])

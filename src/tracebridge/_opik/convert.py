@@ -18,14 +18,15 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .._endpoints import Counts
+from .._decoding import check_values, decoding, describe_validation_error, value_problem
+from .._endpoints import Counts, Rejected
 from .._errors import RecordError
 from .._ids import derived_uuid7
-from .._langwatch.convert import describe_validation_error
 from .._mapping import Mappings
 from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from .._stash import STASH_KEY, make_patch, parse_stash, patched, with_residual
 from .._time import from_iso, to_iso, to_ms
+from .._trees import break_cycles, unique_spans
 from .wire import OErrorInfo, OScore, OSpan, OTrace
 
 __all__ = [
@@ -324,19 +325,35 @@ def trace_from_opik(
 ) -> Trace:
     """Opik records (`Trace_Public`, its `Span_Public`s) as one canonical trace.
 
-    Raises `RecordError` naming the field when a record does not validate.
+    Raises `RecordError` naming the field when a record does not validate or holds what no
+    destination can store, and naming the exception when anything else in it fails to convert
+    (`_decoding.py`). Repeated span ids and parent cycles are settled by the rules of
+    `_trees.py`; what that skips, warns or dead-letters is published to the current collector.
     """
-    label = where or f"trace {trace.get('id', '?')}"
-    metadata = trace.get("metadata")
-    stash = parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None
-    try:
+    label = where or f"trace {trace.get('id', '?') if isinstance(trace, dict) else '?'}"
+    with decoding(label, trace) as notes:
+        if not isinstance(trace, dict) or not isinstance(spans, list):
+            raise RecordError("not a trace object with a list of spans")
+        check_values(trace)
+        for i, span in enumerate(spans):
+            check_values(span, ("spans", i))
+        metadata = trace.get("metadata")
+        stash = parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None
+        spans = unique_spans(
+            spans,
+            id_key="id",
+            where=label,
+            notes=notes,
+            rejected=notes.rejected,
+            scores_key="feedback_scores",
+        )
         for span in spans:
             OSpan.model_validate(span)
-        canonical = _decode(trace, spans, mappings, stash=stash or {}, project=project)
-    except ValidationError as exc:
-        raise RecordError(describe_validation_error(exc), where=label, record=trace) from None
-    if canonical.source.platform == PLATFORM:
-        canonical = _keep_residuals(canonical, trace, spans, mappings)
+        canonical = _decode(
+            trace, spans, mappings, stash=stash or {}, project=project, warnings=notes.warnings
+        )
+        if canonical.source.platform == PLATFORM:
+            canonical = _keep_residuals(canonical, trace, spans, mappings)
     return canonical
 
 
@@ -347,7 +364,9 @@ def _decode(
     *,
     stash: dict[str, Any],
     project: str = "",
+    warnings: list[str] | None = None,
 ) -> Trace:
+    """The canonical trace of Opik records; tree repairs are added to `warnings`."""
     wire = OTrace.model_validate(trace)
     source = (
         Provenance.model_validate(stash["source"])
@@ -357,6 +376,13 @@ def _decode(
     metadata = _plain_metadata(wire.metadata)
     rename = m.to_langwatch.metadata.rename
     started_at = from_iso(wire.start_time)
+    tree, repairs = break_cycles(
+        [_span_from_opik(OSpan.model_validate(s), m) for s in spans],
+        trace_id=wire.id,
+        remembered=source.platform == PLATFORM,
+    )
+    if warnings is not None:
+        warnings += repairs
     canonical = Trace(
         id=wire.id,
         source=source,
@@ -369,7 +395,7 @@ def _decode(
         metadata={rename.get(k, k): v for k, v in metadata.items()},
         tags=list(wire.tags or []),
         error=_error_from_opik(wire.error_info),
-        spans=[_span_from_opik(OSpan.model_validate(s), m) for s in spans],
+        spans=tree,
         scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
     )
     if isinstance(stash.get("patch"), dict):
@@ -503,9 +529,34 @@ def thread_data_to_opik(thread: Thread, m: Mappings) -> dict[str, Any] | None:
 
 
 def thread_data_from_opik(data: dict[str, Any], m: Mappings) -> dict[str, Any]:
-    """Keyword arguments for `Thread` from an Opik thread (`TraceThread` or our thread file)."""
-    scores = [
-        _score_from_opik(OScore.model_validate(s), m) for s in data.get("feedback_scores") or []
-    ]
-    tags = data.get("tags") or []
-    return {"scores": scores, "tags": [str(t) for t in tags], "status": data.get("status")}
+    """Keyword arguments for `Thread` from an Opik thread (`TraceThread` or our thread file).
+
+    A thread score that does not validate or holds what no destination can store (NaN) is
+    dead-lettered on its own (kind `score`, the raw score as the record); tags that are not a
+    list of storable values and a status that is not text are left out with a warning. Both go
+    to the current collector (`_decoding.py`), so the thread is read.
+    """
+    thread_id = data.get("thread_id", data.get("id", "?"))
+    scores: list[Score] = []
+    with decoding(f"thread {thread_id}", data) as notes:
+        raw_scores = data.get("feedback_scores") or []
+        for raw in raw_scores if isinstance(raw_scores, list) else [raw_scores]:
+            name = raw.get("name", "?") if isinstance(raw, dict) else "?"
+            try:
+                check_values(raw)
+                scores.append(_score_from_opik(OScore.model_validate(raw), m))
+            except (RecordError, ValidationError) as exc:
+                reason = (
+                    exc.reason if isinstance(exc, RecordError) else describe_validation_error(exc)
+                )
+                where = f"thread {thread_id}: score {name}"
+                notes.rejected.append(Rejected("score", where, reason, raw))
+        tags = data.get("tags") or []
+        if not isinstance(tags, list) or value_problem(tags) is not None:
+            notes.warnings.append(f"thread {thread_id}: tags {tags!r} cannot be read; left out")
+            tags = []
+        status = data.get("status")
+        if status is not None and not isinstance(status, str):
+            notes.warnings.append(f"thread {thread_id}: status {status!r} is not text; left out")
+            status = None
+    return {"scores": scores, "tags": [str(t) for t in tags], "status": status}

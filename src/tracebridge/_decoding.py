@@ -1,0 +1,244 @@
+"""What every decoder does when it builds canonical records from one wire record.
+
+Both converters (`trace_from_wire`, `trace_from_opik`) run their work inside `decoding(...)`
+and start with `check_values(...)`. The rules:
+
+- **A record no destination can hold is dead-lettered at read time**, its reason naming the
+  field (`check_values`): a number JSON cannot carry (`NaN`, `Infinity`: Python's json reads
+  them, but neither Opik nor LangWatch can store them, and pydantic would turn some of them into
+  null), a string with a lone surrogate (no UTF-8 file or request can carry it), or a value
+  nested more than `MAX_DEPTH` levels deep (the conversion would fail on Python's recursion
+  limit at a depth that depends on the call stack; a fixed limit makes the outcome the same on
+  every path). The check is iterative and reads each value once.
+- **Any other failure while converting one record is that record's** (`decoding`): a
+  `ValidationError` becomes a `RecordError` naming every bad field; any other exception
+  `_failures.is_record_failure` calls the record's becomes a `RecordError` naming its type and
+  message. Callers catch `RecordError` only, so nothing a record holds stops a run.
+- **What a conversion repaired or left out is reported** (`Notes`: skip counts, warnings, span
+  dead letters, e.g. from `_trees`). It is published once the record converted (a record that
+  is dead-lettered whole publishes nothing, so nothing is counted twice) to the collector of
+  the page being read: `collecting()`, which the engine opens around its source and
+  `_files.paged` around each unit. Without a collector (a library calling a converter on its
+  own) it is logged as warnings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._endpoints import Counts, Page
+from ._errors import RecordError
+from ._failures import describe, is_record_failure
+
+__all__ = [
+    "MAX_DEPTH",
+    "check_values",
+    "collecting",
+    "decoding",
+    "describe_validation_error",
+    "drain_into",
+    "value_problem",
+]
+
+log = logging.getLogger("tracebridge")
+
+#: Objects and arrays a record may nest (the record itself is the first level).
+MAX_DEPTH = 200
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_PATH_SHOWN = 8  # path components a message shows before "…"
+_PLAIN = frozenset({int, bool, type(None)})
+
+#: A path inside a record, innermost key first: (key, the path of its container).
+_Link = tuple[object, "_Link"] | None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every bad field: `field 'spans.0.timestamps.started_at': <problem>`."""
+    return "; ".join(
+        f"field '{'.'.join(str(p) for p in err['loc'])}': "
+        f"{err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
+
+
+# ------------------------------------------------------------------------------- value rules
+
+
+def _path(link: _Link, root: tuple[object, ...]) -> str:
+    keys: list[object] = []
+    while link is not None:
+        keys.append(link[0])
+        link = link[1]
+    keys = [*root, *reversed(keys)]
+    shown = ".".join(str(k) for k in keys[:_PATH_SHOWN])
+    return (shown + ".…" if len(keys) > _PATH_SHOWN else shown) or "(the record)"
+
+
+def _scalar_problem(value: object) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return (
+            f"is {_NON_FINITE[repr(value)]}: JSON has no NaN or Infinity, so neither Opik nor "
+            "LangWatch can store it; replace it at the source (with a number or null) and rerun"
+        )
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        if found:
+            return (
+                f"holds a lone surrogate (U+{ord(found.group()):04X}), half of a character "
+                "(often text cut inside an emoji) that no UTF-8 file or request can carry; "
+                "fix the text at the source and rerun"
+            )
+    return None
+
+
+def _suspect(record: Any) -> bool:
+    """False when `record` surely holds no problem: the lean pass `value_problem` runs first.
+
+    No paths, no messages: exact type checks (anything unusual answers True and is left to the
+    full pass), `isascii()` before the surrogate search, and a float is non-finite when its
+    difference with itself is not 0.
+    """
+    stack: list[tuple[Any, int]] = [(record, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if type(value) is dict:
+            for key in value:
+                if type(key) is str and not key.isascii() and _SURROGATE.search(key):
+                    return True
+            children: Any = value.values()
+        elif type(value) is list:
+            children = value
+        else:
+            return _scalar_problem(value) is not None
+        if depth > MAX_DEPTH:
+            return True
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is str:
+                if not child.isascii() and _SURROGATE.search(child):
+                    return True
+            elif kind is float:
+                if child - child != 0:
+                    return True
+            elif kind not in _PLAIN:
+                return True  # a subclass, a tuple, ...: the pass that names the field decides
+    return False
+
+
+def value_problem(record: Any, root: tuple[object, ...] = ()) -> str | None:
+    """Why no destination can hold `record`, naming the first field in document order; None
+    when it can. `root` is prefixed to the field paths (`("spans", 3)`).
+
+    Iterative: one lean pass over every value; the pass that names the field runs only when
+    the lean one found something.
+    """
+    if not _suspect(record):
+        return None
+    stack: list[tuple[Any, int, _Link]] = [(record, 1, None)]
+    while stack:
+        value, depth, link = stack.pop()
+        if isinstance(value, dict):
+            children: Iterator[tuple[object, Any]] = iter(value.items())
+        elif isinstance(value, list):
+            children = enumerate(value)
+        else:
+            problem = _scalar_problem(value)
+            if problem is not None:
+                return f"field '{_path(link, root)}' {problem}"
+            continue
+        if depth > MAX_DEPTH:
+            return (
+                f"field '{_path(link, root)}' is nested more than {MAX_DEPTH} levels deep, "
+                "deeper than tracebridge converts; flatten it at the source and rerun"
+            )
+        pending = []
+        for key, child in children:
+            problem = _scalar_problem(key)
+            if problem is not None:
+                return f"a key in field '{_path(link, root)}' {problem}"
+            pending.append((child, depth + 1, (key, link)))
+        stack.extend(reversed(pending))
+    return None
+
+
+def check_values(record: Any, root: tuple[object, ...] = ()) -> None:
+    """Raise `RecordError` when no destination can hold `record` (see `value_problem`)."""
+    problem = value_problem(record, root)
+    if problem is not None:
+        raise RecordError(problem)
+
+
+# ----------------------------------------------------------------------------- one record
+
+
+@contextmanager
+def decoding(where: str, record: Any) -> Iterator[Page]:
+    """The conversion of one record: its failures become `RecordError`s, its notes are published.
+
+    Yields the notes the conversion fills (skips, warnings, span dead letters); they reach the
+    current collector only when the block ends without an error. A `RecordError` raised without
+    `where` gets this record's `where` and raw `record`.
+    """
+    notes = Page()
+    try:
+        yield notes
+    except RecordError as exc:
+        if exc.where:
+            raise
+        raise RecordError(exc.reason, where=where, record=record) from None
+    except ValidationError as exc:
+        raise RecordError(describe_validation_error(exc), where=where, record=record) from None
+    except Exception as exc:
+        if not is_record_failure(exc):
+            raise
+        reason = f"cannot convert it: {describe(exc)}"
+        raise RecordError(reason, where=where, record=record) from None
+    _publish(notes)
+
+
+# ------------------------------------------------------------------------------ collectors
+
+_collector: ContextVar[Page | None] = ContextVar("tracebridge_read_notes", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[Page]:
+    """Collect, until the block ends, the notes decoders publish in this context (task)."""
+    notes = Page()
+    token = _collector.set(notes)
+    try:
+        yield notes
+    finally:
+        _collector.reset(token)
+
+
+def drain_into(page: Page, notes: Page) -> None:
+    """Move `notes` (skips, warnings, dead letters) into `page`, leaving `notes` empty."""
+    page.merge_notes(notes)
+    page.rejected += notes.rejected
+    notes.skipped, notes.skip_reasons, notes.warnings, notes.rejected = Counts(), {}, [], []
+
+
+def _publish(notes: Page) -> None:
+    target = _collector.get()
+    if target is not None:
+        drain_into(target, notes)
+        return
+    for warning in notes.warnings:
+        log.warning("%s", warning)
+    for rule, n in notes.skip_reasons.items():
+        log.warning("skipped %d: %s", n, rule)
+    for item in notes.rejected:
+        log.warning("left out %s (%s): %s", item.kind, item.where, item.reason)
