@@ -1209,9 +1209,7 @@ def test_an_output_path_through_a_file_is_a_configuration_error(tmp_path: Path) 
     result = to_opik_dir("afile/OUT")
     assert_no_traceback(result)
     assert result.exit_code == 2
-    assert "afile/OUT" in result.stderr
-    assert "is not a directory" in result.stderr
-    assert "while writing to opik-dir:afile/OUT" in result.stderr
+    assert "opik-dir: cannot write afile/OUT: Not a directory" in result.stderr
 
 
 def test_a_langwatch_file_output_that_is_a_directory_is_a_configuration_error(
@@ -1222,7 +1220,7 @@ def test_a_langwatch_file_output_that_is_a_directory_is_a_configuration_error(
     result = invoke(["migrate", "--from", "opik-dir:OUT", "--to", "langwatch-file:adir"])
     assert_no_traceback(result)
     assert result.exit_code == 2
-    assert "adir: is a directory, where a file is expected" in result.stderr
+    assert "langwatch-file:adir: adir is a directory" in result.stderr
 
 
 def test_debug_keeps_the_exit_code_of_runtime_errors(tmp_path: Path) -> None:

@@ -722,23 +722,29 @@ async def test_a_failed_batch_to_an_opik_folder_loses_nothing(tmp_path: Path) ->
     assert names == ["a", "ccc"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LangWatchFileSink.write records each line's digest before the batch is appended; "
-    "when a later unit of the batch raises, the engine's retry of the earlier units is taken "
-    "as 'already written' and they never reach the file. Fix in _langwatch/file.py: update "
-    "self._digests only once the lines are written (then remove this marker).",
-)
 @pytest.mark.anyio
-async def test_a_failed_batch_to_a_langwatch_file_loses_nothing(tmp_path: Path) -> None:
+async def test_a_failed_batch_to_a_langwatch_file_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose second unit fails unexpectedly is written again in parts: the file sink
+    must not take the first unit's line as written before the batch reached the file."""
     from tracebridge import LangWatchFileSink
+    from tracebridge._langwatch import file_sink
+
+    real = file_sink.trace_to_wire
+
+    def failing(trace: Trace, **kwargs: Any) -> dict[str, Any]:
+        if trace.id == "bad":
+            raise RuntimeError("the mapping broke on this record")
+        return real(trace, **kwargs)
+
+    monkeypatch.setattr(file_sink, "trace_to_wire", failing)
 
     traces = [_trace("a"), _trace("bad"), _trace("ccc")]
     traces = [
         t.model_copy(update={"source": Provenance(platform="opik", project="p", id=t.id)})
         for t in traces
     ]
-    traces[1] = traces[1].model_copy(update={"name": "bad\ud800"})
     path = tmp_path / "out.jsonl"
     report = await run(
         MemorySource([Page(units=list(traces), cursor={"next": 1})]), LangWatchFileSink(path)

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracebridge import (
+    IOValue,
     LangWatchFileSink,
     LangWatchFileSource,
     LockedError,
@@ -766,15 +767,22 @@ async def test_traces_cut_to_the_64_kb_preview_are_named_with_the_way_to_get_the
 # --- checkpoints
 
 
+class Killed(BaseException):
+    """Stands for a kill: nothing in the engine may swallow it."""
+
+
 class _FailingSink:
-    """Writes to a LangWatch JSONL file and fails after `pages` batches (a crash mid-run)."""
+    """Writes to a LangWatch JSONL file and dies after `pages` batches (a crash mid-run).
+
+    It raises `Killed`, a BaseException: the engine treats an ordinary exception in a write
+    as the batch's records' problem and isolates them, but a kill stops the run."""
 
     def __init__(self, path: Path, pages: int) -> None:
         self.inner, self.pages, self.label = LangWatchFileSink(path), pages, "failing"
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
         if self.pages == 0:
-            raise RuntimeError("killed")
+            raise Killed("killed")
         self.pages -= 1
         return await self.inner.write(units, dry_run=dry_run)
 
@@ -795,7 +803,7 @@ async def test_a_reordered_input_restarts_an_interrupted_read_and_loses_nothing(
     path = write(tmp_path / "in.json", traces)
     out, state = tmp_path / "out.jsonl", StateDir(tmp_path / "state", {"job": "fingerprint"})
     source = LangWatchFileSource(path, project="support-bot", page_size=4)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(Killed, match="killed"):
         await run(source, _FailingSink(out, pages=2), state=state)
     assert 0 < len(_lines(out)) < len(traces)
     write(path, list(reversed(traces)))
@@ -1103,17 +1111,25 @@ async def test_a_second_sink_on_the_same_file_is_refused_with_exit_2(tmp_path: P
 
 
 @pytest.mark.anyio
-async def test_a_lone_surrogate_is_written_escaped_and_read_back_the_same(tmp_path: Path) -> None:
-    """`"\\ud800"` cannot be UTF-8: that line is written with escapes (as JSON.stringify does),
-    losslessly; other lines keep their UTF-8 text."""
-    odd = _trace("odd", 0, input={"value": "broken \ud800 pair"})
+async def test_a_lone_surrogate_is_written_escaped_and_refused_by_name_on_read(
+    tmp_path: Path,
+) -> None:
+    """`"\\ud800"` cannot be UTF-8. The reader refuses such a record by name (`_decoding`: no
+    platform stores half a character), but a library may hand the sink one: that line is
+    written with escapes (as JSON.stringify does), other lines keep their UTF-8 text, and
+    reading it back is that trace's dead letter, naming the field, not a crash."""
+    odd = _canonical(_trace("odd", 0))[0]
+    odd = odd.model_copy(update={"input": IOValue(type="text", value="broken \ud800 pair")})
     path = tmp_path / "traces.jsonl"
-    await _write(path, _units_of(odd, _trace("b", 1, input={"value": "café"})))
+    await _write(path, [odd, *_canonical(_trace("b", 1, input={"value": "café"}))])
     raw = path.read_bytes()
     assert b"\\ud800" in raw
     assert "café".encode() in raw
-    back = {t.id: t for t in _trace_ids_to_traces(_units(await _read(path)))}
-    assert back["odd"] == _canonical(odd)[0]
+    pages = await _read(path)
+    assert [t.id for t in _trace_ids_to_traces(_units(pages))] == ["b"]
+    (refused,) = [r for p in pages for r in p.rejected]
+    assert "lone surrogate" in refused.reason
+    assert "input" in refused.reason
 
 
 def _trace_ids_to_traces(units: list[Unit]) -> list[Trace]:

@@ -182,6 +182,9 @@ class LangWatchFileSink:
         if not dry_run and not self._ready:
             self._prepare(result)
         lines: list[bytes] = []
+        # Digests of this batch's lines: known only once the lines are in the file, so that a
+        # batch that fails half-way (and is written again) is not taken as written.
+        pending: dict[str, bytes] = {}
         for unit in units:
             try:
                 wires = (
@@ -219,13 +222,14 @@ class LangWatchFileSink:
                     )
                     continue
                 trace_id, digest = wire["trace_id"], _digest(line)
-                if self._digests.get(trace_id) != digest:  # absent, or changed: (re)write it
-                    self._replaced |= trace_id in self._digests
-                    self._digests[trace_id] = digest
+                if pending.get(trace_id, self._digests.get(trace_id)) != digest:  # new or changed
+                    pending[trace_id] = digest
                     lines.append(line)
             result.written.add(written)
         if lines:
             self._append(b"".join(lines))
+        self._replaced |= any(trace_id in self._digests for trace_id in pending)
+        self._digests.update(pending)
         return result
 
     def _append(self, data: bytes) -> None:
