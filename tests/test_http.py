@@ -322,6 +322,18 @@ async def test_bodies_are_plain_otherwise(
     await api.aclose()
 
 
+@pytest.mark.anyio
+async def test_a_body_holding_nan_is_never_sent(clock: Clock) -> None:
+    """NaN is not JSON: the body fails to encode (ValueError, the record's problem, which the
+    engine dead-letters alone) instead of reaching the server as the literal `NaN`."""
+    server = Server(ok())
+    api = make_api(server, clock)
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        await api.send("POST", "v1/private/traces/batch", json_body={"value": float("nan")})
+    assert server.requests == []
+    await api.aclose()
+
+
 def _payloads(request: httpx.Request) -> Iterator[tuple[str, str]]:
     """Every place of a request a secret could hide, except the credential header itself."""
     yield "url", str(request.url)

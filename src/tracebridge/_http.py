@@ -144,7 +144,9 @@ class Api:
         """Send one request, retrying transient failures; return the final response."""
         content, headers = None, {}
         if json_body is not None:
-            content = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+            # allow_nan=False: NaN is not JSON; a record holding one fails alone (ValueError).
+            text = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            content = text.encode()
             headers["Content-Type"] = "application/json"
             if compress and len(content) >= _GZIP_FROM_BYTES:
                 content, headers["Content-Encoding"] = gzip.compress(content, 6), "gzip"

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -764,3 +764,40 @@ async def test_an_unwritable_output_folder_is_a_usage_error(tmp_path: Path) -> N
     finally:
         (tmp_path / "ro").chmod(0o700)
     assert str(tmp_path / "ro" / "out") in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_a_trace_file_nested_too_deeply_is_one_dead_letter(tmp_path: Path) -> None:
+    """JSON deeper than Python's parser goes is that file's dead letter, not a crash."""
+    folder = _opik_export(tmp_path, "acme", "0190ca64-0000-7000-8000-000000000001", "Support Bot")
+    (folder / "trace_0190ca64-0000-7000-8000-00000000dead.json").write_text(
+        '{"trace": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    pages = await _read(OpikDirSource(tmp_path, project="Support Bot", mappings=M))
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.reason == "JSON nested too deeply to read"
+    assert len(_units(pages)) == 1
+
+
+@pytest.mark.anyio
+async def test_a_nan_a_library_hands_the_sink_fails_alone(tmp_path: Path) -> None:
+    """The readers refuse NaN by name; a record built by a library may still carry one. It is
+    never written as the literal `NaN` (not JSON, which `opik import` cannot read): the write
+    fails for that record, and the engine dead-letters it alone."""
+    good, other = (trace_from_wire(raw)[0] for raw in _sample_lines()[:2])
+    odd = good.model_copy(update={"metadata": {"score": float("nan")}})
+
+    class OnePage:
+        label = "memory"
+
+        async def pages(self, window: Window, resume: Any) -> AsyncIterator[Page]:
+            yield Page(units=[odd, other])
+
+        async def aclose(self) -> None:
+            return None
+
+    report = await run(OnePage(), _sink(tmp_path / "out"))
+    assert report.dead_lettered.traces == 1
+    assert report.written.traces == 1
+    (kept,) = _trace_files(tmp_path / "out")
+    assert "NaN" not in kept.read_text()

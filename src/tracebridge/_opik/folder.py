@@ -251,6 +251,8 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, "not UTF-8 text"
     except json.JSONDecodeError as exc:
         return None, f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    except RecursionError:
+        return None, "JSON nested too deeply to read"
     if not isinstance(data, dict):
         return None, f"a JSON {type(data).__name__}, not an object"
     return data, None
@@ -434,6 +436,6 @@ def _write_json(path: Path, body: dict[str, Any], *, stamp: bool = False) -> Non
     if stamp:
         body = {**body, "downloaded_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
     try:
-        write_atomically(path, json.dumps(body, ensure_ascii=False) + "\n")
+        write_atomically(path, json.dumps(body, ensure_ascii=False, allow_nan=False) + "\n")
     except OSError as exc:
         raise _cannot_write(path, exc) from None
