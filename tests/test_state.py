@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import pytest
 from pydantic import SecretStr
 
-from tracebridge import CheckpointError, Rejected, Settings, migrate
+from tracebridge import CheckpointError, Rejected, Settings, UsageError, migrate
 from tracebridge._state import (
     Checkpoint,
     DeadLetters,
@@ -235,12 +235,15 @@ def test_different_jobs_do_not_block_each_other(tmp_path: Path) -> None:
         first.unlock()
 
 
-def test_an_unusable_state_directory_is_a_checkpoint_error(tmp_path: Path) -> None:
-    """A state-dir path that is a file cannot hold a lock: CheckpointError, not OSError."""
+@pytest.mark.parametrize("under", [False, True], ids=["is-a-file", "under-a-file"])
+def test_a_state_directory_that_is_a_file_is_a_usage_error(tmp_path: Path, under: bool) -> None:
+    """A --state-dir that is a file, or lies under one, is configuration (exit 2), not OSError."""
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    with pytest.raises(CheckpointError, match=str(not_a_dir)):
-        StateDir(not_a_dir, JOB).lock()
+    root = not_a_dir / "state" if under else not_a_dir
+    with pytest.raises(UsageError, match=str(not_a_dir)) as info:
+        StateDir(root, JOB).lock()
+    assert info.value.exit_code == 2
 
 
 # -------------------------------------------------------------------------------- dead letters

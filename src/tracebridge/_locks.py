@@ -17,7 +17,7 @@ from pathlib import Path
 
 import filelock
 
-from ._errors import CheckpointError, LockedError
+from ._errors import CheckpointError, LockedError, UsageError
 
 __all__ = ["PathLock"]
 
@@ -32,7 +32,8 @@ class PathLock:
         self._lock: filelock.BaseFileLock | None = None
 
     def acquire(self) -> None:
-        """Take the lock, or raise LockedError (held) / CheckpointError (cannot be made)."""
+        """Take the lock, or raise LockedError (held), UsageError (a file is where a folder
+        should be) or CheckpointError (it cannot be made: permissions, disk)."""
         lock = filelock.FileLock(str(self.lock_path), timeout=0)
         try:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +42,10 @@ class PathLock:
             raise LockedError(
                 f"{self.what} is in use by another tracebridge run ({self._holder()}); "
                 "wait for it to finish"
+            ) from None
+        except (NotADirectoryError, FileExistsError) as exc:
+            raise UsageError(
+                f"cannot lock {self.what}: a file is in the way of {exc.filename or self.lock_path}"
             ) from None
         except OSError as exc:
             raise CheckpointError(

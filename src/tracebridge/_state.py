@@ -21,7 +21,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._endpoints import Rejected
-from ._errors import CheckpointError
+from ._errors import CheckpointError, UsageError
 from ._locks import PathLock
 
 __all__ = ["Checkpoint", "DeadLetters", "StateDir", "temp_target", "write_atomically"]
@@ -157,7 +157,10 @@ class StateDir:
     def lock(self) -> None:
         """Take the job's lock; LockedError when another run holds it."""
         if self.root.exists() and not self.root.is_dir():
-            raise CheckpointError(f"state directory {self.root}: not a directory")
+            raise UsageError(
+                f"state directory {self.root}: a file is in the way (name a folder with "
+                "--state-dir)"
+            )
         self._lock.acquire()
 
     def unlock(self) -> None:
