@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ._models import Thread, Trace
 
@@ -38,10 +38,14 @@ Unit = Thread | Trace
 
 @dataclass(frozen=True)
 class Window:
-    """Inclusive bounds on a trace's start time; None is open."""
+    """Inclusive bounds on a trace's start time (`axis="started"`, what `migrate` copies) or on
+    its last change (`axis="updated"`, what `sync` follows: LangWatch `updated_at`, Opik
+    `last_updated_at`); None is open. `holds` checks the start time only: a source reading on
+    the update axis filters with the server's own update field."""
 
     since: datetime | None = None
     until: datetime | None = None
+    axis: Literal["started", "updated"] = "started"
 
     def holds(self, moment: datetime) -> bool:
         return (self.since is None or moment >= self.since) and (
@@ -130,6 +134,9 @@ class Page(Notes):
     #: Records the source knows it lost without being able to name them (LangWatch
     #: `pagination.skipped`): reported, and they make the run lossy.
     lost: int = 0
+    #: On the update axis: the moment through which the source has seen every change, once
+    #: this page is acknowledged (LangWatch `pagination.updatedThrough`); None when unknown.
+    high_water: datetime | None = None
 
 
 @dataclass
