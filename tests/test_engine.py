@@ -752,3 +752,209 @@ async def test_a_failed_batch_to_a_langwatch_file_loses_nothing(
     assert report.dead_lettered.traces == 1
     written = [json.loads(line)["trace_id"] for line in path.read_text().splitlines()]
     assert sorted(written) == ["a", "ccc"]
+
+
+# ---------------------------------------------------------------------------------------- steps
+
+
+def _redact(key: str) -> Callable[[Unit], Unit]:
+    """A step that removes `key` from every trace's metadata (a redaction)."""
+
+    def redact(unit: Unit) -> Unit:
+        def clean(trace: Trace) -> Trace:
+            metadata = {k: v for k, v in trace.metadata.items() if k != key}
+            return trace.model_copy(update={"metadata": metadata})
+
+        if isinstance(unit, Thread):
+            return unit.model_copy(update={"traces": [clean(t) for t in unit.traces]})
+        return clean(unit)
+
+    redact.rule = f"redact {key}"  # type: ignore[attr-defined]
+    return redact
+
+
+class RecordingSink(MemorySink):
+    """A MemorySink that also keeps the units it was given."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units: list[Unit] = []
+
+    async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        self.units += units
+        return await super().write(units, dry_run=dry_run)
+
+
+@pytest.mark.anyio
+async def test_a_filter_step_leaves_units_out_and_counts_them_under_its_name() -> None:
+    """A step returning None drops the unit: not written, counted as skipped (with what it
+    held) under the step's `__name__`, not lossy."""
+    thread = Thread(id="conv", traces=[_trace("dev-a", spans=2, scores=1), _trace("ok", spans=1)])
+    pages = [Page(units=[thread, _trace("dev-b", spans=3), _trace("keep")], cursor={"next": 1})]
+
+    def no_dev(unit: Unit) -> Unit | None:
+        return None if unit.id.startswith("dev") or unit.id == "conv" else unit
+
+    sink = MemorySink()
+    report = await run(MemorySource(pages), sink, steps=[no_dev])
+    assert _written(sink) == ["keep"]
+    assert report.skipped == Counts(threads=1, traces=3, spans=6, scores=1)
+    assert report.result.skip_reasons == {
+        "no_dev": 2,  # one thread, one trace
+        "no_dev (traces they held)": 2,
+        "no_dev (spans they held)": 6,
+        "no_dev (scores they held)": 1,
+    }
+    assert report.read == Counts(threads=1, traces=4, spans=7, scores=1)
+    assert not report.lossy
+
+
+@pytest.mark.anyio
+async def test_steps_run_in_order_and_a_transform_reaches_the_sink() -> None:
+    """A redaction step changes what the sink gets; the next step sees its result; the `rule`
+    attribute names a step."""
+    trace = _trace("t1").model_copy(update={"metadata": {"api_key": "x", "env": "prod"}})
+    seen: list[dict[str, Any]] = []
+
+    def look(unit: Unit) -> Unit:
+        assert isinstance(unit, Trace)
+        seen.append(dict(unit.metadata))
+        return unit
+
+    sink = RecordingSink()
+    report = await run(
+        MemorySource([Page(units=[trace], cursor={"next": 1})]),
+        sink,
+        steps=[_redact("api_key"), look],
+    )
+    assert seen == [{"env": "prod"}]
+    (written,) = sink.units
+    assert isinstance(written, Trace)
+    assert written.metadata == {"env": "prod"}
+    assert report.written.traces == 1
+    assert report.skipped.total() == 0
+
+
+@pytest.mark.anyio
+async def test_a_step_that_raises_dead_letters_that_unit_only(tmp_path: Path) -> None:
+    """A step failing on one unit makes that unit's dead letter (naming the step and the
+    exception, and keeping the unit as read so it can be retried); the others are written and
+    the checkpoint completes."""
+
+    def picky(unit: Unit) -> Unit:
+        if unit.id == "p0t1":
+            raise ValueError("cannot parse the customer id")
+        return unit
+
+    state = StateDir(tmp_path, JOB)
+    sink = MemorySink()
+    report = await run(
+        MemorySource(_pages(2)), sink, state=state, steps=[_redact("api_key"), picky]
+    )
+    assert _written(sink) == ["p0t0", "p1t0", "p1t1"]
+    assert report.dead_lettered == Counts(traces=1, spans=1)
+    assert report.exit_code == 1
+    (letter,) = _dead_letters(state)
+    assert letter["where"] == "trace p0t1"
+    assert letter["reason"] == "step picky failed: ValueError: cannot parse the customer id"
+    assert letter["unit"]["type"] == "trace"
+    assert Trace.model_validate(letter["unit"]["data"]) == _trace("p0t1")
+    checkpoint = state.load()
+    assert checkpoint is not None
+    assert checkpoint.complete
+
+
+@pytest.mark.anyio
+async def test_a_step_returning_something_else_is_that_units_failure() -> None:
+    def broken(unit: Unit) -> Any:
+        return {"id": unit.id}
+
+    report = await run(MemorySource(_pages(1)), MemorySink(), steps=[broken])
+    assert report.dead_lettered.traces == 2
+    assert report.written.total() == 0
+
+
+@pytest.mark.anyio
+async def test_a_fatal_error_in_a_step_stops_the_run(tmp_path: Path) -> None:
+    """An environment error in a step is not one record's problem: the run stops, the
+    checkpoint stays before the page."""
+
+    def disk_full(unit: Unit) -> Unit:
+        raise OSError(28, "No space left on device")
+
+    state = StateDir(tmp_path, JOB)
+    with pytest.raises(OSError, match="No space left"):
+        await run(MemorySource(_pages(2)), MemorySink(), state=state, steps=[disk_full])
+    assert state.load() is None  # no page was acknowledged
+
+
+@pytest.mark.anyio
+async def test_what_the_sink_refuses_is_dead_lettered_with_the_unit_as_read(
+    tmp_path: Path,
+) -> None:
+    """A sink refusal names `trace <id>`: its dead letter carries that unit as the source read
+    it (before the steps), so a retry sends it through the steps again."""
+    trace = _trace("refused").model_copy(update={"metadata": {"api_key": "x"}})
+    pages = [Page(units=[trace, _trace("ok")], cursor={"next": 1})]
+    state = StateDir(tmp_path, JOB)
+    sink = MemorySink(reject=frozenset({"refused"}), raise_for={"ok": RecordError("too big")})
+    await run(MemorySource(pages), sink, state=state, steps=[_redact("api_key")])
+    letters = {letter["where"]: letter for letter in _dead_letters(state)}
+    assert Trace.model_validate(letters["trace refused"]["unit"]["data"]) == trace
+    assert Trace.model_validate(letters["trace ok"]["unit"]["data"]) == _trace("ok")
+
+
+# -------------------------------------------------------------------------------------- stopping
+
+
+@pytest.mark.anyio
+async def test_stop_finishes_the_page_in_flight_and_saves_its_checkpoint(tmp_path: Path) -> None:
+    """Setting `stop` while page 2 is written: page 2 is acknowledged and checkpointed, page 3
+    is not written, the run is stopped (not complete) and the next run resumes after page 2."""
+    stop = anyio.Event()
+
+    def stop_on_second(call: int) -> None:
+        if call == 2:
+            stop.set()
+
+    state = StateDir(tmp_path, JOB)
+    sink = MemorySink(before_write=stop_on_second)
+    report = await run(MemorySource(_pages(5)), sink, state=state, stop=stop)
+    assert report.stopped
+    assert _written(sink) == ["p0t0", "p0t1", "p1t0", "p1t1"]
+    checkpoint = state.load()
+    assert checkpoint is not None
+    assert (checkpoint.cursor, checkpoint.complete) == ({"next": 2}, False)
+    assert sink.closed == 1
+
+    source = MemorySource(_pages(5))
+    again = await run(source, MemorySink(), state=StateDir(tmp_path, JOB), stop=anyio.Event())
+    assert source.resumes == [{"next": 2}]
+    assert not again.stopped
+    assert again.written.traces == 6
+
+
+@pytest.mark.anyio
+async def test_stop_while_the_source_is_slow_ends_the_run_at_once(tmp_path: Path) -> None:
+    """No page in flight (the writer waits for the source): a stop request ends the run at
+    once, without waiting for the source's next page."""
+    stop, acknowledged = anyio.Event(), anyio.Event()
+
+    class Stuck(MemorySource):
+        async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+            yield _pages(1)[0]
+            await acknowledged.wait()
+            stop.set()  # the signal arrives while the next request is under way
+            await anyio.sleep(60)
+            yield _pages(2)[1]
+
+    state = StateDir(tmp_path, JOB)
+    with anyio.fail_after(5):
+        report = await run(
+            Stuck([]), MemorySink(), state=state, stop=stop, on_page=lambda r: acknowledged.set()
+        )
+    assert report.stopped
+    assert report.written.traces == 2
+    checkpoint = state.load()
+    assert checkpoint is not None
+    assert (checkpoint.cursor, checkpoint.complete) == ({"next": 1}, False)

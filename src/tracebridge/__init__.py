@@ -11,7 +11,7 @@ Or compose a `Source` and a `Sink` yourself and call `run`.
 
 from ._config import Settings, load_settings
 from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
-from ._engine import Report, run
+from ._engine import Report, Step, run, step_rule
 from ._errors import (
     AuthError,
     CheckpointError,
@@ -62,6 +62,7 @@ __all__ = [
     "Sink",
     "Source",
     "Span",
+    "Step",
     "Thread",
     "Trace",
     "TracebridgeError",
@@ -75,4 +76,5 @@ __all__ = [
     "load_settings",
     "migrate",
     "run",
+    "step_rule",
 ]

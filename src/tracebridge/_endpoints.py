@@ -67,6 +67,9 @@ class Rejected:
     record: Any = None
     #: What the record held, when more than itself (a trace's spans and scores).
     contains: Counts | None = None
+    #: The canonical thread or trace to re-send to retry this record, as the source read it
+    #: (the engine sets it for what a step or the sink refused; None for what could not be read).
+    unit: Thread | Trace | None = None
 
 
 @dataclass

@@ -16,6 +16,22 @@ side rejected, and only then moves the checkpoint (DESIGN.md invariants 3–5).
   writing a good unit of a failed batch again is safe, and the bisection costs about
   2·log2(batch) extra writes per bad unit.
 The checkpoint moves past a page only once every unit of it was acknowledged or dead-lettered.
+
+**Steps** (`run(steps=[...])`) are plain callables over canonical units, applied in order
+between the source and the sink (DESIGN.md, "Sync"): a step returns the unit (changed or not),
+or None to leave it out, which counts what the unit held as skipped under the step's rule
+(its `rule` attribute, else its `__name__`). A step that raises on one unit makes that unit's
+dead letter (`step <rule> failed: <Type>: <message>`) when `is_record_failure` says the
+exception is the record's; anything else stops the run as a sink failure would.
+
+**Retrying** a dead letter needs the record: what a step or the sink refused is dead-lettered
+with its canonical unit as the source read it (before the steps), so it can be sent again; a
+refusal the sink names (`trace <id>`, `thread <id>`, `trace <id>: span ...`) is matched to the
+unit of the batch it names. What a source could not read keeps its raw record only.
+
+**Stopping**: with `stop`, setting the event ends the run after the page being written is
+acknowledged and its checkpoint saved (or at once when no page is being written); the run is
+then `stopped`, not complete, and the next run resumes after that page.
 What decoders repaired or left out while the source read a page (`_decoding.collecting`)
 travels with that page. A dead letter the file cannot hold as JSON (a lone surrogate, a value
 too deep to encode) is stored as escaped JSON text, or without its record, and says so.
@@ -25,19 +41,24 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._decoding import collecting, drain_into
-from ._endpoints import Counts, Page, Rejected, Sink, Source, Unit, Window, WriteResult
+from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._failures import describe, is_record_failure
-from ._models import Thread
-from ._state import Checkpoint, DeadLetters, StateDir
+from ._models import Thread, Trace
+from ._state import DeadLetters, JobState
 
-__all__ = ["Report", "run"]
+__all__ = ["Report", "Step", "run", "step_rule"]
+
+#: A step between source and sink: the unit to write (the same or a changed one), or None to
+#: leave it out (counted as skipped under the step's rule: its `rule` attribute or `__name__`).
+Step = Callable[[Unit], Unit | None]
 
 _PAGES_IN_FLIGHT = 2
 
@@ -59,6 +80,10 @@ class Report:
     dead_letter_path: str | None = None
     source_label: str = ""
     sink_label: str = ""
+    #: What the source was asked for.
+    window: Window | None = None
+    #: A stop request ended the run after an acknowledged page: not complete, resumable.
+    stopped: bool = False
 
     @property
     def written(self) -> Counts:
@@ -105,6 +130,86 @@ async def _write_isolating(sink: Sink, units: list[Unit], dry_run: bool) -> Writ
     return result
 
 
+def step_rule(step: Step) -> str:
+    """The name a step's skips and failures are reported under."""
+    rule = getattr(step, "rule", None)
+    if isinstance(rule, str) and rule:
+        return rule
+    return str(getattr(step, "__name__", None) or type(step).__name__)
+
+
+def _unit_kind(unit: Unit) -> str:
+    return "thread" if isinstance(unit, Thread) else "trace"
+
+
+def _skip_held(notes: Notes, unit: Unit, rule: str) -> None:
+    """Count what `unit` held as skipped: the unit under `rule`, what it held under
+    `rule (<kind> they held)`."""
+    counts, top = Counts.of(unit), f"{_unit_kind(unit)}s"
+    for kind in ("threads", "traces", "spans", "scores"):
+        name = rule if kind == top else f"{rule} ({kind} they held)"
+        notes.skip(getattr(counts, kind), kind, name)
+
+
+def _apply_steps(
+    steps: Sequence[Step], units: list[Unit], notes: Notes
+) -> tuple[list[tuple[Unit, Unit]], list[Rejected]]:
+    """Each unit through `steps`: (as read, as to be written) pairs of the units kept, and the
+    dead letters of those a step failed on. Leaving out counts in `notes` (module docstring)."""
+    kept: list[tuple[Unit, Unit]] = []
+    failed: list[Rejected] = []
+    for original in units:
+        unit: Unit | None = original
+        for step in steps:
+            assert unit is not None
+            try:
+                unit = step(unit)
+                if unit is not None and not isinstance(unit, Thread | Trace):
+                    raise TypeError(
+                        f"returned {type(unit).__name__}, not a Thread, a Trace or None"
+                    )
+            except Exception as exc:
+                if not is_record_failure(exc):
+                    raise
+                kind = _unit_kind(original)
+                reason = f"step {step_rule(step)} failed: {describe(exc)}"
+                counts = Counts.of(original)
+                failed.append(
+                    Rejected(kind, f"{kind} {original.id}", reason, None, counts, original)
+                )
+                break
+            if unit is None:
+                _skip_held(notes, original, step_rule(step))
+                break
+        else:
+            assert unit is not None
+            kept.append((original, unit))
+    return kept, failed
+
+
+def _with_units(items: list[Rejected], pairs: list[tuple[Unit, Unit]]) -> list[Rejected]:
+    """`items` (what the sink refused), each with the unit as read that its `where` names:
+    `thread <id>` → the thread, `trace <id>` (or `trace <id>: span ...`) → that trace."""
+    names: dict[str, Unit] = {}
+    for original, sent in pairs:
+        names[f"{_unit_kind(sent)} {sent.id}"] = original
+        if isinstance(sent, Thread):
+            by_id = {t.id: t for t in original.traces} if isinstance(original, Thread) else {}
+            for trace in sent.traces:
+                names.setdefault(f"trace {trace.id}", by_id.get(trace.id, original))
+    out = []
+    for item in items:
+        if item.unit is None:
+            unit = names.get(item.where) or next(
+                (u for name, u in names.items() if item.where.startswith((name + ":", name + " "))),
+                None,
+            )
+            if unit is not None:
+                item = replace(item, unit=unit)
+        out.append(item)
+    return out
+
+
 def _unwritable(unit: Unit, exc: BaseException) -> Rejected:
     kind = "thread" if isinstance(unit, Thread) else "trace"
     reason = f"could not be written: {describe(exc)}"
@@ -149,21 +254,26 @@ async def run(
     sink: Sink,
     *,
     window: Window | None = None,
-    state: StateDir | None = None,
+    state: JobState | None = None,
+    steps: Sequence[Step] = (),
     dry_run: bool = False,
+    stop: anyio.Event | None = None,
     on_page: Callable[[Report], None] | None = None,
 ) -> Report:
-    """Copy everything `source` yields in `window` to `sink`; return what happened.
+    """Copy everything `source` yields in `window` through `steps` to `sink`; say what happened.
 
-    With `state`, the run resumes an unfinished checkpoint of the same job, moves it after every
-    acknowledged page, and dead-letters to the state directory. With `dry_run`, the sink maps
-    and reports but writes nothing, and no state is written.
+    With `state` (a `StateDir`, or any `JobState`), the run resumes an unfinished checkpoint of
+    the same job, moves it after every acknowledged page, and dead-letters to the state's file.
+    With `dry_run`, the sink maps and reports but writes nothing, and no state is written.
+    With `stop`, setting the event ends the run early but cleanly (module docstring).
     """
     report = Report(run_id=uuid.uuid4().hex[:12], dry_run=dry_run)
     window = window or Window()
-    checkpoint: Checkpoint | None = None
+    report.window = window
     dead_letters: DeadLetters | None = None
-    locked = sink_closed = False
+    begun = sink_closed = False
+    resume: dict[str, Any] | None = None
+    writing = stopping = False
 
     def reject(items: list[Rejected]) -> None:
         for item in items:
@@ -174,7 +284,6 @@ async def run(
 
     async def read(send: MemoryObjectSendStream[Page]) -> None:
         async with send:
-            resume = checkpoint.cursor if checkpoint else None
             with collecting() as notes:
                 try:
                     async for page in source.pages(window, resume):
@@ -184,56 +293,71 @@ async def run(
                     _note_on_os_errors(exc, f"while reading {source.label}")
                     raise
 
-    async def write(receive: MemoryObjectReceiveStream[Page]) -> None:
+    async def write_page(page: Page) -> None:
+        for unit in page.units:
+            report.read.add(Counts.of(unit))
+        for item in page.rejected:
+            _count_rejected(report.read, item)
+        report.read.add(page.skipped)
+        report.result.merge_notes(page)
+        report.lost += page.lost
+        reject(page.rejected)
+        pairs, failed = _apply_steps(steps, page.units, report.result)
+        reject(failed)
+        if pairs:
+            try:
+                result = await _write_isolating(sink, [sent for _, sent in pairs], dry_run)
+            except Exception as exc:
+                _note_on_os_errors(exc, f"while writing to {sink.label}")
+                raise
+            reject(_with_units(result.rejected, pairs))
+            result.rejected = []
+            report.result.merge(result)
+        if begun and state is not None:
+            state.acknowledged(page)
+        if on_page is not None:
+            on_page(report)
+
+    async def write(receive: MemoryObjectReceiveStream[Page], scope: anyio.CancelScope) -> None:
+        nonlocal writing
         async with receive:
             async for page in receive:
-                for unit in page.units:
-                    report.read.add(Counts.of(unit))
-                for item in page.rejected:
-                    _count_rejected(report.read, item)
-                report.read.add(page.skipped)
-                report.result.merge_notes(page)
-                report.lost += page.lost
-                reject(page.rejected)
-                if page.units:
-                    try:
-                        result = await _write_isolating(sink, page.units, dry_run)
-                    except Exception as exc:
-                        _note_on_os_errors(exc, f"while writing to {sink.label}")
-                        raise
-                    reject(result.rejected)
-                    result.rejected = []
-                    report.result.merge(result)
-                if checkpoint is not None and state is not None:
-                    checkpoint.cursor = page.cursor
-                    checkpoint.pages += 1
-                    state.save(checkpoint)
-                if on_page is not None:
-                    on_page(report)
+                writing = True
+                await write_page(page)
+                writing = False
+                if stopping:
+                    report.stopped = True
+                    break
+        scope.cancel()  # the reader is done (or must stop); so is the stop watcher
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        nonlocal stopping
+        assert stop is not None
+        await stop.wait()
+        stopping = True
+        if not writing:  # nothing in flight: stop at once
+            report.stopped = True
+            scope.cancel()
 
     try:
         if state is not None and not dry_run:
-            state.lock()
-            locked = True
-            checkpoint = state.load()
-            if checkpoint is None or checkpoint.complete:
-                checkpoint = Checkpoint(job=state.job)
-            else:
-                report.resumed_after_pages = checkpoint.pages
+            resume, report.resumed_after_pages = state.begin()
+            begun = True
             dead_letters = DeadLetters(state.dead_letter_path, report.run_id)
             report.dead_letter_path = str(state.dead_letter_path)
         send, receive = anyio.create_memory_object_stream[Page](_PAGES_IN_FLIGHT)
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(read, send)
-                group.start_soon(write, receive)
+                group.start_soon(write, receive, group.cancel_scope)
+                if stop is not None:
+                    group.start_soon(watch, group.cancel_scope)
         except BaseExceptionGroup as errors:
             raise _cause(errors) from None
         sink_closed = True
         await sink.aclose()
-        if checkpoint is not None and state is not None:
-            checkpoint.complete = True
-            state.save(checkpoint)
+        if begun and state is not None and not report.stopped:
+            state.finished()
     finally:
         with anyio.CancelScope(shield=True):
             if not sink_closed:
@@ -241,8 +365,8 @@ async def run(
             await source.aclose()
         if dead_letters is not None:
             dead_letters.close()
-        if state is not None and locked:
-            state.unlock()
+        if begun and state is not None:
+            state.end()
     return report
 
 

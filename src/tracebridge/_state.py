@@ -16,15 +16,24 @@ import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._endpoints import Rejected
+from ._endpoints import Page, Rejected, Unit
 from ._errors import CheckpointError, UsageError
 from ._locks import PathLock
+from ._models import Thread
 
-__all__ = ["Checkpoint", "DeadLetters", "StateDir", "temp_target", "write_atomically"]
+__all__ = [
+    "Checkpoint",
+    "DeadLetters",
+    "JobState",
+    "StateDir",
+    "temp_target",
+    "unit_entry",
+    "write_atomically",
+]
 
 SCHEMA_VERSION = 1
 
@@ -110,8 +119,60 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+class JobState(Protocol):
+    """A job's state as the engine drives one run of it (`StateDir`: migrate's checkpoint v1;
+    `_sync_state.SyncState`: a sync pass in checkpoint v2).
+
+    The engine calls `begin` once, `acknowledged` after each page whose every unit the sink
+    acknowledged or the engine dead-lettered, `finished` once the source is exhausted and the
+    sink closed, and `end` always (after a failure too), in that order.
+    """
+
+    #: Where the run's dead letters go (appended).
+    dead_letter_path: Path
+
+    def begin(self) -> tuple[dict[str, Any] | None, int]:
+        """Take the job (or know it is taken) and load its checkpoint: the cursor to resume
+        after (None: from the start) and the number of pages an interrupted run acknowledged."""
+        ...
+
+    def acknowledged(self, page: Page) -> None:
+        """Move the checkpoint past `page` (atomically)."""
+        ...
+
+    def finished(self) -> None:
+        """Every page is acknowledged: mark the run complete."""
+        ...
+
+    def end(self) -> None:
+        """Release what `begin` took."""
+        ...
+
+
+def unit_entry(unit: Unit) -> tuple[Any, str | None]:
+    """What a dead letter keeps of the canonical `unit` to re-send it, and a note when that is
+    not the unit as JSON: `{"type": "thread"|"trace", "data": ...}`, with `data` as escaped JSON
+    text when it holds a lone surrogate; None (and why) when it cannot be encoded at all."""
+    kind = "thread" if isinstance(unit, Thread) else "trace"
+    try:
+        data: Any = unit.model_dump(mode="json")
+        json.dumps(data, ensure_ascii=False, default=str).encode()
+    except UnicodeEncodeError:
+        data = json.dumps(unit.model_dump(mode="json"), ensure_ascii=True, default=str)
+        return {"type": kind, "data": data}, None
+    except (RecursionError, ValueError, TypeError) as exc:
+        return None, f"the {kind} cannot be kept to retry it ({type(exc).__name__})"
+    return {"type": kind, "data": data}, None
+
+
 class DeadLetters:
-    """Appends rejected records to `<state-dir>/dead-letters.jsonl`, one JSON object a line."""
+    """Appends rejected records to a JSONL file, one JSON object a line.
+
+    An entry holds `run_id`, `at`, `kind`, `where`, `reason`, `record` (the raw record as the
+    source read it, when there is one) and, when the engine knows it, `unit`: the canonical
+    thread or trace the entry is about (`unit_entry`), which `tracebridge sync
+    --retry-dead-letters` re-sends.
+    """
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
@@ -123,14 +184,19 @@ class DeadLetters:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("a", encoding="utf-8")
+        reason = rejected.reason
         entry = {
             "run_id": self.run_id,
             "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "kind": rejected.kind,
             "where": rejected.where,
-            "reason": rejected.reason,
+            "reason": reason,
             "record": rejected.record,
         }
+        if rejected.unit is not None:
+            entry["unit"], note = unit_entry(rejected.unit)
+            if note:
+                entry["reason"] = f"{reason} ({note})"
         self._handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
         self._handle.flush()
         self.count += 1
@@ -142,7 +208,11 @@ class DeadLetters:
 
 
 class StateDir:
-    """One job's files in the state directory, locked for the life of the object."""
+    """One job's files in the state directory, locked for the life of the object.
+
+    As the engine's `JobState` it runs migrate's checkpoint (v1): a completed checkpoint starts
+    the job over (a new run reads everything again; writes are idempotent).
+    """
 
     def __init__(self, root: Path, job: dict[str, Any]) -> None:
         self.root = root
@@ -153,6 +223,7 @@ class StateDir:
         self._lock = PathLock(
             root / f"{self.checkpoint_path.stem}.lock", f"this job's checkpoint in {root}"
         )
+        self._checkpoint: Checkpoint | None = None
 
     def lock(self) -> None:
         """Take the job's lock; LockedError when another run holds it."""
@@ -201,3 +272,32 @@ class StateDir:
     def save(self, checkpoint: Checkpoint) -> None:
         checkpoint.updated_at = datetime.now(UTC)
         write_atomically(self.checkpoint_path, checkpoint.model_dump_json(indent=2) + "\n")
+
+    # -- JobState ---------------------------------------------------------------------------
+
+    def begin(self) -> tuple[dict[str, Any] | None, int]:
+        self.lock()
+        try:
+            checkpoint = self.load()
+        except BaseException:
+            self.unlock()
+            raise
+        if checkpoint is None or checkpoint.complete:
+            self._checkpoint = Checkpoint(job=self.job)
+            return None, 0
+        self._checkpoint = checkpoint
+        return checkpoint.cursor, checkpoint.pages
+
+    def acknowledged(self, page: Page) -> None:
+        assert self._checkpoint is not None
+        self._checkpoint.cursor = page.cursor
+        self._checkpoint.pages += 1
+        self.save(self._checkpoint)
+
+    def finished(self) -> None:
+        assert self._checkpoint is not None
+        self._checkpoint.complete = True
+        self.save(self._checkpoint)
+
+    def end(self) -> None:
+        self.unlock()
