@@ -14,6 +14,7 @@ from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Windo
 from ._engine import Report, Step, run, step_rule
 from ._errors import (
     AuthError,
+    BadCheckpointError,
     CheckpointError,
     FatalError,
     LockedError,
@@ -35,6 +36,7 @@ from ._summary import format_summary
 
 __all__ = [
     "AuthError",
+    "BadCheckpointError",
     "CheckpointError",
     "Counts",
     "ErrorInfo",

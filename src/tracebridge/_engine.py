@@ -353,7 +353,7 @@ async def run(
                 if stop is not None:
                     group.start_soon(watch, group.cancel_scope)
         except BaseExceptionGroup as errors:
-            raise _cause(errors) from None
+            raise first_cause(errors) from None
         sink_closed = True
         await sink.aclose()
         if begun and state is not None and not report.stopped:
@@ -370,7 +370,7 @@ async def run(
     return report
 
 
-def _cause(errors: BaseExceptionGroup[BaseException]) -> BaseException:
+def first_cause(errors: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error that stopped the run: not the other task's broken stream or cancellation, and
     of several, one that is fatal by itself (an `OSError` beside a record's failure)."""
     leaves: list[BaseException] = []

@@ -3,7 +3,9 @@
 ```
 TracebridgeError                 base class; never raised itself
 ├── UsageError            (2)    the command line, a config file or a mapping file is wrong
-│   └── MappingFileError  (2)    a mapping file does not validate (names the key)
+│   ├── MappingFileError  (2)    a mapping file does not validate (names the key)
+│   └── BadCheckpointError (2)   a sync checkpoint is corrupt, foreign or of an unknown
+│                                schema (names the file and --reset)
 ├── FatalError            (3)    the run cannot go on
 │   ├── AuthError         (3)    credentials refused (names the variable to fix)
 │   ├── QuotaError        (3)    the destination's plan quota is used up (LangWatch 402)
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "BadCheckpointError",
     "CheckpointError",
     "FatalError",
     "LockedError",
@@ -51,6 +54,13 @@ class UsageError(TracebridgeError):
 
 class MappingFileError(UsageError):
     """A mapping file does not validate; the message names the file, the key and the problem."""
+
+
+class BadCheckpointError(UsageError):
+    """A sync job's checkpoint is not one this job can use: not JSON, an unknown schema version,
+    invalid, or another job's. The message names the file and `--reset`, which starts the job
+    over. (A checkpoint that cannot be read at all, for permissions, is a `CheckpointError`.)
+    """
 
 
 class FatalError(TracebridgeError):

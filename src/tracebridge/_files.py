@@ -171,6 +171,10 @@ class FileSource(ABC, Generic[L]):
         """Pass two: one unit (a thread or a standalone trace) and what could not be read."""
 
     async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        """Pages of the units in `window`. A file has no change axis: a window on the update
+        axis (what `sync` asks for) reads everything, and unchanged records cost no write."""
+        if window.axis == "updated":
+            window = Window()
         index = self._index(window)
         async for page in paged(index, self._load, resume, self.page_size, self.label):
             yield page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,20 @@ def parse_endpoint(spec: str) -> Endpoint:
     return Endpoint(kind, _KINDS[kind], Path(path) if is_file else None)
 
 
+#: Undocumented, for tests: the page size of the file sources (many small pages make many
+#: checkpoints, so a kill lands between them). Not an option: it changes no result.
+PAGE_SIZE_VARIABLE = "TRACEBRIDGE_PAGE_SIZE"
+
+
+def _file_page_size() -> int:
+    value = os.environ.get(PAGE_SIZE_VARIABLE, "")
+    if not value:
+        return 100
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"environment variable {PAGE_SIZE_VARIABLE}: {value!r} is not a size >= 1")
+    return int(value)
+
+
 def open_source(
     endpoint: Endpoint,
     *,
@@ -64,12 +79,14 @@ def open_source(
         from ._langwatch.file import LangWatchFileSource
 
         assert endpoint.path is not None
-        return LangWatchFileSource(endpoint.path, project=project)
+        return LangWatchFileSource(endpoint.path, project=project, page_size=_file_page_size())
     if endpoint.kind == "opik-dir":
         from ._opik.folder import OpikDirSource
 
         assert endpoint.path is not None
-        return OpikDirSource(endpoint.path, project=project, mappings=mappings)
+        return OpikDirSource(
+            endpoint.path, project=project, mappings=mappings, page_size=_file_page_size()
+        )
     transports = transports or {}
     if endpoint.kind == "langwatch":
         from ._langwatch.api import LangWatchApiSource, langwatch_api

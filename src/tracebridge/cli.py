@@ -1,4 +1,4 @@
-"""The `tracebridge` command line: `migrate` and `check`.
+"""The `tracebridge` command line: `migrate`, `sync`, `status` and `check`.
 
 Every error class carries its exit code (`_errors.py`): 0 all copied, 1 finished but lossy,
 2 usage or configuration error, 3 fatal runtime error. An environment error (`OSError`) names
@@ -10,6 +10,8 @@ environment and internal errors, and never changes the exit code.
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -22,9 +24,12 @@ import click
 
 from ._check import check_langwatch, check_opik
 from ._config import load_settings
+from ._engine import Report, first_cause
 from ._errors import TracebridgeError, UsageError
 from ._migrate import migrate
+from ._status import format_status, job_statuses
 from ._summary import format_summary, verdict_line
+from ._sync import PassResult, parse_duration, sync
 
 __all__ = ["main"]
 
@@ -105,29 +110,91 @@ def main() -> None:
     """Move LLM-observability data between LangWatch and Opik, both ways."""
 
 
+def _options(*options: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Any]:
+    """Several click options as one decorator, in the order given."""
+
+    def apply(command: Callable[..., Any]) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+#: Where to read and write: what `migrate` and `sync` share.
+_endpoint_options = _options(
+    click.option(
+        "--from",
+        "from_",
+        required=True,
+        metavar="SRC",
+        help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik.",
+    ),
+    click.option(
+        "--to",
+        "to",
+        required=True,
+        metavar="DST",
+        help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik.",
+    ),
+    click.option(
+        "--source-project",
+        help="Project to read (Opik project name; LangWatch project id for files).",
+    ),
+    click.option(
+        "--target-project",
+        help="Project to write [default: OPIK_PROJECT_NAME or 'Default Project']; for LangWatch, "
+        "the API key's project id (used only when the API cannot tell).",
+    ),
+)
+#: How to run: state, config, mapping, ids, old timestamps, safety checks, tracebacks.
+_run_options = _options(
+    click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path),
+        help="Checkpoints and dead letters [default: .tracebridge].",
+    ),
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="TOML config file (see config.example.toml).",
+    ),
+    click.option(
+        "--mapping",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Your mapping file for this direction (see mappings/).",
+    ),
+    click.option(
+        "--opik-ids",
+        type=click.Choice(["source-time", "write-time"]),
+        help="Opik ids from the source start time, or minted at write time for servers that refuse "
+        "old ids (400 too_old); the id map is kept in the state directory. Default: write-time on "
+        "Opik Cloud or where an id map exists, else source-time, switching at the first too_old.",
+    ),
+    click.option(
+        "--shift-old-timestamps",
+        is_flag=True,
+        default=None,
+        help="Move traces older than LangWatch's 31-day cutoff into its window (originals kept).",
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        default=None,
+        help="Go on where a safety check would stop the run (a new write-time id map while the "
+        "Opik project already holds copies from this source: they get written again).",
+    ),
+    click.option(
+        "--debug",
+        is_flag=True,
+        help="Add the traceback to runtime and internal errors (same exit code).",
+    ),
+)
+
+
 @main.command("migrate")
-@click.option(
-    "--from",
-    "from_",
-    required=True,
-    metavar="SRC",
-    help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik.",
-)
-@click.option(
-    "--to",
-    "to",
-    required=True,
-    metavar="DST",
-    help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik.",
-)
-@click.option(
-    "--source-project", help="Project to read (Opik project name; LangWatch project id for files)."
-)
-@click.option(
-    "--target-project",
-    help="Project to write [default: OPIK_PROJECT_NAME or 'Default Project']; for LangWatch, "
-    "the API key's project id (used only when the API cannot tell).",
-)
+@_endpoint_options
 @click.option("--since", help="Only traces that started at or after this ISO date/datetime (UTC).")
 @click.option(
     "--until",
@@ -138,47 +205,7 @@ def main() -> None:
     is_flag=True,
     help="Read and map everything, write nothing, print what would be written.",
 )
-@click.option(
-    "--state-dir",
-    type=click.Path(path_type=Path),
-    help="Checkpoints and dead letters [default: .tracebridge].",
-)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML config file (see config.example.toml).",
-)
-@click.option(
-    "--mapping",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Your mapping file for this direction (see mappings/).",
-)
-@click.option(
-    "--opik-ids",
-    type=click.Choice(["source-time", "write-time"]),
-    help="Opik ids from the source start time, or minted at write time for servers that refuse "
-    "old ids (400 too_old); the id map is kept in the state directory. Default: write-time on "
-    "Opik Cloud or where an id map exists, else source-time, switching at the first too_old.",
-)
-@click.option(
-    "--shift-old-timestamps",
-    is_flag=True,
-    default=None,
-    help="Move traces older than LangWatch's 31-day cutoff into its window (originals kept).",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    default=None,
-    help="Go on where a safety check would stop the run (a new write-time id map while the "
-    "Opik project already holds copies from this source: they get written again).",
-)
-@click.option(
-    "--debug",
-    is_flag=True,
-    help="Add the traceback to runtime and internal errors (same exit code).",
-)
+@_run_options
 def migrate_command(
     from_: str,
     to: str,
@@ -231,6 +258,212 @@ def migrate_command(
     sys.exit(report.exit_code)
 
 
+def _duration(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _at(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else "-"
+
+
+def _show(result: PassResult, every: str | None) -> None:
+    """What a retry or a pass did, as it ends (stdout); the verdict of a lossy one on stderr."""
+    report = result.report
+    if result.kind == "retry":
+        click.echo(f"retry of the dead letters in {report.dead_letter_path}:")
+    else:
+        window = result.window
+        since = _at(window.since) if window and window.since else "the beginning (first pass)"
+        until = _at(window.until) if window else "-"
+        resumed = " (resuming an interrupted pass)" if result.resumed else ""
+        mode = "dry run: " if report.dry_run else ""
+        click.echo(f"{mode}pass over the changes from {since} through {until}{resumed}:")
+    click.echo(format_summary(report))
+    for why, n in sorted(result.kept.items()):
+        click.echo(f"kept {n} dead letters that cannot be sent again: {why}")
+    if report.lossy:
+        click.echo(verdict_line(report), err=True)
+    if report.stopped:
+        click.echo(
+            "stopped: the checkpoint is after the last acknowledged page; rerun the same "
+            "command to resume",
+        )
+    elif result.kind == "pass" and not report.dry_run:
+        click.echo(f"high-water mark: {_at(result.high_water)}")
+        if every is not None:
+            click.echo(f"next pass {every} after this one started (Ctrl-C or SIGTERM stops)")
+
+
+async def _stop_on_signals(stop: anyio.Event, work: anyio.CancelScope, got: list[int]) -> None:
+    """The first SIGINT or SIGTERM sets `stop` (the page in flight finishes, its checkpoint is
+    saved); a second one cancels `work` at once (the checkpoint is the last saved one). Where
+    signals cannot be received (not the main thread, Windows' SIGTERM), does nothing."""
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                got.append(signum)
+                name = signal.Signals(signum).name
+                if stop.is_set():
+                    click.echo(f"{name} again: stopping at once", err=True)
+                    work.cancel()
+                    return
+                click.echo(
+                    f"{name}: finishing the page in flight, then saving the checkpoint "
+                    f"(send {name} again to stop at once)",
+                    err=True,
+                )
+                stop.set()
+    except (ValueError, RuntimeError, NotImplementedError):
+        return
+
+
+@main.command("sync")
+@_endpoint_options
+@click.option(
+    "--lookback",
+    default="10m",
+    show_default=True,
+    metavar="DURATION",
+    help="Re-read changes this far before the high-water mark (late writers, clock skew): "
+    "30s, 10m, 1h30m, 2d.",
+)
+@click.option(
+    "--every",
+    metavar="DURATION",
+    help="Keep running: one pass per interval (a longer pass starts the next at once) until "
+    "SIGINT or SIGTERM.",
+)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Start the job over: remove its checkpoint (its dead letters stay).",
+)
+@click.option(
+    "--retry-dead-letters",
+    is_flag=True,
+    help="First send the job's dead letters again; those that land leave the file.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read the next pass's changes, write nothing (checkpoint included), say what would be "
+    "written.",
+)
+@_run_options
+def sync_command(
+    from_: str,
+    to: str,
+    source_project: str | None,
+    target_project: str | None,
+    lookback: str,
+    every: str | None,
+    reset: bool,
+    retry_dead_letters: bool,
+    dry_run: bool,
+    state_dir: Path | None,
+    config_file: Path | None,
+    mapping: Path | None,
+    opik_ids: str | None,
+    shift_old_timestamps: bool | None,
+    force: bool | None,
+    debug: bool,
+) -> None:
+    """Copy what changed at SRC since the last pass to DST, then print what each pass did.
+
+    A job is SRC and DST with their projects and the mapping in force; its checkpoint holds a
+    high-water mark on the source's update time. A pass reads the changes from the mark minus
+    --lookback up to the moment it started; the mark moves only when a pass completes. An
+    interrupted pass resumes where it stopped. With --every, SIGINT or SIGTERM lets the page in
+    flight finish and saves the checkpoint, then exits (0 or 1 by the passes' verdict); a second
+    signal stops at once.
+    Exit codes: 0 all copied, 1 a pass was lossy, 2 usage error (a bad checkpoint: see --reset;
+    the job already running), 3 fatal error.
+    """
+    look, interval = _duration(lookback), _duration(every)
+    assert look is not None
+    results: list[PassResult] = []
+    got: list[int] = []
+
+    async def work() -> Report | None:
+        settings = load_settings(
+            config_file,
+            {
+                "state_dir": state_dir,
+                "opik_ids": opik_ids,
+                "shift_old_timestamps": shift_old_timestamps,
+                "force": force,
+            },
+        )
+        stop = anyio.Event()
+
+        def on_pass(result: PassResult) -> None:
+            results.append(result)
+            _show(result, every)
+
+        report: Report | None = None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_stop_on_signals, stop, group.cancel_scope, got)
+                report = await sync(
+                    from_,
+                    to,
+                    source_project=source_project,
+                    target_project=target_project,
+                    lookback=look,
+                    every=interval,
+                    reset=reset,
+                    retry_dead_letters=retry_dead_letters,
+                    dry_run=dry_run,
+                    settings=settings,
+                    mapping=mapping,
+                    stop=stop,
+                    on_pass=on_pass,
+                )
+                group.cancel_scope.cancel()
+        except BaseExceptionGroup as errors:
+            raise first_cause(errors) from None
+        return report
+
+    report = _run(debug, work)
+    if report is None:  # a second signal cancelled the pass
+        click.echo("stopped at once: rerun the same command to resume", err=True)
+        sys.exit(128 + (got[-1] if got else signal.SIGTERM))
+    sys.exit(1 if any(r.lossy for r in results) else 0)
+
+
+@main.command("status")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="The state directory to describe [default: .tracebridge].",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (its run.state_dir).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (a stable schema).")
+def status_command(state_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
+    """Describe every job in the state directory: endpoints and projects, kind, checkpoint
+    (high-water mark, complete or in a pass), last pass and its counts, dead letters.
+
+    Exit codes: 0 described (an unreadable checkpoint is described as such), 2 usage error.
+    """
+
+    async def work() -> dict[str, Any]:
+        settings = load_settings(config_file, {"state_dir": state_dir})
+        return job_statuses(settings.state_dir)
+
+    document = _run(False, work)
+    click.echo(json.dumps(document, indent=2) if as_json else format_status(document))
+
+
 @main.command("check")
 @click.option("--project", help="Opik project to look up [default: OPIK_PROJECT_NAME].")
 @click.option(
@@ -256,3 +489,7 @@ def check_command(project: str | None, config_file: Path | None, debug: bool) ->
 
     for line in _run(debug, work):
         click.echo(line)
+
+
+if __name__ == "__main__":
+    main()
