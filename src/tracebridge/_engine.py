@@ -343,8 +343,8 @@ async def run(
         if state is not None and not dry_run:
             resume, report.resumed_after_pages = state.begin()
             begun = True
-            dead_letters = DeadLetters(state.dead_letter_path, report.run_id)
-            report.dead_letter_path = str(state.dead_letter_path)
+            dead_letters = state.dead_letters(report.run_id)
+            report.dead_letter_path = str(dead_letters.path)
         send, receive = anyio.create_memory_object_stream[Page](_PAGES_IN_FLIGHT)
         try:
             async with anyio.create_task_group() as group:

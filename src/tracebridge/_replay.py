@@ -34,7 +34,7 @@ from ._errors import RecordError
 from ._failures import describe, is_record_failure
 from ._mapping import Mappings
 from ._models import Thread, Trace
-from ._state import write_atomically
+from ._state import DeadLetters, write_atomically
 
 __all__ = ["Replay", "retry_dead_letters"]
 
@@ -224,6 +224,9 @@ class _RetryState:
 
     def __init__(self, dead_letter_path: Path) -> None:
         self.dead_letter_path = dead_letter_path
+
+    def dead_letters(self, run_id: str) -> DeadLetters:
+        return DeadLetters(self.dead_letter_path, run_id)
 
     def begin(self) -> tuple[dict[str, Any] | None, int]:
         return None, 0

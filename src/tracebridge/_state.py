@@ -128,8 +128,9 @@ class JobState(Protocol):
     sink closed, and `end` always (after a failure too), in that order.
     """
 
-    #: Where the run's dead letters go (appended).
-    dead_letter_path: Path
+    def dead_letters(self, run_id: str) -> DeadLetters:
+        """Where the run's dead letters go (appended)."""
+        ...
 
     def begin(self) -> tuple[dict[str, Any] | None, int]:
         """Take the job (or know it is taken) and load its checkpoint: the cursor to resume
@@ -172,18 +173,41 @@ class DeadLetters:
     source read it, when there is one) and, when the engine knows it, `unit`: the canonical
     thread or trace the entry is about (`unit_entry`), which `tracebridge sync
     --retry-dead-letters` re-sends.
+
+    With `unique`, an entry the file already holds (same kind, place, reason, record and unit:
+    a sync pass over a file meets the same bad line every time) is not written again.
     """
 
-    def __init__(self, path: Path, run_id: str) -> None:
+    def __init__(self, path: Path, run_id: str, *, unique: bool = False) -> None:
         self.path = path
         self.run_id = run_id
         self.count = 0
+        self.unique = unique
+        self._seen: set[str] = set()
         self._handle: IO[str] | None = None
+
+    @staticmethod
+    def _identity(entry: dict[str, Any]) -> str:
+        keys = ("kind", "where", "reason", "record", "unit")
+        text = json.dumps([entry.get(k) for k in keys], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
+
+    def _open(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.unique and self.path.exists():
+            with self.path.open(encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    try:
+                        entry = json.loads(line)
+                    except (ValueError, RecursionError):
+                        continue
+                    if isinstance(entry, dict):
+                        self._seen.add(self._identity(entry))
+        return self.path.open("a", encoding="utf-8")
 
     def add(self, rejected: Rejected) -> None:
         if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("a", encoding="utf-8")
+            self._handle = self._open()
         reason = rejected.reason
         entry = {
             "run_id": self.run_id,
@@ -197,6 +221,11 @@ class DeadLetters:
             entry["unit"], note = unit_entry(rejected.unit)
             if note:
                 entry["reason"] = f"{reason} ({note})"
+        if self.unique:
+            identity = self._identity(entry)
+            if identity in self._seen:
+                return
+            self._seen.add(identity)
         self._handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
         self._handle.flush()
         self.count += 1
@@ -274,6 +303,9 @@ class StateDir:
         write_atomically(self.checkpoint_path, checkpoint.model_dump_json(indent=2) + "\n")
 
     # -- JobState ---------------------------------------------------------------------------
+
+    def dead_letters(self, run_id: str) -> DeadLetters:
+        return DeadLetters(self.dead_letter_path, run_id)
 
     def begin(self) -> tuple[dict[str, Any] | None, int]:
         self.lock()

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._endpoints import Counts, Page, Window
 from ._errors import BadCheckpointError, CheckpointError
-from ._state import Checkpoint, StateDir, write_atomically
+from ._state import Checkpoint, DeadLetters, StateDir, write_atomically
 
 __all__ = [
     "CheckpointV2",
@@ -247,6 +247,11 @@ class SyncState:
         return bool(current and current.pages)
 
     # -- JobState ---------------------------------------------------------------------------
+
+    def dead_letters(self, run_id: str) -> DeadLetters:
+        """The job's own file, one entry per distinct failure (a file source re-read every
+        pass meets its bad lines every time)."""
+        return DeadLetters(self.dead_letter_path, run_id, unique=True)
 
     def _open(self) -> tuple[CheckpointV2, PassState]:
         checkpoint = self.checkpoint
