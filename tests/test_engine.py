@@ -919,7 +919,9 @@ async def test_stop_finishes_the_page_in_flight_and_saves_its_checkpoint(tmp_pat
 
     state = StateDir(tmp_path, JOB)
     sink = MemorySink(before_write=stop_on_second)
-    report = await run(MemorySource(_pages(5)), sink, state=state, stop=stop)
+    source = MemorySource(_pages(30))  # the reader is ahead, blocked on the full stream
+    report = await run(source, sink, state=state, stop=stop)
+    assert source.produced > 2
     assert report.stopped
     assert _written(sink) == ["p0t0", "p0t1", "p1t0", "p1t1"]
     checkpoint = state.load()
@@ -927,11 +929,11 @@ async def test_stop_finishes_the_page_in_flight_and_saves_its_checkpoint(tmp_pat
     assert (checkpoint.cursor, checkpoint.complete) == ({"next": 2}, False)
     assert sink.closed == 1
 
-    source = MemorySource(_pages(5))
+    source = MemorySource(_pages(30))
     again = await run(source, MemorySink(), state=StateDir(tmp_path, JOB), stop=anyio.Event())
     assert source.resumes == [{"next": 2}]
     assert not again.stopped
-    assert again.written.traces == 6
+    assert again.written.traces == 56
 
 
 @pytest.mark.anyio

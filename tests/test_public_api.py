@@ -22,7 +22,14 @@ FULLY_PUBLIC = (
     "tracebridge._opik.folder",
 )
 #: Names from other private modules that library users need.
-ALSO_PUBLIC = ("migrate", "load_mappings", "default_mappings", "Mappings", "format_summary")
+ALSO_PUBLIC = (
+    "migrate",
+    "sync",
+    "load_mappings",
+    "default_mappings",
+    "Mappings",
+    "format_summary",
+)
 
 
 def test_all_is_sorted() -> None:

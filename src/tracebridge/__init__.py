@@ -6,7 +6,12 @@ Library use (async, anyio):
                                        target_project="support-bot")
     assert not report.lossy
 
-Or compose a `Source` and a `Sink` yourself and call `run`.
+Follow change, pass after pass (see `tracebridge sync --help`):
+
+    report = await tracebridge.sync("langwatch", "opik", target_project="support-bot",
+                                    steps=[my_redaction])
+
+Or compose a `Source` and a `Sink` yourself and call `run` (with `steps`, a `window`, a state).
 """
 
 from ._config import Settings, load_settings
@@ -33,6 +38,7 @@ from ._migrate import migrate
 from ._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from ._opik.folder import OpikDirSink, OpikDirSource
 from ._summary import format_summary
+from ._sync import PassResult, sync
 
 __all__ = [
     "AuthError",
@@ -51,6 +57,7 @@ __all__ = [
     "OpikDirSink",
     "OpikDirSource",
     "Page",
+    "PassResult",
     "Provenance",
     "QuotaError",
     "RecordError",
@@ -79,4 +86,5 @@ __all__ = [
     "migrate",
     "run",
     "step_rule",
+    "sync",
 ]

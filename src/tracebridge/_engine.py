@@ -289,6 +289,8 @@ async def run(
                     async for page in source.pages(window, resume):
                         drain_into(page, notes)
                         await send.send(page)
+                except anyio.BrokenResourceError:
+                    return  # the writer stopped reading: its own end says why
                 except Exception as exc:
                     _note_on_os_errors(exc, f"while reading {source.label}")
                     raise
@@ -327,6 +329,7 @@ async def run(
                 writing = False
                 if stopping:
                     report.stopped = True
+                    scope.cancel()  # the reader too, before the stream closes under it
                     break
         scope.cancel()  # the reader is done (or must stop); so is the stop watcher
 
