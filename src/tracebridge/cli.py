@@ -381,6 +381,7 @@ def sync_command(
     interrupted pass resumes where it stopped. With --every, SIGINT or SIGTERM lets the page in
     flight finish and saves the checkpoint, then exits (0 or 1 by the passes' verdict); a second
     signal stops at once.
+
     Exit codes: 0 all copied, 1 a pass was lossy, 2 usage error (a bad checkpoint: see --reset;
     the job already running), 3 fatal error.
     """
