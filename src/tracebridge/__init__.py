@@ -26,16 +26,18 @@ from ._errors import (
     TracebridgeError,
     UsageError,
 )
+from ._hashing import content_hash
 from ._langwatch.file import LangWatchFileSink, LangWatchFileSource
 from ._mapping import Mappings, default_mappings, load_mappings
 from ._migrate import migrate
-from ._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
+from ._models import CopyState, ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from ._opik.folder import OpikDirSink, OpikDirSource
 from ._summary import format_summary
 
 __all__ = [
     "AuthError",
     "CheckpointError",
+    "CopyState",
     "Counts",
     "ErrorInfo",
     "FatalError",
@@ -69,6 +71,7 @@ __all__ = [
     "UsageError",
     "Window",
     "WriteResult",
+    "content_hash",
     "default_mappings",
     "format_summary",
     "load_mappings",
