@@ -10,6 +10,7 @@ Or compose a `Source` and a `Sink` yourself and call `run`.
 """
 
 from ._config import Settings, load_settings
+from ._echo import suppress_echoes
 from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._engine import Report, run
 from ._errors import (
@@ -33,6 +34,8 @@ from ._migrate import migrate
 from ._models import CopyState, ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from ._opik.folder import OpikDirSink, OpikDirSource
 from ._summary import format_summary
+from ._unchanged import SkipUnchanged
+from ._verify import VerifyReport, verify
 
 __all__ = [
     "AuthError",
@@ -62,6 +65,7 @@ __all__ = [
     "ServerError",
     "Settings",
     "Sink",
+    "SkipUnchanged",
     "Source",
     "Span",
     "Thread",
@@ -69,6 +73,7 @@ __all__ = [
     "TracebridgeError",
     "Unit",
     "UsageError",
+    "VerifyReport",
     "Window",
     "WriteResult",
     "content_hash",
@@ -78,4 +83,6 @@ __all__ = [
     "load_settings",
     "migrate",
     "run",
+    "suppress_echoes",
+    "verify",
 ]
