@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.factories import langwatch_project, langwatch_trace
 from tracebridge import (
+    CheckpointError,
     Counts,
     LangWatchFileSource,
     OpikDirSink,
@@ -220,3 +222,16 @@ async def test_through_the_engine_a_second_run_skips_everything(tmp_path: Path) 
     assert written.traces == 0
     assert skipped.traces == 12
     assert reasons[UNCHANGED_RULE] == skipped.total()
+
+
+def test_an_index_that_is_not_one_is_named(tmp_path: Path) -> None:
+    """A damaged index, or one from a newer tracebridge: a CheckpointError naming the file."""
+    (tmp_path / INDEX_FILE).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CheckpointError, match=f"{INDEX_FILE} is not an index .* move it away"):
+        SkipUnchanged(RecordingSink(), tmp_path)
+    (tmp_path / INDEX_FILE).unlink()
+    db = sqlite3.connect(tmp_path / INDEX_FILE)
+    db.execute("PRAGMA user_version = 9")
+    db.close()
+    with pytest.raises(CheckpointError, match="newer tracebridge"):
+        SkipUnchanged(RecordingSink(), tmp_path)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ._endpoints import Counts, Rejected, Sink, Unit, WriteResult
+from ._errors import CheckpointError
 from ._hashing import content_hash, digest
 from ._models import Thread
 
@@ -68,21 +69,35 @@ class HashIndex:
     """The persistent index: (destination, key) → the hash last acknowledged."""
 
     def __init__(self, path: Path) -> None:
+        """Open (or create) the index; a file that is not one is a `CheckpointError` naming it
+        (moving it away costs one full write of every unit, nothing else)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, timeout=30)
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA):
+        move_away = "move it away (the next pass then writes every unit once more)"
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, _SCHEMA):
+                raise CheckpointError(
+                    f"{path} is the index of a newer tracebridge (schema {version}): upgrade, "
+                    f"or {move_away}"
+                )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS acknowledged (destination TEXT NOT NULL, "
+                "kind TEXT NOT NULL, platform TEXT NOT NULL, project TEXT NOT NULL, "
+                "id TEXT NOT NULL, hash TEXT NOT NULL, at TEXT NOT NULL, "
+                "PRIMARY KEY (destination, kind, platform, project, id))"
+            )
+            self._db.execute(f"PRAGMA user_version = {_SCHEMA}")
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise ValueError(f"{path} is an index of a newer tracebridge (schema {version})")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS acknowledged (destination TEXT NOT NULL, "
-            "kind TEXT NOT NULL, platform TEXT NOT NULL, project TEXT NOT NULL, "
-            "id TEXT NOT NULL, hash TEXT NOT NULL, at TEXT NOT NULL, "
-            "PRIMARY KEY (destination, kind, platform, project, id))"
-        )
-        self._db.execute(f"PRAGMA user_version = {_SCHEMA}")
-        self._db.commit()
+            raise CheckpointError(
+                f"{path} is not an index tracebridge can read ({exc}): {move_away}"
+            ) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     def get(self, destination: str, key: _Key) -> str | None:
         row = self._db.execute(
