@@ -15,6 +15,7 @@ Or compose a `Source` and a `Sink` yourself and call `run` (with `steps`, a `win
 """
 
 from ._config import Settings, load_settings
+from ._echo import suppress_echoes
 from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._engine import Report, Step, run, step_rule
 from ._errors import (
@@ -32,18 +33,22 @@ from ._errors import (
     TracebridgeError,
     UsageError,
 )
+from ._hashing import content_hash
 from ._langwatch.file import LangWatchFileSink, LangWatchFileSource
 from ._mapping import Mappings, default_mappings, load_mappings
 from ._migrate import migrate
-from ._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
+from ._models import CopyState, ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from ._opik.folder import OpikDirSink, OpikDirSource
 from ._summary import format_summary
 from ._sync import PassResult, sync
+from ._unchanged import SkipUnchanged
+from ._verify import VerifyReport, verify
 
 __all__ = [
     "AuthError",
     "BadCheckpointError",
     "CheckpointError",
+    "CopyState",
     "Counts",
     "ErrorInfo",
     "FatalError",
@@ -69,6 +74,7 @@ __all__ = [
     "ServerError",
     "Settings",
     "Sink",
+    "SkipUnchanged",
     "Source",
     "Span",
     "Step",
@@ -77,8 +83,10 @@ __all__ = [
     "TracebridgeError",
     "Unit",
     "UsageError",
+    "VerifyReport",
     "Window",
     "WriteResult",
+    "content_hash",
     "default_mappings",
     "format_summary",
     "load_mappings",
@@ -86,5 +94,7 @@ __all__ = [
     "migrate",
     "run",
     "step_rule",
+    "suppress_echoes",
     "sync",
+    "verify",
 ]

@@ -12,14 +12,25 @@ to its own platform reproduces the original exactly. Only the origin platform's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._time import utc_ms
 
-__all__ = ["ErrorInfo", "IOValue", "Platform", "Provenance", "Score", "Span", "Thread", "Trace"]
+__all__ = [
+    "CopyState",
+    "ErrorInfo",
+    "IOValue",
+    "Platform",
+    "Provenance",
+    "Score",
+    "Span",
+    "Thread",
+    "Trace",
+]
 
 Platform = Literal["langwatch", "opik"]
 
@@ -103,8 +114,30 @@ class Span(_Record):
     extras: dict[str, Any] = Field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CopyState:
+    """What reading a copy (a record tracebridge wrote, read back from where it was written)
+    learned from its stash: see `Trace.copy_state` and `_stash.py`.
+
+    `changed` is True when the copy's content no longer has the hash recorded when it was
+    copied (`changes` then says what: "score 'helpfulness' added", ...), False when it still
+    has it, None when the stash recorded no hash (written by tracebridge before stash v2).
+    """
+
+    #: The platform the copy was read from (where it had been written).
+    platform: Platform
+    #: The content hash recorded when the record was copied; None for a v1 stash.
+    hash: str | None
+    changed: bool | None
+    changes: tuple[str, ...] = ()
+
+
 class Trace(_Record):
-    """A trace with its whole span tree and its trace-level scores."""
+    """A trace with its whole span tree and its trace-level scores.
+
+    Two traces are equal when their fields are: `copy_state`, what reading a copy learned, is
+    not part of the record (a copy read back equals its original).
+    """
 
     id: str
     source: Provenance
@@ -120,6 +153,26 @@ class Trace(_Record):
     spans: list[Span] = Field(default_factory=list)
     scores: list[Score] = Field(default_factory=list)
     extras: dict[str, Any] = Field(default_factory=dict)
+
+    _copy_state: CopyState | None = PrivateAttr(default=None)
+
+    @property
+    def copy_state(self) -> CopyState | None:
+        """Set on a copy read back from the platform it was written to, else None.
+
+        Kept by `model_copy`; not dumped, validated or compared.
+        """
+        return self._copy_state
+
+    def with_copy_state(self, state: CopyState | None) -> Trace:
+        """This trace (the same object) with `copy_state` set; for the readers of copies."""
+        self._copy_state = state
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trace):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def dump_without_spans(self) -> dict[str, Any]:
         """The trace as JSON-able data, its spans left out (they are compared one by one)."""

@@ -1,35 +1,96 @@
 """What a platform cannot hold natively travels in one reserved key: the stash.
 
 A copy written to the other platform carries, under `metadata["tracebridge"]` (Opik records,
-LangWatch traces) or `params["tracebridge"]` (LangWatch spans):
+LangWatch traces) or `params["tracebridge"]` (LangWatch spans), the stash. Version 2 (written
+since `sync`):
 
-    {"source": {"platform", "project", "id"},   # provenance (traces only)
-     "patch": {...}}                            # canonical fields the wire could not express
+    trace: {"v": 2,
+            "source": {"platform", "project", "id"},  # provenance
+            "hash": "c1:…",                          # content hash of the record as copied
+            "parts": {"fields": {name: digest},      # to say later what changed: own fields,
+                      "scores": {key: digest},       #   scores by name,
+                      "tags": [...], "spans": n},     #   tags, number of spans
+            "patch": {...}}                           # what the copy's wire could not express
+    span:  {"v": 2, "hash": digest, "patch": {...}}
 
-The patch is computed, not hand-listed: encode the canonical record, decode it again, and keep
-the difference (`make_patch`). Reading applies it (`apply_patch`), so a round trip through the
-other platform returns the original record exactly, whatever the mapping could not express.
+plus, on LangWatch, "thread" (an Opik thread's own data, on its last trace) and "shift_ms".
+Version 1 (`{"source", "patch"}` on traces, `{"patch"}` on spans) is still read as before.
+
+**The patch** is computed, not hand-listed: encode the canonical record, decode it again, and keep
+the difference. Each key maps to `{"set": value, "was": digest}` (the copy holds another value,
+whose digest is `was`; no `was`: the copy has no such key), `{"del": true, "was": digest}` (the
+copy has a key the original has not), `{"sub": patch}` (two dicts, key by key) or, for the list
+fields of traces and spans (`scores`, `tags`), `{"each": {"order": [key, ...], "items": {...}}}`:
+element by element, keyed by identity (a score by its name, a tag by its value; a repeated key
+gets `␟2`, `␟3`, …; a span's scores are in that span's own patch, spans by their id), each item
+`{"add": element}` (the copy lacks it), `{"drop": digest}` (the copy has it, the original not)
+or `{"sub": patch}` / `{"set", "was"}` (both have it, differently); `order` is the original's.
+Version 1 patches are `{"set"}` / `{"del"}` / `{"sub"}` only, and lists are set whole.
+
+**Reading a copy back — the conflict rule.** The stash holds the record as it was copied; the
+copy may have been edited on its platform since. Element by element, and within an element
+field by field:
+
+- what the destination did not touch is restored from the stash, exactly as it was copied (a
+  field is untouched while its value still has the digest the patch recorded, `was`; an element
+  while it is still there);
+- what the destination added, changed or removed since the copy stays as the destination has it:
+  **the destination's change wins, per element and per field, and is never reverted** (a score a
+  reviewer added on the copy, a tag, a new span: kept; an element the mapping had dropped and the
+  destination now holds under the same identity: the destination's);
+- the record is then reported as changed (`Trace.copy_state`, and a warning
+  "trace X: changed on opik since it was copied: score 'helpfulness' added"), so `sync` carries
+  the change to the original on its next pass the other way (echo suppression lets it through);
+- an element changed on *both* sides since the copy: the reader sees the copy and the original as
+  it was copied, not the original as it is now, so what it carries is the destination's version;
+  the write to the original (an upsert) then replaces the original's. The pass that runs first
+  decides: run the copy → original direction first to keep reviewers' edits.
+
+A record whose content hash still equals the recorded `hash` is unchanged: the merge restores the
+original exactly, and echo suppression drops it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from ._errors import RecordError
+from ._hashing import (
+    OWN_FIELDS,
+    content_hash,
+    digest,
+    keyed,
+    score_content,
+    score_key,
+    span_digest,
+    trace_parts,
+)
+from ._models import CopyState, Platform, Span, Trace
+
 __all__ = [
+    "LIST_KEYS",
     "STASH_KEY",
+    "STASH_VERSION",
+    "CopyReader",
     "apply_patch",
+    "make_merge_patch",
     "make_patch",
+    "merge_patch",
     "parse_stash",
     "patched",
     "same",
+    "span_stash",
+    "trace_stash",
     "with_residual",
 ]
 
 STASH_KEY = "tracebridge"
+STASH_VERSION = 2
 
 Json = Any
 R = TypeVar("R", bound=BaseModel)
@@ -107,3 +168,282 @@ def parse_stash(value: Json) -> dict[str, Json] | None:
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
+
+
+# ------------------------------------------------------------------------------ stash v2
+
+#: The list fields of a trace or a span that are patched element by element, and how an
+#: element is known (module docstring).
+LIST_KEYS: Mapping[str, Callable[[Json], str]] = {
+    "scores": score_key,
+    "tags": lambda tag: tag if isinstance(tag, str) else digest(tag),
+}
+_NO_LISTS: Mapping[str, Callable[[Json], str]] = {}
+
+
+def make_merge_patch(
+    original: dict[str, Json],
+    decoded: dict[str, Json],
+    lists: Mapping[str, Callable[[Json], str]] = LIST_KEYS,
+) -> dict[str, Json]:
+    """The v2 patch that turns `decoded` (the copy as written) back into `original` ({} when
+    they are the same), recording what each change replaces (module docstring)."""
+    patch: dict[str, Json] = {}
+    for key, value in original.items():
+        if key not in decoded:
+            patch[key] = {"set": value}
+        elif key in lists and isinstance(value, list) and isinstance(decoded[key], list):
+            each = _list_patch(value, decoded[key], lists[key])
+            if each:
+                patch[key] = {"each": each}
+        elif isinstance(value, dict) and isinstance(decoded[key], dict):
+            sub = make_merge_patch(value, decoded[key], _NO_LISTS)
+            if sub:
+                patch[key] = {"sub": sub}
+        elif not same(value, decoded[key]):
+            patch[key] = {"set": value, "was": digest(decoded[key])}
+    for key in decoded.keys() - original.keys():
+        patch[key] = {"del": True, "was": digest(decoded[key])}
+    return patch
+
+
+def _list_patch(
+    original: list[Json], decoded: list[Json], key: Callable[[Json], str]
+) -> dict[str, Json]:
+    ours = keyed(original, key)
+    theirs = dict(keyed(decoded, key))
+    items: dict[str, Json] = {}
+    for k, element in ours:
+        if k not in theirs:
+            items[k] = {"add": element}
+        elif isinstance(element, dict) and isinstance(theirs[k], dict):
+            sub = make_merge_patch(element, theirs[k], _NO_LISTS)
+            if sub:
+                items[k] = {"sub": sub}
+        elif not same(element, theirs[k]):
+            items[k] = {"set": element, "was": digest(theirs[k])}
+    for k in theirs.keys() - {k for k, _ in ours}:
+        items[k] = {"drop": digest(theirs[k])}
+    order = [k for k, _ in ours]
+    if not items and order == list(theirs):
+        return {}
+    return {"order": order, "items": items}
+
+
+def merge_patch(
+    current: dict[str, Json],
+    patch: dict[str, Json],
+    lists: Mapping[str, Callable[[Json], str]] = LIST_KEYS,
+) -> dict[str, Json]:
+    """`current` (the copy as it is now) with a v2 patch merged in: what the destination did
+    not touch is restored, what it changed is kept (module docstring). A new dict."""
+    result = dict(current)
+    for key, change in patch.items():
+        if not isinstance(change, dict):
+            continue
+        now = current.get(key)
+        if "each" in change:
+            if key in current and not isinstance(now, list):
+                continue  # the destination made it something else: theirs
+            result[key] = _merge_list(now or [], change["each"], lists.get(key, score_key))
+        elif "sub" in change:
+            if isinstance(now, dict):
+                result[key] = merge_patch(now, change["sub"], _NO_LISTS)
+        elif "del" in change:
+            if key in current and digest(now) == change.get("was"):
+                del result[key]
+        elif "was" in change:
+            if key in current and digest(now) == change["was"]:
+                result[key] = copy.deepcopy(change.get("set"))
+        elif key not in current:
+            result[key] = copy.deepcopy(change.get("set"))
+    return result
+
+
+def _merge_list(
+    current: list[Json], each: dict[str, Json], key: Callable[[Json], str]
+) -> list[Json]:
+    now = dict(keyed(current, key))
+    items = each.get("items") or {}
+    merged: dict[str, Json] = {}
+    for k in each.get("order") or []:
+        item = items.get(k) or {}
+        if k not in now:
+            if "add" in item:  # the mapping left it out, the destination did not add one
+                merged[k] = copy.deepcopy(item["add"])
+            continue  # else: removed on the destination
+        element = now[k]
+        if "sub" in item and isinstance(element, dict):
+            element = merge_patch(element, item["sub"], _NO_LISTS)
+        elif "set" in item and digest(element) == item.get("was"):
+            element = copy.deepcopy(item["set"])
+        merged[k] = element
+    for k, element in now.items():
+        if k in merged:
+            continue
+        drop = (items.get(k) or {}).get("drop")
+        if drop is None or digest(element) != drop:
+            merged[k] = element  # added (or changed) on the destination
+    return list(merged.values())
+
+
+def trace_stash(trace: Trace, decoded: Trace) -> dict[str, Json]:
+    """The v2 stash of a copy of `trace` whose wire decodes as `decoded`."""
+    stash: dict[str, Json] = {
+        "v": STASH_VERSION,
+        "source": trace.source.model_dump(),
+        "hash": content_hash(trace),
+        "parts": trace_parts(trace),
+    }
+    patch = make_merge_patch(trace.dump_without_spans(), decoded.dump_without_spans())
+    if patch:
+        stash["patch"] = patch
+    return stash
+
+
+def span_stash(span: Span, decoded: Span | None) -> dict[str, Json]:
+    """The v2 stash of a copied span whose wire decodes as `decoded` (None: not at all)."""
+    stash: dict[str, Json] = {"v": STASH_VERSION, "hash": span_digest(span)}
+    back = decoded.model_dump(mode="json") if decoded is not None else {}
+    patch = make_merge_patch(span.model_dump(mode="json"), back)
+    if patch:
+        stash["patch"] = patch
+    return stash
+
+
+_MAX_CHANGES = 10
+
+
+class CopyReader:
+    """Applies the stash of one trace and its spans as a reader decodes them (module docstring).
+
+    A trace stash without `v` is version 1: patches are applied as they are and nothing is
+    compared (`copy_state.changed` is None). With version 2, the patches are merged, the result
+    is compared with the recorded hash, and a changed copy is described. `platform` is where
+    the copy is being read.
+    """
+
+    def __init__(self, stash: dict[str, Json], platform: Platform) -> None:
+        version = stash.get("v")
+        if version not in (None, STASH_VERSION):
+            raise RecordError(
+                f"its '{STASH_KEY}' metadata has stash version {version!r}, which a newer "
+                "tracebridge wrote: upgrade tracebridge to read it"
+            )
+        self.stash = stash
+        self.platform = platform
+        self.v2 = version == STASH_VERSION
+        self._ids: dict[str, str] = {}  # wire id -> canonical id, of the copied spans
+        self._recorded: dict[str, Json] = {}  # canonical id -> digest when copied
+        self._added: list[str] = []
+
+    def span(self, decoded: Span, stash: dict[str, Json] | None) -> Span:
+        """A decoded span with its own stash applied."""
+        stash = stash or {}
+        patch = stash.get("patch")
+        if stash.get("v") != STASH_VERSION:
+            span = patched(decoded, patch) if isinstance(patch, dict) else decoded
+            if self.v2 and not stash:
+                self._added.append(decoded.id)
+            return span
+        span = decoded
+        if isinstance(patch, dict):
+            span = Span.model_validate(merge_patch(decoded.model_dump(mode="json"), patch))
+        self._ids[decoded.id] = span.id
+        self._recorded[span.id] = stash.get("hash")
+        return span
+
+    def adopt_new_spans(self, spans: list[Span]) -> list[Span]:
+        """`spans` with the parents of spans added on the destination named as the original
+        names them (a span added under a copied span points at that span's id there)."""
+        if not self._added or not self._ids:
+            return spans
+        added = set(self._added)
+        return [
+            s.model_copy(update={"parent_id": self._ids[s.parent_id]})
+            if s.id in added and s.parent_id in self._ids
+            else s
+            for s in spans
+        ]
+
+    def trace(self, decoded: Trace, warnings: list[str] | None = None) -> Trace:
+        """The decoded trace (its spans already applied) with the trace stash applied, and its
+        `copy_state` set; a changed copy is described in `warnings`."""
+        patch = self.stash.get("patch")
+        if not self.v2:
+            trace = patched(decoded, patch) if isinstance(patch, dict) else decoded
+            if isinstance(self.stash.get("source"), dict):
+                trace.with_copy_state(CopyState(self.platform, None, None))
+            return trace
+        trace = decoded
+        if isinstance(patch, dict):
+            trace = Trace.model_validate(merge_patch(decoded.model_dump(mode="json"), patch))
+        recorded = self.stash.get("hash")
+        recorded = recorded if isinstance(recorded, str) else None
+        if recorded is not None and content_hash(trace) == recorded:
+            return trace.with_copy_state(CopyState(self.platform, recorded, False))
+        changes = tuple(self._describe(trace)) or ("its content",)
+        if warnings is not None:
+            shown = list(changes[:_MAX_CHANGES])
+            if len(changes) > _MAX_CHANGES:
+                shown.append(f"and {len(changes) - _MAX_CHANGES} more")
+            warnings.append(
+                f"trace {trace.id}: changed on {self.platform} since it was copied: "
+                + ", ".join(shown)
+            )
+        return trace.with_copy_state(CopyState(self.platform, recorded, True, changes))
+
+    def _describe(self, trace: Trace) -> list[str]:
+        parts = self.stash.get("parts")
+        parts = parts if isinstance(parts, dict) else {}
+        out: list[str] = []
+        fields = parts.get("fields")
+        if isinstance(fields, dict):
+            own = trace.model_dump(mode="json", include=set(OWN_FIELDS))
+            out += [
+                f"{name} changed"
+                for name in OWN_FIELDS
+                if name in fields and fields[name] != digest(own[name])
+            ]
+        was = parts.get("scores")
+        if isinstance(was, dict):
+            now = {k: digest(score_content(s)) for k, s in keyed(trace.scores, lambda s: s.name)}
+            for k, d in now.items():
+                if k not in was:
+                    out.append(f"score {_shown(k)!r} added")
+                elif was[k] != d:
+                    out.append(f"score {_shown(k)!r} changed")
+            out += [f"score {_shown(k)!r} removed" for k in was if k not in now]
+        tags = parts.get("tags")
+        if isinstance(tags, list):
+            before = [t for t in tags if isinstance(t, str)]
+            out += [f"tag {t!r} added" for t in _minus(sorted(trace.tags), before)]
+            out += [f"tag {t!r} removed" for t in _minus(before, sorted(trace.tags))]
+        out += [
+            f"span {span.id} changed"
+            for span in trace.spans
+            if span.id in self._recorded and self._recorded[span.id] != span_digest(span)
+        ]
+        out += [f"span {span_id} added" for span_id in self._added]
+        copied = parts.get("spans")
+        if isinstance(copied, int) and copied > len(self._recorded):
+            n = copied - len(self._recorded)
+            out.append(f"{n} span{'s' if n > 1 else ''} removed")
+        return out
+
+
+def _shown(key: str) -> str:
+    name, _, n = key.partition("\x1f")
+    return f"{name} #{n}" if n else name
+
+
+def _minus(a: list[str], b: list[str]) -> list[str]:
+    """`a` without the elements of `b`, as multisets."""
+    rest = list(b)
+    out = []
+    for item in a:
+        if item in rest:
+            rest.remove(item)
+        else:
+            out.append(item)
+    return out

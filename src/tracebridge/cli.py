@@ -492,5 +492,100 @@ def check_command(project: str | None, config_file: Path | None, debug: bool) ->
         click.echo(line)
 
 
+@main.command("verify")
+@click.option(
+    "--from",
+    "from_",
+    required=True,
+    metavar="SRC",
+    help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik.",
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="DST",
+    help="langwatch-file:PATH, opik-dir:PATH, langwatch or opik (read, never written).",
+)
+@click.option("--source-project", help="Project to read on the SRC side.")
+@click.option(
+    "--target-project",
+    help="Project to read on the DST side [default for Opik: OPIK_PROJECT_NAME or "
+    "'Default Project'].",
+)
+@click.option("--since", help="Only traces that started at or after this ISO date/datetime (UTC).")
+@click.option(
+    "--until",
+    help="Only traces that started at or before this ISO date/datetime (a date: the whole day).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Records shown of each list (the counts are always exact).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (see config.example.toml).",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Your mapping file for reading the DST side (see mappings/).",
+)
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Add the traceback to runtime and internal errors (same exit code).",
+)
+def verify_command(
+    from_: str,
+    to: str,
+    source_project: str | None,
+    target_project: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    limit: int,
+    config_file: Path | None,
+    mapping: Path | None,
+    debug: bool,
+) -> None:
+    """Compare SRC and DST by each record's origin and content: what is missing in DST, extra
+    in DST, or different. Reads both sides, writes nothing.
+
+    Exit codes: 0 they match, 1 they differ (or a side could not be read whole), 2 usage
+    error, 3 fatal error.
+    """
+    import json
+
+    from ._verify import VerifyReport, format_verify, verify_endpoints
+
+    start, end = _moment(since, end_of_day=False), _moment(until, end_of_day=True)
+
+    async def work() -> VerifyReport:
+        return await verify_endpoints(
+            from_,
+            to,
+            source_project=source_project,
+            target_project=target_project,
+            since=start,
+            until=end,
+            settings=load_settings(config_file),
+            mapping=mapping,
+        )
+
+    report = _run(debug, work)
+    if as_json:
+        click.echo(json.dumps(report.as_json(limit), ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_verify(report, limit))
+    sys.exit(report.exit_code)
+
+
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,8 +28,16 @@ from pydantic import ValidationError
 from .._decoding import check_values, decoding, describe_validation_error
 from .._endpoints import Counts, Page
 from .._errors import RecordError
-from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
-from .._stash import STASH_KEY, make_patch, parse_stash, patched, with_residual
+from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
+from .._stash import (
+    STASH_KEY,
+    CopyReader,
+    make_patch,
+    parse_stash,
+    span_stash,
+    trace_stash,
+    with_residual,
+)
 from .._time import from_ms, to_ms
 from .._trees import break_cycles, unique_spans
 from .wire import LWError, LWEvaluation, LWSpan, LWTrace, LWTypedValue
@@ -44,7 +53,7 @@ __all__ = [
     "with_root_span",
 ]
 
-PLATFORM = "langwatch"
+PLATFORM: Platform = "langwatch"
 _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
 _THREAD_TAGS_KEY = "thread_tags"
 
@@ -108,23 +117,43 @@ def _unique_spans(raw: dict[str, Any], where: str, notes: Page) -> dict[str, Any
 def _decode(
     wire: LWTrace, stash: dict[str, Any], project: str, warnings: list[str] | None = None
 ) -> Trace:
-    """The canonical trace of a validated wire trace; tree repairs are added to `warnings`."""
+    """The canonical trace of a validated wire trace, a copy's stash applied
+    (`_stash.CopyReader`); tree repairs, and what changed in a copy since it was written, are
+    added to `warnings`.
+
+    In a copy of a record born elsewhere, an evaluation of a span is that span's score (it is
+    one when it names the span, or has the id tracebridge gives that span's score of its name:
+    the collector does not keep `span_id`); in a LangWatch-born trace every evaluation stays a
+    trace score (its span id kept in its extras), as LangWatch lists them.
+    """
     source = (
         Provenance.model_validate(stash["source"])
         if isinstance(stash.get("source"), dict)
         else Provenance(platform=PLATFORM, project=project, id=wire.trace_id)
     )
+    on_spans: dict[str, list[Score]] = {}
+    trace_scores: list[Score] = []
+    span_of = _span_of_evaluation(wire) if source.platform != PLATFORM else None
+    for evaluation in wire.evaluations:
+        score = _score_from_wire(evaluation)
+        span_id = span_of(evaluation) if span_of is not None else None
+        if span_id is not None:
+            on_spans.setdefault(span_id, []).append(score)
+        else:
+            trace_scores.append(score)
+    reader = CopyReader(stash, PLATFORM)
     trace_span: Span | None = None
     spans: list[Span] = []
     for wire_span in wire.spans:
-        span_stash = parse_stash((wire_span.params or {}).get(STASH_KEY)) or {}
+        own_stash = parse_stash((wire_span.params or {}).get(STASH_KEY)) or {}
         span = _span_from_wire(wire_span)
-        if span_stash.get("trace_span"):
+        if own_stash.get("trace_span"):
             trace_span = span
             continue
-        if isinstance(span_stash.get("patch"), dict):
-            span = patched(span, span_stash["patch"])
-        spans.append(span)
+        if span.id in on_spans:
+            span = span.model_copy(update={"scores": on_spans[span.id]})
+        spans.append(reader.span(span, own_stash))
+    spans = reader.adopt_new_spans(spans)
 
     metadata = {k: v for k, v in wire.metadata.items() if k not in _RESERVED_METADATA}
     started_at = from_ms(wire.timestamps.started_at)
@@ -142,7 +171,7 @@ def _decode(
         "metadata": metadata,
         "tags": _labels(wire.metadata.get("labels")),
         "error": _error_from_wire(wire.error),
-        "scores": [_score_from_wire(e) for e in wire.evaluations],
+        "scores": trace_scores,
     }
     if trace_span is not None:
         # Fold the synthetic root span back into the trace it stands for.
@@ -163,10 +192,23 @@ def _decode(
     )
     if warnings is not None:
         warnings += repairs
-    trace = Trace.model_validate({**fields, "spans": spans})
-    if isinstance(stash.get("patch"), dict):
-        trace = patched(trace, stash["patch"])
-    return trace
+    return reader.trace(Trace.model_validate({**fields, "spans": spans}), warnings)
+
+
+def _span_of_evaluation(wire: LWTrace) -> Callable[[LWEvaluation], str | None]:
+    """For a copy: the span an evaluation belongs to, else None (`_decode`)."""
+    span_ids = {s.span_id for s in wire.spans}
+    by_id: dict[str, str] = {}
+    for name in {e.name for e in wire.evaluations}:
+        for span_id in span_ids:
+            by_id[evaluation_id(wire.trace_id, name, span_id)] = span_id
+
+    def span_of(evaluation: LWEvaluation) -> str | None:
+        if evaluation.span_id is not None and evaluation.span_id in span_ids:
+            return evaluation.span_id
+        return by_id.get(evaluation.evaluation_id or "")
+
+    return span_of
 
 
 def _span_from_wire(wire: LWSpan) -> Span:
@@ -237,22 +279,16 @@ def trace_to_wire(
     if trace.source.platform == PLATFORM:
         return wire
     decoded = _decode(LWTrace.model_validate(wire), {"source": trace.source.model_dump()}, "")
-    stash: dict[str, Any] = {"source": trace.source.model_dump()}
-    patch = make_patch(trace.dump_without_spans(), decoded.dump_without_spans())
-    if patch:
-        stash["patch"] = patch
+    # What the mapping lost, per trace and per span, and the content hash (`_stash.py`, v2).
+    stash = trace_stash(trace, decoded)
     if thread is not None and (thread.scores or thread.tags or thread.status):
         stash["thread"] = thread.model_dump(mode="json", exclude={"traces"})
     wire["metadata"][STASH_KEY] = json.dumps(stash, ensure_ascii=False, sort_keys=True)
     decoded_spans = {s.id: s for s in decoded.spans}
     for span, wire_span in zip(trace.spans, wire["spans"][1:], strict=True):
-        original = span.model_dump(mode="json")
-        back = decoded_spans[span.id].model_dump(mode="json") if span.id in decoded_spans else {}
-        span_patch = make_patch(original, back)
-        if span_patch:
-            wire_span.setdefault("params", {})[STASH_KEY] = json.dumps(
-                {"patch": span_patch}, ensure_ascii=False, sort_keys=True
-            )
+        wire_span.setdefault("params", {})[STASH_KEY] = json.dumps(
+            span_stash(span, decoded_spans.get(span.id)), ensure_ascii=False, sort_keys=True
+        )
     return wire
 
 

@@ -23,8 +23,16 @@ from .._endpoints import Counts, Rejected
 from .._errors import RecordError
 from .._ids import derived_uuid7
 from .._mapping import Mappings
-from .._models import ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
-from .._stash import STASH_KEY, make_patch, parse_stash, patched, with_residual
+from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
+from .._stash import (
+    STASH_KEY,
+    CopyReader,
+    make_patch,
+    parse_stash,
+    span_stash,
+    trace_stash,
+    with_residual,
+)
 from .._time import from_iso, to_iso, to_ms
 from .._trees import break_cycles, unique_spans
 from .wire import OErrorInfo, OScore, OSpan, OTrace
@@ -42,7 +50,7 @@ __all__ = [
     "trace_to_opik",
 ]
 
-PLATFORM = "opik"
+PLATFORM: Platform = "opik"
 _SCORE_LIMIT = 1e9
 # Opik fields that belong to where a record is stored, not to the record: never carried over.
 _PLACE_FIELDS = frozenset({"project_id", "project_name"})
@@ -100,19 +108,15 @@ def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = Non
     decoded = _decode(
         record.trace, record.spans, mappings, stash={"source": trace.source.model_dump()}
     )
-    # What the mapping lost, per trace and per span, so the reverse copy restores it.
-    stash: dict[str, Any] = {"source": trace.source.model_dump()}
-    patch = make_patch(trace.dump_without_spans(), decoded.dump_without_spans())
-    if patch:
-        stash["patch"] = patch
+    # What the mapping lost, per trace and per span, so the reverse copy restores it, and the
+    # content hash, so a read can tell a copy changed here since (`_stash.py`, version 2).
+    stash = trace_stash(trace, decoded)
     record.trace["metadata"] = {**record.trace.get("metadata", {}), STASH_KEY: stash}
     for span, wire_span, back in zip(trace.spans, record.spans, decoded.spans, strict=True):
-        span_patch = make_patch(span.model_dump(mode="json"), back.model_dump(mode="json"))
-        if span_patch:
-            wire_span["metadata"] = {
-                **wire_span.get("metadata", {}),
-                STASH_KEY: {"patch": span_patch},
-            }
+        wire_span["metadata"] = {
+            **wire_span.get("metadata", {}),
+            STASH_KEY: span_stash(span, back),
+        }
     return record
 
 
@@ -366,7 +370,8 @@ def _decode(
     project: str = "",
     warnings: list[str] | None = None,
 ) -> Trace:
-    """The canonical trace of Opik records; tree repairs are added to `warnings`."""
+    """The canonical trace of Opik records, a copy's stash applied (`_stash.CopyReader`); tree
+    repairs, and what changed in a copy since it was written, are added to `warnings`."""
     wire = OTrace.model_validate(trace)
     source = (
         Provenance.model_validate(stash["source"])
@@ -376,8 +381,13 @@ def _decode(
     metadata = _plain_metadata(wire.metadata)
     rename = m.to_langwatch.metadata.rename
     started_at = from_iso(wire.start_time)
+    reader = CopyReader(stash, PLATFORM)
+    copied = []
+    for raw in spans:
+        wire_span = OSpan.model_validate(raw)
+        copied.append(reader.span(_span_from_opik(wire_span, m), _span_stash(wire_span)))
     tree, repairs = break_cycles(
-        [_span_from_opik(OSpan.model_validate(s), m) for s in spans],
+        reader.adopt_new_spans(copied),
         trace_id=wire.id,
         remembered=source.platform == PLATFORM,
     )
@@ -398,15 +408,16 @@ def _decode(
         spans=tree,
         scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
     )
-    if isinstance(stash.get("patch"), dict):
-        canonical = patched(canonical, stash["patch"])
-    return canonical
+    return reader.trace(canonical, warnings)
+
+
+def _span_stash(wire: OSpan) -> dict[str, Any] | None:
+    return parse_stash(wire.metadata.get(STASH_KEY)) if isinstance(wire.metadata, dict) else None
 
 
 def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
+    """The span as its Opik record says (a copy's stash is applied by the caller)."""
     metadata = _plain_metadata(wire.metadata)
-    stash = parse_stash(wire.metadata.get(STASH_KEY)) if isinstance(wire.metadata, dict) else None
-    stash = stash or {}
     params = metadata.pop("params") if isinstance(metadata.get("params"), dict) else {}
     contexts = metadata.pop("contexts") if isinstance(metadata.get("contexts"), list) else None
     usage = dict(wire.usage or {})
@@ -424,7 +435,7 @@ def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
     if model and wire.provider and m.to_langwatch.model.join_provider:
         model = f"{wire.provider}/{model}"
     started_at = from_iso(wire.start_time)
-    span = Span(
+    return Span(
         id=wire.id,
         parent_id=wire.parent_span_id,
         name=wire.name,
@@ -447,9 +458,6 @@ def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
         error=_error_from_opik(wire.error_info),
         scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
     )
-    if isinstance(stash.get("patch"), dict):
-        span = patched(span, stash["patch"])
-    return span
 
 
 def _score_from_opik(wire: OScore, m: Mappings) -> Score:

@@ -1,0 +1,156 @@
+"""Content hashes: what a user would call a record, as one stable string.
+
+`content_hash(trace)` covers a trace's id, name, thread id, times, input, output, metadata,
+error, tags, scores and spans (every field of each span, with its own scores and tags). It
+leaves out what is not the record's content:
+
+- provenance (`source`): where the record was born, the same for the original and every copy;
+- platform extras (`extras` of traces, spans and scores): server fields such as `inserted_at`
+  and the residual of one platform's wire format;
+- a score's `id` (a LangWatch evaluation id, which tracebridge makes up for a score without one);
+- order: spans (by id), scores and tags count as collections, since each platform lists them in
+  its own order (a repeated tag or score still counts twice).
+
+So a record and its faithful copy read back (the stash restores what the other platform could not
+hold) have the same hash, and any edit of the content changes it. A thread's hash covers its
+id, its own scores, tags and status, and the hashes of its traces.
+
+Hashes start with the version of this definition (`c1:`): a hash recorded under another
+definition never matches, so such a copy reads as changed (merged, never reverted), not as equal.
+
+`digest` is the short hash of one JSON value (a part of a record), used by the stash to recognise
+an element or a field again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from ._models import Score, Span, Thread, Trace
+
+__all__ = [
+    "HASH_VERSION",
+    "OWN_FIELDS",
+    "content_hash",
+    "digest",
+    "keyed",
+    "score_content",
+    "score_key",
+    "span_content",
+    "span_digest",
+    "trace_parts",
+]
+
+HASH_VERSION = "c1"
+#: A trace's own fields, each compared on its own (the stash's `parts`).
+OWN_FIELDS = (
+    "name",
+    "thread_id",
+    "started_at",
+    "ended_at",
+    "input",
+    "output",
+    "metadata",
+    "error",
+)
+
+T = TypeVar("T")
+
+
+def _canonical(value: Any) -> bytes:
+    """One text per JSON value: sorted keys, ASCII (so any string encodes), no spaces.
+
+    `True`, `1` and `1.0` give different texts, as JSON tells them apart.
+    """
+    return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def digest(value: Any) -> str:
+    """A short hash (16 hex digits) of a JSON value: enough to recognise it again."""
+    return hashlib.sha256(_canonical(value)).hexdigest()[:16]
+
+
+def _collection(items: Iterable[Any]) -> list[Any]:
+    """JSON values in a stable order, whatever order they came in."""
+    return sorted(items, key=_canonical)
+
+
+def score_content(score: Score) -> dict[str, Any]:
+    """A score as its hash sees it: without its storage id and platform extras."""
+    return score.model_dump(mode="json", exclude={"id", "extras"})
+
+
+def span_content(span: Span) -> dict[str, Any]:
+    """A span as its hash sees it: without platform extras; scores and tags in a stable order."""
+    content = span.model_dump(mode="json", exclude={"extras", "scores", "tags"})
+    content["scores"] = _collection(score_content(s) for s in span.scores)
+    content["tags"] = sorted(span.tags)
+    return content
+
+
+def _trace_content(trace: Trace) -> dict[str, Any]:
+    content = trace.model_dump(mode="json", include={"id", *OWN_FIELDS})
+    content["tags"] = sorted(trace.tags)
+    content["scores"] = _collection(score_content(s) for s in trace.scores)
+    content["spans"] = sorted(
+        (span_content(s) for s in trace.spans), key=lambda s: (s["id"], _canonical(s))
+    )
+    return content
+
+
+def _thread_content(thread: Thread) -> dict[str, Any]:
+    return {
+        "id": thread.id,
+        "scores": _collection(score_content(s) for s in thread.scores),
+        "tags": sorted(thread.tags),
+        "status": thread.status,
+        "traces": sorted(content_hash(t) for t in thread.traces),
+    }
+
+
+def content_hash(unit: Trace | Thread) -> str:
+    """The hash of a trace's or a thread's content (module docstring): `c1:` and 64 hex digits."""
+    if isinstance(unit, Thread):
+        content = {"thread": _thread_content(unit)}
+    else:
+        content = {"trace": _trace_content(unit)}
+    return f"{HASH_VERSION}:{hashlib.sha256(_canonical(content)).hexdigest()}"
+
+
+def score_key(score: Any) -> str:
+    """A score's identity within its list: its name (a dumped score, or anything else)."""
+    if isinstance(score, dict) and isinstance(score.get("name"), str):
+        return str(score["name"])
+    return digest(score)
+
+
+def keyed(items: Sequence[T], key: Callable[[T], str]) -> list[tuple[str, T]]:
+    """Each item with its identity: `key(item)`, and for the n-th repeat of a key (n ≥ 2) the
+    key, a unit separator and n. The same list gives the same keys, in order."""
+    seen: dict[str, int] = {}
+    out = []
+    for item in items:
+        k = key(item)
+        seen[k] = seen.get(k, 0) + 1
+        out.append((k if seen[k] == 1 else f"{k}\x1f{seen[k]}", item))
+    return out
+
+
+def trace_parts(trace: Trace) -> dict[str, Any]:
+    """What the stash records of a trace to say later what changed: a digest of each own field
+    and of each score (by name), the tags, and the number of spans."""
+    own = trace.model_dump(mode="json", include=set(OWN_FIELDS))
+    return {
+        "fields": {name: digest(own[name]) for name in OWN_FIELDS},
+        "scores": {k: digest(score_content(s)) for k, s in keyed(trace.scores, lambda s: s.name)},
+        "tags": sorted(trace.tags),
+        "spans": len(trace.spans),
+    }
+
+
+def span_digest(span: Span) -> str:
+    """The digest of a span's content (its stash records it, to tell a changed span)."""
+    return digest(span_content(span))

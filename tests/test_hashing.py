@@ -1,0 +1,177 @@
+"""`_hashing.content_hash`: what a user would call a record, equal for a record and its faithful
+copy read back, blind to provenance, platform extras and order, and moved by any edit."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.strategies import langwatch_traces, opik_traces
+from tracebridge import Provenance, Score, Span, Thread, Trace
+from tracebridge._hashing import content_hash, digest
+from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
+from tracebridge._mapping import default_mappings
+from tracebridge._opik.convert import trace_from_opik, trace_to_opik
+
+MAPPINGS = default_mappings()
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def _through_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, ensure_ascii=False))
+
+
+@PROPERTY
+@given(langwatch_traces())
+def test_a_langwatch_trace_and_its_opik_copy_read_back_have_one_hash(raw: dict[str, Any]) -> None:
+    """LangWatch → Opik → canonical: the same hash, and the read says the copy is unchanged."""
+    trace, _ = trace_from_wire(raw)
+    opik = trace_to_opik(trace, mappings=MAPPINGS)
+    back = trace_from_opik(
+        _through_json(opik.trace), _through_json(opik.spans), project="p", mappings=MAPPINGS
+    )
+    assert content_hash(back) == content_hash(trace)
+    assert back.copy_state is not None
+    assert back.copy_state.changed is False
+    assert back.copy_state.hash == content_hash(trace)
+
+
+@PROPERTY
+@given(opik_traces())
+def test_an_opik_trace_and_its_langwatch_copy_read_back_have_one_hash(
+    record: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    """Opik → LangWatch → canonical: the same hash, and the read says the copy is unchanged."""
+    trace = trace_from_opik(*record, project="my project", mappings=MAPPINGS)
+    back, _ = trace_from_wire(_through_json(trace_to_wire(trace)))
+    assert content_hash(back) == content_hash(trace)
+    assert back.copy_state is not None
+    assert back.copy_state.changed is False
+
+
+def _trace(**kw: Any) -> Trace:
+    spans = [
+        Span(id="root", name="agent", kind="agent", started_at=T0, ended_at=T0 + timedelta(1)),
+        Span(
+            id="llm",
+            parent_id="root",
+            kind="llm",
+            started_at=T0,
+            model="openai/gpt-5",
+            scores=[Score(name="relevance", value=0.5)],
+            tags=["a", "b"],
+        ),
+    ]
+    fields: dict[str, Any] = {
+        "id": "t1",
+        "source": Provenance(platform="langwatch", project="p", id="t1"),
+        "started_at": T0,
+        "metadata": {"user": "u1", "n": 1},
+        "tags": ["x", "y"],
+        "spans": spans,
+        "scores": [Score(name="helpfulness", value=1.0), Score(name="tone", passed=True)],
+    }
+    return Trace.model_validate({**fields, **kw})
+
+
+def test_the_hash_is_versioned_and_stable() -> None:
+    """`c1:` and 64 hex digits; the same for equal records built separately."""
+    h = content_hash(_trace())
+    assert h.startswith("c1:")
+    assert len(h) == 3 + 64
+    assert content_hash(_trace()) == h
+
+
+def test_provenance_extras_and_score_ids_are_not_content() -> None:
+    """Where a record was born, what a platform adds (server fields) and storage ids of scores
+    do not change the hash."""
+    base = _trace()
+    other = base.model_copy(
+        update={
+            "source": Provenance(platform="opik", project="q", id="elsewhere"),
+            "extras": {"langwatch": {"timestamps": {"sub": {"inserted_at": {"set": 1}}}}},
+            "scores": [
+                s.model_copy(update={"id": "ev_1", "extras": {"opik": {"x": {"set": 1}}}})
+                for s in base.scores
+            ],
+            "spans": [
+                s.model_copy(update={"extras": {"opik": {"a": {"del": True}}}}) for s in base.spans
+            ],
+        }
+    )
+    assert content_hash(other) == content_hash(base)
+
+
+def test_order_of_spans_scores_and_tags_is_not_content() -> None:
+    """Each platform lists spans, scores and tags in its own order."""
+    base = _trace()
+    llm = base.spans[1].model_copy(update={"tags": ["b", "a"]})
+    other = base.model_copy(
+        update={
+            "spans": [llm, base.spans[0]],
+            "scores": list(reversed(base.scores)),
+            "tags": ["y", "x"],
+        }
+    )
+    assert base.spans[1].tags == ["a", "b"]
+    assert content_hash(other) == content_hash(base)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"name": "renamed"},
+        {"metadata": {"user": "u1", "n": 2}},
+        {"metadata": {"user": "u1", "n": True}},  # JSON tells true from 1
+        {"metadata": {"user": "u1", "n": 1.0}},  # and 1 from 1.0
+        {"tags": ["x", "y", "reviewed"]},
+        {"tags": ["x", "y", "y"]},  # a repeated tag counts
+        {"scores": [Score(name="helpfulness", value=0.9), Score(name="tone", passed=True)]},
+        {"scores": [Score(name="helpfulness", value=1.0)]},
+        {"ended_at": T0 + timedelta(seconds=3)},
+        {"thread_id": "th"},
+    ],
+    ids=lambda e: next(iter(e)),
+)
+def test_any_edit_of_the_content_changes_the_hash(edit: dict[str, Any]) -> None:
+    assert content_hash(_trace(**edit)) != content_hash(_trace())
+
+
+def test_an_edit_inside_a_span_changes_the_hash() -> None:
+    base = _trace()
+    for update in (
+        {"model": "openai/gpt-4o"},
+        {"scores": [Score(name="relevance", value=0.6)]},
+        {"tags": ["a"]},
+        {"parent_id": None},
+    ):
+        spans = [base.spans[0], base.spans[1].model_copy(update=update)]
+        assert content_hash(base.model_copy(update={"spans": spans})) != content_hash(base)
+    added = [*base.spans, Span(id="new", started_at=T0)]
+    assert content_hash(base.model_copy(update={"spans": added})) != content_hash(base)
+
+
+def test_a_thread_hash_covers_its_traces_and_its_own_data() -> None:
+    """A changed trace changes its thread's hash; the order of traces does not; thread scores,
+    tags and status count; a thread never hashes like a trace."""
+    a, b = _trace(), _trace(id="t2")
+    thread = Thread(id="th", traces=[a, b])
+    h = content_hash(thread)
+    assert content_hash(Thread(id="th", traces=[b, a])) == h
+    assert content_hash(Thread(id="th", traces=[a, _trace(id="t2", name="x")])) != h
+    assert content_hash(Thread(id="th", traces=[a, b], tags=["vip"])) != h
+    assert content_hash(Thread(id="th", traces=[a, b], status="inactive")) != h
+    assert content_hash(Thread(id="th", traces=[a, b], scores=[Score(name="csat", value=4)])) != h
+    assert content_hash(Thread(id="th", traces=[a])) != content_hash(a)
+
+
+def test_digest_is_json_equality() -> None:
+    assert digest({"a": 1, "b": [True]}) == digest({"b": [True], "a": 1})
+    assert digest(1) != digest(1.0)
+    assert digest(True) != digest(1)
+    assert digest("\ud800") != digest("")  # a lone surrogate still hashes

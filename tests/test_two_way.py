@@ -1,0 +1,188 @@
+"""Two-way flow over the API fakes, with the pieces sync is built from: a feedback score a
+reviewer adds on the Opik copy of a LangWatch trace reaches LangWatch (not lost, as with stash
+v1), nothing else is written back (echo suppression), and after one more pass each way both
+sides verify equal and a further pass writes nothing (SkipUnchanged).
+
+The `sync` command and its step seam are built elsewhere; this drives them by hand: read every
+page, apply the step, write what is left.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import langwatch_project
+from tests.fakes.langwatch import LangWatchFake
+from tests.fakes.opik import OpikFake
+from tracebridge import (
+    Settings,
+    SkipUnchanged,
+    Thread,
+    Unit,
+    Window,
+    WriteResult,
+    default_mappings,
+    load_settings,
+    suppress_echoes,
+)
+from tracebridge._echo import EchoSuppression
+from tracebridge._open import open_sink, open_source, parse_endpoint
+from tracebridge._time import to_ms
+from tracebridge._verify import format_verify, verify_endpoints
+
+MIRROR = "mirror"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.lw, self.opik = LangWatchFake(), OpikFake()
+        start_ms = to_ms(datetime.now(UTC) - timedelta(days=3))
+        for trace in langwatch_project(10, 3, seed=21, start_ms=start_ms):
+            trace["evaluations"] = [
+                e for e in trace["evaluations"] if e["status"] in ("processed", "skipped")
+            ]
+            self.lw.add_trace(trace)
+        self.state = tmp_path
+        self.settings: Settings = load_settings(
+            None,
+            {
+                "langwatch_api_key": self.lw.api_key,
+                "langwatch_endpoint": self.lw.base_url,
+                "opik_url": self.opik.base_url,
+                "state_dir": tmp_path,
+                "opik_ids": "source-time",
+            },
+            environ={},
+        )
+        self.transports: dict[str, httpx.AsyncBaseTransport] = {
+            "langwatch": self.lw.transport,
+            "opik": self.opik.transport,
+        }
+
+    async def one_way(
+        self, from_: str, to: str, step: EchoSuppression | None = None
+    ) -> tuple[list[Unit], WriteResult]:
+        """One pass: read everything, apply `step`, write the rest through SkipUnchanged."""
+        mappings = default_mappings()
+        project_from = MIRROR if from_ == "opik" else None
+        project_to = MIRROR if to == "opik" else None
+        source = open_source(
+            parse_endpoint(from_),
+            settings=self.settings,
+            mappings=mappings,
+            project=project_from,
+            transports=self.transports,
+        )
+        sink = SkipUnchanged(
+            open_sink(
+                parse_endpoint(to),
+                settings=self.settings,
+                mappings=mappings,
+                project=project_to,
+                transports=self.transports,
+            ),
+            self.state,
+        )
+        units: list[Unit] = []
+        try:
+            async for page in source.pages(Window(), None):
+                units += page.units
+        finally:
+            await source.aclose()
+        kept = [u for u in (step(u) if step else u for u in units) if u is not None]
+        try:
+            result = await sink.write(kept) if kept else WriteResult()
+        finally:
+            await sink.aclose()
+        assert result.rejected == []
+        return kept, result
+
+    async def add_reviewer_score(self, trace_id: str) -> None:
+        async with httpx.AsyncClient(
+            transport=self.opik.transport, base_url=self.opik.base_url
+        ) as client:
+            response = await client.put(
+                "/v1/private/traces/feedback-scores",
+                json={
+                    "scores": [
+                        {
+                            "id": trace_id,
+                            "project_name": MIRROR,
+                            "name": "helpfulness",
+                            "value": 0.8,
+                            "source": "ui",
+                        }
+                    ]
+                },
+            )
+            assert response.is_success, response.text
+
+
+def _evaluations(trace: dict[str, Any]) -> dict[str, Any]:
+    return {e["evaluation_id"]: e for e in trace["evaluations"]}
+
+
+@pytest.mark.anyio
+async def test_a_reviewer_score_on_opik_reaches_langwatch_and_nothing_echoes(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    lw, opik = world.lw, world.opik
+    written, _ = await world.one_way("langwatch", "opik")
+    assert len(written) > 0
+    assert opik.traces
+    before = copy.deepcopy(lw.traces)
+
+    # a reviewer scores one trace of the Opik copy
+    row = sorted(opik.traces.values(), key=lambda r: r["start_time"])[0]
+    original_id = row["metadata"]["tracebridge"]["source"]["id"]
+    await world.add_reviewer_score(row["id"])
+
+    echoes = suppress_echoes("langwatch", lw.project_id)
+    carried, result = await world.one_way("opik", "langwatch", echoes)
+    carried_ids = [t.id for u in carried for t in (u.traces if isinstance(u, Thread) else [u])]
+    assert carried_ids == [original_id]  # only the changed trace goes back
+    assert result.written.traces == 1
+    home = lw.traces[original_id]
+    new = [e for e in home["evaluations"] if e["name"] == "helpfulness"]
+    assert [e["score"] for e in new] == [0.8]
+    old = _evaluations(before[original_id])
+    now = _evaluations(home)
+    for key, evaluation in old.items():  # nothing reverted (the collector restamps the times)
+        for field in ("name", "status", "score", "passed", "label", "details"):
+            assert now[key].get(field) == evaluation.get(field), (key, field)
+    for trace_id, trace in before.items():
+        if trace_id != original_id:
+            assert lw.traces[trace_id] == trace  # nothing else written back
+
+    # one more pass each way: the change reaches the copy's stash, then everything is an echo
+    await world.one_way("langwatch", "opik")
+    carried, result = await world.one_way("opik", "langwatch", echoes)
+    assert carried == []
+    report = await verify_endpoints(
+        "langwatch",
+        "opik",
+        target_project=MIRROR,
+        settings=world.settings,
+        transports=world.transports,
+    )
+    assert report.ok, format_verify(report)
+
+    # and a pass over unchanged records writes nothing at all
+    requests = len(opik.requests)
+    _, result = await world.one_way("langwatch", "opik")
+    assert result.written.traces == 0
+    assert result.skipped.traces == len(lw.traces)
+    writes = [r for r in opik.requests[requests:] if r.method != "GET"]
+    assert writes == []
