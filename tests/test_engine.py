@@ -810,6 +810,30 @@ async def test_a_filter_step_leaves_units_out_and_counts_them_under_its_name() -
 
 
 @pytest.mark.anyio
+async def test_what_a_step_leaves_out_of_a_thread_is_counted_as_skipped() -> None:
+    """A step that keeps a thread but drops some of its traces (echo suppression does): the
+    dropped traces and what they held are skipped under its rule, and the counts add up."""
+    thread = Thread(id="conv", traces=[_trace("echo", spans=2, scores=1), _trace("new", spans=1)])
+
+    def drop_echoes(unit: Unit) -> Unit | None:
+        assert isinstance(unit, Thread)
+        return unit.model_copy(update={"traces": [t for t in unit.traces if t.id != "echo"]})
+
+    sink = RecordingSink()
+    report = await run(
+        MemorySource([Page(units=[thread], cursor={"next": 1})]), sink, steps=[drop_echoes]
+    )
+    assert report.written == Counts(threads=1, traces=1, spans=1)
+    assert report.skipped == Counts(traces=1, spans=2, scores=1)
+    assert report.result.skip_reasons == {
+        "drop_echoes": 1,
+        "drop_echoes (spans they held)": 2,
+        "drop_echoes (scores they held)": 1,
+    }
+    assert report.read == Counts(threads=1, traces=2, spans=3, scores=1)
+
+
+@pytest.mark.anyio
 async def test_steps_run_in_order_and_a_transform_reaches_the_sink() -> None:
     """A redaction step changes what the sink gets; the next step sees its result; the `rule`
     attribute names a step."""

@@ -117,6 +117,12 @@ def memory(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Endpoints]:
     return install
 
 
+def _change(pages: list[Page]) -> None:
+    """Give every unit of `pages` new content (a pass writes only what changed)."""
+    for page in pages:
+        page.units = [u.model_copy(update={"tags": [*u.tags, "changed"]}) for u in page.units]
+
+
 def settings(tmp_path: Path) -> Settings:
     return Settings(state_dir=tmp_path / "state")
 
@@ -226,8 +232,10 @@ async def test_the_mark_moves_only_once_the_pass_completed(
         checkpoint = checkpoint_of(tmp_path)
         seen.append((checkpoint.high_water, checkpoint.current))
 
-    memory(_pages(2), MemorySink(before_write=look))
+    pages = _pages(2)
+    memory(pages, MemorySink(before_write=look))
     await one_pass(tmp_path, T0)
+    _change(pages)  # unchanged units would cost no write (skip-unchanged), so no look
     t1 = T0 + timedelta(hours=1)
     await one_pass(tmp_path, t1)
     marks = [mark for mark, _ in seen]
@@ -457,9 +465,11 @@ async def test_steps_and_the_sink_wrapper_reach_every_pass(
 async def test_a_dry_run_reads_the_next_window_and_saves_nothing(
     tmp_path: Path, memory: Callable[..., Endpoints]
 ) -> None:
-    endpoints = memory(_pages(2))
+    pages = _pages(2)
+    endpoints = memory(pages)
     await one_pass(tmp_path, T0)
     before = checkpoint_of(tmp_path)
+    _change(pages)
     report = await one_pass(tmp_path, T0 + timedelta(hours=1), dry_run=True)
     assert report.dry_run
     assert endpoints.windows[1] == Window(
@@ -648,6 +658,57 @@ async def test_a_file_source_reads_everything_on_the_update_axis(tmp_path: Path)
     assert second.read == first.read
     assert second.read.traces == 12
     assert {p: p.read_text() for p in (tmp_path / "out").rglob("*.json")} == files
+
+
+@pytest.mark.anyio
+async def test_an_unchanged_pass_writes_nothing_and_a_change_is_written(tmp_path: Path) -> None:
+    """Skip-unchanged is built in: a second pass over the same file makes no write (every
+    unit counted under its rule); a trace edited in the source is written again, alone."""
+    sample = _sample()
+    _write_input(tmp_path / "in.jsonl", sample)
+
+    async def a_pass(day: int) -> Report:
+        return await sync(
+            "langwatch-file:in.jsonl",
+            "opik-dir:out",
+            settings=settings(tmp_path),
+            clock=Clock(datetime(2030, 1, day, tzinfo=UTC)),
+        )
+
+    await a_pass(1)
+    second = await a_pass(2)
+    assert second.written.total() == 0
+    assert second.skipped.traces == 12
+    assert "unchanged since the last pass" in second.result.skip_reasons
+    standalone = next(r for r in sample if "thread_id" not in r["metadata"])
+    standalone["output"] = {"value": "a better answer"}
+    _write_input(tmp_path / "in.jsonl", sample)
+    third = await a_pass(3)
+    assert third.written.traces == 1
+    assert third.skipped.traces == 11
+
+
+@pytest.mark.anyio
+async def test_a_copy_synced_back_to_its_origin_is_an_echo_and_not_written(
+    tmp_path: Path,
+) -> None:
+    """LangWatch file → Opik folder, then the Opik folder → a LangWatch file: every trace
+    came from LangWatch unchanged, so none is written back (echo suppression is built in)."""
+    _write_input(tmp_path / "in.jsonl", _sample())
+    config = settings(tmp_path)
+    clock = Clock(datetime(2030, 1, 1, tzinfo=UTC))
+    await sync("langwatch-file:in.jsonl", "opik-dir:out", settings=config, clock=clock)
+    back = await sync(
+        "opik-dir:out",
+        "langwatch-file:back.jsonl",
+        settings=config,
+        clock=Clock(datetime(2030, 1, 1, tzinfo=UTC)),
+    )
+    assert back.read.traces == 12
+    assert back.written.total() == 0
+    assert back.skipped.traces == 12
+    assert "echo: came from langwatch unchanged" in back.result.skip_reasons
+    assert not (tmp_path / "back.jsonl").exists() or not (tmp_path / "back.jsonl").read_text()
 
 
 # --------------------------------------------------------------------------------- the CLI

@@ -12,6 +12,7 @@ careless resume would add a second copy). The seed is in every failure message.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
@@ -97,11 +98,18 @@ def test_kills_while_syncing_a_langwatch_file_to_an_opik_folder(tmp_path: Path) 
 
 @pytest.fixture
 def opik_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An opik-dir of the input, made once by a sync."""
+    """An opik-dir of records born in Opik: the input, made once by a sync, its provenance
+    stash then removed (as `opik export` of an Opik project holds them). Copies that came from
+    LangWatch would be echoes, rightly never written back to a LangWatch file."""
     root = tmp_path_factory.mktemp("opik")
     sp.make_input(root / "in.jsonl", COPIES)
     result = sp.run(root, "langwatch-file:in.jsonl", "opik-dir:out")
     assert result.returncode == 0, result.stderr
+    for path in (root / "out").rglob("trace_*.json"):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        for record in (body["trace"], *body["spans"]):
+            record.get("metadata", {}).pop("tracebridge", None)
+        path.write_text(json.dumps(body), encoding="utf-8")
     return root / "out"
 
 

@@ -142,13 +142,17 @@ def _unit_kind(unit: Unit) -> str:
     return "thread" if isinstance(unit, Thread) else "trace"
 
 
-def _skip_held(notes: Notes, unit: Unit, rule: str) -> None:
-    """Count what `unit` held as skipped: the unit under `rule`, what it held under
-    `rule (<kind> they held)`."""
-    counts, top = Counts.of(unit), f"{_unit_kind(unit)}s"
+def _skip_left_out(notes: Notes, before: Unit, after: Unit | None, rule: str) -> None:
+    """Count what a step left out of `before` (all of it when `after` is None, else what
+    `after` no longer holds: e.g. the traces of a thread it dropped) as skipped: the largest
+    records under `rule`, what they held under `rule (<kind> they held)`."""
+    held, kept = Counts.of(before), Counts.of(after) if after is not None else Counts()
+    top: str | None = None
     for kind in ("threads", "traces", "spans", "scores"):
-        name = rule if kind == top else f"{rule} ({kind} they held)"
-        notes.skip(getattr(counts, kind), kind, name)
+        n = getattr(held, kind) - getattr(kept, kind)
+        if n > 0:
+            top = top or kind
+            notes.skip(n, kind, rule if kind == top else f"{rule} ({kind} they held)")
 
 
 def _apply_steps(
@@ -162,6 +166,7 @@ def _apply_steps(
         unit: Unit | None = original
         for step in steps:
             assert unit is not None
+            before = unit
             try:
                 unit = step(unit)
                 if unit is not None and not isinstance(unit, Thread | Trace):
@@ -178,8 +183,8 @@ def _apply_steps(
                     Rejected(kind, f"{kind} {original.id}", reason, None, counts, original)
                 )
                 break
+            _skip_left_out(notes, before, unit, step_rule(step))
             if unit is None:
-                _skip_held(notes, original, step_rule(step))
                 break
         else:
             assert unit is not None

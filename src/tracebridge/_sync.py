@@ -28,6 +28,7 @@ import anyio
 import httpx
 
 from ._config import Settings, load_settings
+from ._echo import suppress_echoes
 from ._endpoints import Sink, Source, Window
 from ._engine import Report, Step, run
 from ._errors import UsageError
@@ -35,6 +36,7 @@ from ._mapping import Mappings, load_mappings
 from ._open import Endpoint, open_sink, open_source, parse_endpoint
 from ._replay import Replay, retry_dead_letters
 from ._sync_state import SyncState, _utcnow
+from ._unchanged import SkipUnchanged
 
 __all__ = [
     "DEFAULT_LOOKBACK",
@@ -158,13 +160,24 @@ def pipeline(
 ) -> tuple[list[Step], Callable[[Sink], Sink]]:
     """The steps of every pass (the job's own first, then the caller's) and the sink wrapper.
 
-    This is where a job's built-in steps (echo suppression) and sink wrappers (skip-unchanged)
-    are added; today there are none.
+    Built in: echo suppression (a copy that came from the destination and did not change
+    there is not written back, DESIGN.md invariant 2), and skip-unchanged around the sink (a
+    unit whose content hash was acknowledged by this destination before costs no write; the
+    index lives in the state directory). The caller's wrapper sits inside skip-unchanged.
     """
-    built_in: list[Step] = []
+    # The destination project as provenance names it: an Opik project name; a LangWatch
+    # project is named by its id, which the job does not know, so any LangWatch project.
+    project = job.target_project if job.sink.platform == "opik" else None
+    built_in: list[Step] = [suppress_echoes(job.sink.platform, project)]
+    destination = json.dumps(
+        {"to": str(job.sink), "at": job.sink_at, "project": job.target_project}, sort_keys=True
+    )
 
     def wrap(sink: Sink) -> Sink:
-        return wrap_sink(sink) if wrap_sink is not None else sink
+        inner = wrap_sink(sink) if wrap_sink is not None else sink
+        return SkipUnchanged(
+            inner, settings.state_dir, destination=destination, fingerprint=job.mapping
+        )
 
     return [*built_in, *steps], wrap
 
