@@ -29,6 +29,7 @@ from tracebridge import (
     BadCheckpointError,
     LockedError,
     Page,
+    Report,
     ServerError,
     Settings,
     Sink,
