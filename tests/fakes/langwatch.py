@@ -765,9 +765,13 @@ class LangWatchFake:
         firsts = [f for f in firsts if f is not None]
         metrics["first_token_ms"] = min(firsts) - start if firsts else None
         for key in (*TOKEN_KEYS, "cost"):
-            values = [s["metrics"][key] for s in spans if s["metrics"].get(key) is not None]
+            values = [
+                s["metrics"][key] for s in spans if (s.get("metrics") or {}).get(key) is not None
+            ]
             metrics["total_cost" if key == "cost" else key] = sum(values) if values else None
-        metrics["tokens_estimated"] = any(s["metrics"].get("tokens_estimated") for s in spans)
+        metrics["tokens_estimated"] = any(
+            (s.get("metrics") or {}).get("tokens_estimated") for s in spans
+        )
         trace["metrics"] = metrics
         root_error = next((s["error"] for s in roots if s.get("error")), None)
         trace["error"] = copy.deepcopy(root_error)
