@@ -12,6 +12,7 @@ import base64
 import json
 import random
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -377,8 +378,6 @@ async def test_a_write_ingested_late_needs_the_next_window_to_look_back() -> Non
     clock.ms = NOW + MINUTE
     no_lookback = await _read(_source(fake, clock), Window(mark, None, "updated"))
     assert _reads(no_lookback) == Counter()
-    from datetime import timedelta
-
     with_lookback = await _read(
         _source(fake, clock), Window(mark - timedelta(minutes=1), None, "updated")
     )
@@ -399,3 +398,33 @@ async def test_the_start_axis_still_reads_by_start_time() -> None:
     assert {b["dateField"] for b in _bodies(fake, mark)} == {"occurred"}
     assert all(p.high_water is None for p in pages)
     assert any("other time axis" in w for w in pages[0].warnings)
+
+
+class _Dropping(httpx.AsyncBaseTransport):
+    """A server that leaves one trace out of the first search page without a word."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.done = inner, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != SEARCH or self.done:
+            return response
+        await response.aread()
+        body = response.json()
+        body["traces"] = body["traces"][1:]
+        self.done = True
+        return httpx.Response(response.status_code, json=body)
+
+
+@pytest.mark.anyio
+async def test_a_scroll_that_returns_fewer_traces_than_it_counts_says_so() -> None:
+    """§3.1: `totalHits` is exact on the update axis; a scroll that returns fewer (and does
+    not count them as `skipped`) gets a warning, not silence."""
+    clock = Clock()
+    raws = _project(30, 0, NOW - DAY)
+    fake = _fake(raws, clock)
+    source = _source(fake, clock, page_size=10, transport=_Dropping(fake.transport))
+    pages = await _read(source, _window(None, NOW))
+    assert len(_reads(pages)) == 29
+    assert any("counted 30 traces" in w and "returned 29" in w for p in pages for w in p.warnings)

@@ -9,6 +9,7 @@ scores do not move it; §2.3/§11 feedback scores live in their own table and ca
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tracebridge import Page, Thread, Trace, Window, load_settings
+import tracebridge._opik.api as opik_api_module
+from tracebridge import Page, ServerError, Thread, Trace, Window, load_settings
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.api import OpikApiSource, opik_api
 from tracebridge._time import to_iso, to_ms
@@ -401,3 +403,100 @@ async def test_the_update_axis_resumes_in_every_phase() -> None:
         tail = await _read(_source(opik, page_size=3), window, resume=head[-1].cursor)
         assert set(_trace_reads(head + tail)) >= expected, stop
         assert tail[-1].high_water == window.until
+
+
+# --- reads that cannot be trusted say so ------------------------------------------------------
+
+
+class _Rewriting(httpx.AsyncBaseTransport):
+    """Passes requests to the fake, and lets a test rewrite the stream answers."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, rewrite: Any) -> None:
+        self.inner, self.rewrite = inner, rewrite
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/traces/search"):
+            return response
+        await response.aread()
+        body = json.loads(request.content)
+        return httpx.Response(200, content=self.rewrite(body, response.content))
+
+
+def _source_on(transport: httpx.AsyncBaseTransport, opik: OpikFake) -> OpikApiSource:
+    settings = load_settings(None, {"opik_url": opik.base_url}, environ={})
+    return OpikApiSource(
+        opik_api(settings, transport), project=PROJECT, mappings=default_mappings(), page_size=5
+    )
+
+
+@pytest.mark.anyio
+async def test_a_stream_that_ignores_its_cursor_stops_the_read() -> None:
+    """A server that answers the same first page whatever `last_retrieved_id` says would loop
+    or repeat forever: the source checks that ids descend below the cursor, and stops."""
+    opik = OpikFake(now=Clock())
+    _seed(opik, 30, 0)
+    first: list[bytes] = []
+
+    def same_page(body: Json, content: bytes) -> bytes:
+        if content and not first:
+            first.append(content)
+        return first[0] if first else content
+
+    with pytest.raises(ServerError, match="descending ids below its cursor"):
+        await _read(_source_on(_Rewriting(opik.transport, same_page), opik), Window())
+
+
+@pytest.mark.anyio
+async def test_an_error_line_in_the_stream_stops_the_read() -> None:
+    """§2.4: an `ErrorMessage` may appear as a line of the NDJSON stream."""
+    opik = OpikFake(now=Clock())
+    _seed(opik, 30, 0)
+
+    def broken(body: Json, content: bytes) -> bytes:
+        lines = content.splitlines()[:2]
+        return b"\n".join([*lines, b'{"code": 500, "message": "query timed out"}']) + b"\n"
+
+    with pytest.raises(ServerError, match="query timed out"):
+        await _read(_source_on(_Rewriting(opik.transport, broken), opik), Window())
+
+
+@pytest.mark.anyio
+async def test_a_thread_opik_has_not_created_yet_comes_without_its_own_data() -> None:
+    """§3.2: threads appear asynchronously; until then `/threads/retrieve` answers 404. The
+    thread's traces are read all the same, and a warning says its scores, tags, status are not."""
+    opik = OpikFake(now=Clock())
+    rows = _seed(opik, 12, 2)
+    pending = next(r["thread_id"] for r in rows if "thread_id" in r)
+    del opik.threads[(opik.project_id(PROJECT), pending)]
+    pages = await _read(_source(opik), Window())
+    assert _thread_units(pages)[pending] == 1
+    assert any(pending in w and "thread record" in w for p in pages for w in p.warnings)
+
+
+@pytest.mark.anyio
+async def test_a_span_count_that_changes_while_spans_are_paged_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spans per trace are read with page/size (the span stream's rate limit is too low):
+    no cursor there, so a count that changes between pages is said, and no span comes twice."""
+    monkeypatch.setattr(opik_api_module, "_LIST_SIZE", 5)
+    opik = OpikFake(now=Clock())
+    rng = random.Random(2)
+    trace, spans, _, _ = opik_trace(
+        rng, trace_id=uuid7(to_ms(START), rng), start=START, thread_id=None,
+        project_name=PROJECT, n_spans=12,
+    )  # fmt: skip
+    opik.add_trace(PROJECT, trace, spans)
+    extra = {**spans[-1], "id": uuid7(to_ms(START), rng), "name": "added"}
+
+    def add_span() -> None:
+        _send(opik, "POST", "/v1/private/spans/batch", {"spans": [extra]})
+
+    opik.after_request(1, add_span, path_contains="/v1/private/spans", method="GET")
+    pages = await _read(_source(opik), Window())
+    (read,) = _traces(pages).values()
+    ids = [s.id for s in read.spans]
+    assert len(ids) == len(set(ids))
+    assert {s["id"] for s in spans} <= set(ids)
+    assert any("changed while it was read page by page" in w for p in pages for w in p.warnings)

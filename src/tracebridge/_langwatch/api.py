@@ -7,7 +7,10 @@ full pages. A trace with a `metadata.thread_id` brings its whole thread with it,
 (`GET /api/thread/{id}`, capped at 1000 traces: bigger threads are read by a search filtered on
 the thread id); evaluations come from a search by trace ids, since the thread endpoint has none.
 A trace outside threads whose text may be the 64 KB preview is fetched whole
-(`GET /api/traces/{id}`). `pagination.skipped` is reported as a loss.
+(`GET /api/traces/{id}`). `pagination.skipped` is reported as a loss. On the update axis
+(`Window(axis="updated")`) the same scroll runs on `dateField: "updated"`, threads come whole,
+`pagination.updatedThrough` is the pass's high-water mark, and evaluations are re-read by their
+own rule (`LangWatchApiSource`'s docstring).
 
 Sink (§5.1): `POST /api/collector`, ≤ 200 spans, ≤ 200 evaluations and ≤ 10 MB per request
 (a big trace is several requests with the same `trace_id`, which LangWatch merges). A 429 there
