@@ -60,6 +60,7 @@ _HISTORY_START_MS = 946_684_800_000  # 2000-01-01: "the whole history"
 #: How far before a pass's `since` the evaluation re-read looks, by trace start (class doc).
 DEFAULT_RESCAN = timedelta(days=1)
 _OTHER_AXIS = "the resume cursor belongs to a read on the other time axis: this read starts over"
+_UNKNOWN_CURSOR = "the resume cursor names no phase of this read: the pass starts over"
 _OLD_ORIGINAL = (
     "traces born in this LangWatch project and older than its 31-day ingestion cutoff: the "
     "original is still there, so it is not written again"
@@ -351,7 +352,10 @@ class LangWatchApiSource:
         state = _Pass(through=resume.get("through"))
         rescan = since is not None and bool(self.rescan)
         phase = resume.get("phase", "changed")
-        scroll_id = resume.get("scroll_id")
+        scroll_id = resume.get("scroll_id") if isinstance(resume.get("scroll_id"), str) else None
+        if phase not in ("changed", "evaluations"):
+            notes.append(_UNKNOWN_CURSOR)
+            phase, scroll_id, state.through = "changed", None, None
         held: Page | None = None  # the last page is held back: it carries the high-water mark
 
         def cursor(phase: str, scroll: str | None) -> dict[str, Any]:
