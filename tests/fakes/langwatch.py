@@ -12,6 +12,25 @@ AllMockedAssertionError; an unknown path on this host answers 404.
 
 State lives in `fake.traces` (trace_id -> trace in the READ shape of §4, with "spans" and
 "evaluations"); reads render from it, the collector folds writes into it.
+
+The change axis (§3.1 `dateField: "updated"`, §3.6, §5.1) as modelled:
+
+* a trace's `timestamps.updated_at` moves when a collector write changes it (new or changed spans,
+  metadata) or a metadata PATCH (§3.5) changes its metadata; an identical re-send does not move it;
+* `span_dedupe_ms` (opt-in, e.g. 3_600_000): §5.1's dedupe per (trace_id, span_id), "kept 1 h after
+  success" — any re-send of a span id within the window is answered 200 and changes nothing, even
+  with new content; after it the span is re-recorded and `updated_at` moves, content unchanged or
+  not. Off by default (then only identical re-sends are deduped), which older tests rely on;
+* whether a later evaluation (collector `{trace_id, spans: [], evaluations}`) moves the trace's
+  `updated_at` is UNVERIFIED in the reference (§5.1: attaching results is "UNVERIFIED in
+  practice"; evaluations live in their own store, §3.4/§4): `evaluations_move_updated_at=False`
+  is the pessimistic reading, under which only a re-read rule finds them; the default keeps the
+  older behaviour (they move it);
+* annotations (Postgres, §4) are not modelled: their edits do not move `updated_at` (#4736, §3.6);
+* `ingest_delay_ms` (§5.1 "processing is asynchronous"): a collector write becomes readable that
+  long after it was answered, yet carries the write's time as its `updated_at` (the pessimistic
+  reading: a reader whose pass ended before it became readable needs a lookback to meet it);
+* `after_request(n, callback)`: state changed *during* a read, e.g. between two pages of a scroll.
 """
 
 from __future__ import annotations
@@ -180,6 +199,9 @@ class LangWatchFake:
         thread_shape: str = "object",
         project_slug: str = "project-test",
         me_endpoint: bool = True,
+        evaluations_move_updated_at: bool = True,
+        span_dedupe_ms: int | None = None,
+        ingest_delay_ms: int = 0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -202,6 +224,12 @@ class LangWatchFake:
         self._faults: list[dict[str, Any]] = []
         self._writes_left: int | None = None
         self._write_fault_status = 503
+        self.evaluations_move_updated_at = evaluations_move_updated_at
+        self.span_dedupe_ms = span_dedupe_ms
+        self.ingest_delay_ms = ingest_delay_ms
+        self._span_recorded: dict[tuple[str, str], int] = {}  # (trace, span) -> last recorded
+        self._in_flight: list[tuple[int, tuple[Any, ...]]] = []  # (readable at, _store args)
+        self._hooks: list[dict[str, Any]] = []
 
         self.router = respx.MockRouter(base_url=self.base_url, assert_all_called=False)
         routes: list[tuple[str, str, Callable[..., httpx.Response]]] = [
@@ -237,6 +265,27 @@ class LangWatchFake:
         ts.setdefault("updated_at", ts["inserted_at"])
         self.traces[stored["trace_id"]] = stored
 
+    def after_request(
+        self,
+        n: int,
+        callback: Callable[[], None],
+        *,
+        path_contains: str = "",
+        method: str | None = None,
+    ) -> None:
+        """Run `callback` right after the `n`-th request (counted from now) whose path contains
+        `path_contains` (and whose method is `method`) has been answered, before its response is
+        returned: a record changed mid-read (between two pages of a scroll)."""
+        self._hooks.append(
+            {"left": n, "callback": callback, "path": path_contains, "method": method}
+        )
+
+    def settle(self) -> None:
+        """Make every write still in flight (`ingest_delay_ms`) readable now."""
+        for _, args in self._in_flight:
+            self._store(*args)
+        self._in_flight.clear()
+
     def fail_next(
         self, status: int, *, times: int = 1, json: Any = None, path_contains: str | None = None
     ) -> None:
@@ -263,15 +312,37 @@ class LangWatchFake:
     def _serve(self, handler: Callable[..., httpx.Response]) -> Callable[..., httpx.Response]:
         def side_effect(request: httpx.Request, **kwargs: Any) -> httpx.Response:
             self.requests.append(request)
+            self._ingest()
             fault = self._take_fault(request)
             if fault is not None:
                 return fault
             try:
-                return handler(request, **kwargs)
+                response = handler(request, **kwargs)
             except HTTPError as error:
-                return httpx.Response(error.status, json=error.body)
+                response = httpx.Response(error.status, json=error.body)
+            self._run_hooks(request)
+            return response
 
         return side_effect
+
+    def _ingest(self) -> None:
+        """Apply the writes whose processing delay has passed (§5.1: ingestion is asynchronous)."""
+        if not self._in_flight:
+            return
+        now = self.now()
+        due = [item for item in self._in_flight if item[0] <= now]
+        self._in_flight = [item for item in self._in_flight if item[0] > now]
+        for _, args in due:
+            self._store(*args)
+
+    def _run_hooks(self, request: httpx.Request) -> None:
+        for hook in list(self._hooks):
+            if hook["path"] not in request.url.path or hook["method"] not in (None, request.method):
+                continue
+            hook["left"] -= 1
+            if hook["left"] <= 0:
+                self._hooks.remove(hook)
+                hook["callback"]()
 
     def _take_fault(self, request: httpx.Request) -> httpx.Response | None:
         for fault in self._faults:
@@ -501,7 +572,12 @@ class LangWatchFake:
         kept = [s for s in spans if s["timestamps"]["started_at"] >= now - SPAN_MAX_PAST_MS]
         if body.get("expected_output") is not None:
             metadata = {**metadata, "langwatch.expected_output": body["expected_output"]}
-        self._store(trace_id, kept, metadata, evaluations, now)
+        if self.ingest_delay_ms > 0:
+            self._in_flight.append(
+                (now + self.ingest_delay_ms, (trace_id, kept, metadata, evaluations, now))
+            )
+        else:
+            self._store(trace_id, kept, metadata, evaluations, now)
         self._collected.append(body)
         result: dict[str, Any] = {"message": "Trace received successfully."}
         if rejected := len(spans) - len(kept):
@@ -635,10 +711,15 @@ class LangWatchFake:
         for span in spans:
             old = by_id.get(span["span_id"])
             old_ts = (old or {}).get("timestamps", {})
-            if old is not None and _without_ingest_times(old) == span:
+            recorded = self._span_recorded.get((trace_id, span["span_id"]))
+            if old is not None and self.span_dedupe_ms is not None and recorded is not None:
+                if now - recorded < self.span_dedupe_ms:
+                    continue  # §5.1: the dedupe key is kept 1 h: counted as success, no update
+            elif old is not None and _without_ingest_times(old) == span:
                 continue  # identical re-send: deduped, no update
             span["timestamps"] |= {"inserted_at": old_ts.get("inserted_at", now), "updated_at": now}
             by_id[span["span_id"]] = span
+            self._span_recorded[(trace_id, span["span_id"])] = now
             changed = True
         evals = {e["evaluation_id"]: e for e in trace["evaluations"]}
         for evaluation in evaluations:
@@ -650,7 +731,7 @@ class LangWatchFake:
                 "updated_at": now,
             }
             evals[evaluation["evaluation_id"]] = evaluation
-            changed = True
+            changed = changed or self.evaluations_move_updated_at
         trace["spans"] = sorted(
             by_id.values(), key=lambda s: (s["timestamps"]["started_at"], s["span_id"])
         )
@@ -684,9 +765,13 @@ class LangWatchFake:
         firsts = [f for f in firsts if f is not None]
         metrics["first_token_ms"] = min(firsts) - start if firsts else None
         for key in (*TOKEN_KEYS, "cost"):
-            values = [s["metrics"][key] for s in spans if s["metrics"].get(key) is not None]
+            values = [
+                s["metrics"][key] for s in spans if (s.get("metrics") or {}).get(key) is not None
+            ]
             metrics["total_cost" if key == "cost" else key] = sum(values) if values else None
-        metrics["tokens_estimated"] = any(s["metrics"].get("tokens_estimated") for s in spans)
+        metrics["tokens_estimated"] = any(
+            (s.get("metrics") or {}).get("tokens_estimated") for s in spans
+        )
         trace["metrics"] = metrics
         root_error = next((s["error"] for s in roots if s.get("error")), None)
         trace["error"] = copy.deepcopy(root_error)

@@ -14,6 +14,19 @@ Behaviour follows /work/shared/reference/opik-api.md ("ref §N" below). Design c
 * Threads are created synchronously on trace write (the real server does it asynchronously) and
   every trace write naming a thread sets it back to "active" (ref §3.5 reopen).
 * Fault injection (`fail_next`, `fail_after_writes`) runs before auth and changes no state.
+* The change axis (ref §2.7, §3.2, §3.3, §10, §11): a trace's or span's `last_updated_at` is the
+  client's value, else the server's clock at the write, and moves when the row is written again
+  (an upsert with an older client value loses and changes nothing). Nothing else moves it:
+  feedback scores live in their own table (each score row has its own server-set
+  `last_updated_at`), spans in theirs (a span written later leaves its trace's value alone), and a
+  thread's `last_updated_at` is its newest trace's, so thread tags, status and thread scores do
+  not move it. `after_request(n, callback)` changes state *during* a read (between two pages).
+* Ordering (ref §2.4, §2.5, §2.7): traces `id` DESC, threads `last_updated_at` DESC, `start_time`
+  ASC, `end_time` DESC, `thread_model_id` DESC. A `sorting` parameter is honoured on its first
+  entry only, ties kept in the default order; a field the server cannot sort by (traces:
+  `last_updated_at`) is dropped silently, as the server does. The NDJSON streams ignore it.
+  `dynamic_sorting=False` is a server that drops every `sorting` (`cannotUseDynamicSorting`,
+  which the reference reports for very large workspaces, §2.5).
 * `GET /is-alive/ping` and `/is-alive/ver` (the server's health resource, outside
   `/v1/private`) need no credentials. The Python SDK pings the first before it sends: a failed
   ping parks its messages for a later replay, so a fake without it loses an SDK's writes.
@@ -22,6 +35,7 @@ Behaviour follows /work/shared/reference/opik-api.md ("ref §N" below). Design c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -53,6 +67,15 @@ SPAN_FIELDS = ("id", "project_name", "trace_id", "parent_span_id", "name", "type
                "end_time", "input", "output", "metadata", "model", "provider", "tags", "usage",
                "error_info", "last_updated_at", "total_estimated_cost",
                "total_estimated_cost_version", "ttft", "source")  # fmt: skip
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+DERIVED_FIELDS = frozenset({"duration", "number_of_messages"})  # computed in views, not stored
+
+
 TIME_FIELDS = ("start_time", "end_time", "last_updated_at", "created_at")
 FILTER_FIELDS = {
     "trace": {"id", "name", "thread_id", "tags", "duration", "metadata", *TIME_FIELDS},
@@ -69,6 +92,20 @@ FILTER_FIELDS = {
     },
     "thread": {"id", "status", "tags", "number_of_messages", "duration", *TIME_FIELDS},
 }
+# Sortable fields (ref §2.4 TraceThreadSortingFactory, §2.5 TraceSortingFactory) the fake models;
+# any other sortable field is a 400 naming it (not modelled), a field not sortable is dropped.
+SORTABLE = {
+    "trace": frozenset(_words("id name input output start_time end_time duration ttft metadata "
+                              "thread_id span_count llm_span_count usage total_estimated_cost tags "
+                              "error_info created_by feedback_scores experiment_id")),
+    "thread": frozenset(_words("id start_time end_time duration number_of_messages "
+                               "last_updated_at created_by created_at usage total_estimated_cost "
+                               "feedback_scores status tags")),
+}  # fmt: skip
+MODELLED_SORTS = frozenset(
+    _words("id name start_time end_time duration thread_id created_by created_at last_updated_at "
+           "number_of_messages status span_count")
+)  # fmt: skip
 _U = "[0-9a-fA-F-]{36}"
 
 
@@ -210,12 +247,14 @@ class OpikFake:
         now: Callable[[], dt.datetime] | None = None,
         rate_limit: int | None = None,
         rate_window: dt.timedelta = dt.timedelta(minutes=1),
+        dynamic_sorting: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key, self.workspace = api_key, workspace
         self.enforce_time_window, self.window = enforce_time_window, window
         self.now = now or (lambda: dt.datetime.now(UTC))
         self.rate_limit, self.rate_window = rate_limit, rate_window
+        self.dynamic_sorting = dynamic_sorting
         self._rate: tuple[dt.datetime, int] | None = None  # (window start, events used)
         self.requests: list[httpx.Request] = []
         self.projects: dict[str, dict] = {}
@@ -227,6 +266,9 @@ class OpikFake:
         self.threads: dict[tuple[str, str], dict] = {}
         self.duplicate_rows: dict[tuple, dict] = {}
         self._faults: list[dict] = []
+        self._hooks: list[dict] = []
+        self._generation = 0  # bumped by every stored row: `_index` is rebuilt after a change
+        self._indexed: tuple[tuple[int, ...], _Index] | None = None
         self._writes_left: int | None = None
         self._outage_status = 503
         self.router = respx.MockRouter(base_url=self.base_url, assert_all_called=False)
@@ -258,6 +300,20 @@ class OpikFake:
         body = json if json is not None else _status_body(status)
         self._faults.append({"times": times, "path": path_contains or "", "status": status,
                              "headers": headers or {}, "json": body})  # fmt: skip
+
+    def after_request(
+        self,
+        n: int,
+        callback: Callable[[], None],
+        *,
+        path_contains: str = "",
+        method: str | None = None,
+    ) -> None:
+        """Run `callback` right after the `n`-th request (counted from now) whose path contains
+        `path_contains` (and whose method is `method`) has been answered, before its response is
+        returned: a record changed mid-read, between two pages (e.g. through `add_trace`)."""
+        self._hooks.append({"left": n, "callback": callback, "path": path_contains,
+                            "method": method})  # fmt: skip
 
     def fail_after_writes(self, n: int, status: int = 503) -> None:
         """After `n` more successful write requests, every write request fails with `status`."""
@@ -362,9 +418,19 @@ class OpikFake:
                 return exc.response
             if is_write and response.is_success and self._writes_left is not None:
                 self._writes_left -= 1
+            self._run_hooks(request)
             return response
 
         return side_effect
+
+    def _run_hooks(self, request: httpx.Request) -> None:
+        for hook in list(self._hooks):
+            if hook["path"] not in request.url.path or hook["method"] not in (None, request.method):
+                continue
+            hook["left"] -= 1
+            if hook["left"] <= 0:
+                self._hooks.remove(hook)
+                hook["callback"]()
 
     def _count_events(self, body: Any) -> None:
         """Optional rate limit: each batch item is one event (ref §6); 429 + RateLimit-Reset."""
@@ -587,6 +653,7 @@ class OpikFake:
 
     def _upsert(self, kind: str, table: dict, pk: Any, row: dict) -> None:
         """Replace the whole row unless the stored one has a newer last_updated_at."""
+        self._generation += 1
         key = self._full_key(kind, row, pk)
         old = table.get(pk)
         if old is not None and self._full_key(kind, old, pk) != key:
@@ -700,13 +767,12 @@ class OpikFake:
         thread["tags"] = [t for t in dict.fromkeys(tags) if t not in removed]
         return httpx.Response(204)
 
-    def _thread_view(self, project_id: str, thread_id: str, truncate: bool) -> dict | None:
+    def _thread_view(
+        self, project_id: str, thread_id: str, truncate: bool, index: _Index | None = None
+    ) -> dict | None:
         """TraceThread: aggregates of member traces; last_updated_at = max of theirs (ref §10)."""
-        members = [
-            t
-            for t in self._rows("trace")
-            if t["project_id"] == project_id and t.get("thread_id") == thread_id
-        ]
+        index = index or self._index()
+        members = index.members.get((project_id, thread_id), [])
         if not members or (project_id, thread_id) not in self.threads:
             return None
         thread = self.threads[(project_id, thread_id)]
@@ -737,7 +803,8 @@ class OpikFake:
         ):
             if field in trace:
                 view[out] = _truncate(trace[field]) if truncate else trace[field]
-        view.update(self._span_totals([t["id"] for t in members], project_id))
+        spans = [s for t in members for s in index.spans.get((project_id, t["id"]), [])]
+        view.update(_span_totals(spans))
         scores = [
             _public_score(s)
             for (p, t, _), s in self.thread_scores.items()
@@ -748,8 +815,9 @@ class OpikFake:
         return view
 
     def _thread_views(self, project: dict, truncate: bool) -> list[dict]:
+        index = self._index()
         views = [
-            self._thread_view(project["id"], tid, truncate)
+            self._thread_view(project["id"], tid, truncate, index)
             for pid, tid in self.threads
             if pid == project["id"]
         ]
@@ -766,7 +834,9 @@ class OpikFake:
         )
         views.sort(key=lambda v: parse_time(v["start_time"]))
         views.sort(key=lambda v: parse_time(v["last_updated_at"]), reverse=True)
-        return self._page(request, views)
+        if self.dynamic_sorting:
+            views = _sorted(views, params.get("sorting"), "thread")
+        return self._page(request, views, sortable=sorted(SORTABLE["thread"]))
 
     def _thread_retrieve(self, request: httpx.Request, body: Any) -> httpx.Response:
         project = self._read_project(body)
@@ -798,36 +868,55 @@ class OpikFake:
         table = self.traces if kind == "trace" else self.spans
         return [*table.values(), *(r for k, r in self.duplicate_rows.items() if k[0] == kind)]
 
-    def _entity_scores(self, kind: str, entity_id: str, project_id: str) -> list[dict]:
+    def _index(self) -> _Index:
+        """What the views derive from, grouped once per change of the tables (the fake stays
+        fast). Rows changed in place by a test, not through a write or a seeding helper, are
+        not seen by it: change state through those."""
+        stamp = (self._generation, *map(len, (self.traces, self.spans, self.trace_scores,
+                                           self.span_scores, self.duplicate_rows)))  # fmt: skip
+        if self._indexed is not None and self._indexed[0] == stamp:
+            return self._indexed[1]
+        index = _Index()
+        for span in self._rows("span"):
+            index.spans.setdefault((span["project_id"], span["trace_id"]), []).append(span)
+        for trace in self._rows("trace"):
+            if trace.get("thread_id"):
+                key = (trace["project_id"], trace["thread_id"])
+                index.members.setdefault(key, []).append(trace)
+        for kind, table in (("trace", self.trace_scores), ("span", self.span_scores)):
+            for (entity, _), score in table.items():
+                index.scores.setdefault((kind, entity), []).append(score)
+        for key, score in self.duplicate_rows.items():
+            if key[0] in ("trace_score", "span_score"):
+                index.scores.setdefault((key[0][:-6], key[2]), []).append(score)
+        self._indexed = (stamp, index)
+        return index
+
+    def _entity_scores(self, kind: str, entity_id: str, project_id: str, index: _Index) -> list:
         """Only scores of the entity's own project are visible (ref §10)."""
-        table = self.trace_scores if kind == "trace" else self.span_scores
-        rows = [
-            *(s for (e, _), s in table.items() if e == entity_id),
-            *(
-                s
-                for k, s in self.duplicate_rows.items()
-                if k[0] == f"{kind}_score" and k[2] == entity_id
-            ),
-        ]
+        rows = index.scores.get((kind, entity_id), [])
         return [_public_score(s) for s in rows if s["project_id"] == project_id]
 
-    def _span_totals(self, trace_ids: list[str], project_id: str) -> dict:
-        spans = [
-            s
-            for s in self._rows("span")
-            if s["trace_id"] in trace_ids and s["project_id"] == project_id
-        ]
-        usage: dict[str, int] = {}
+    def _span_score_averages(self, spans: list[dict], project_id: str, index: _Index) -> list:
+        """`span_feedback_scores` (ref §2.3): the trace's span scores averaged by name. The
+        aggregate's `last_updated_at` is taken as its newest score's (UNVERIFIED: the reference
+        names the average only)."""
+        by_name: dict[str, list[dict]] = {}
         for span in spans:
-            for key, value in span.get("usage", {}).items():
-                usage[key] = usage.get(key, 0) + value
-        out: dict[str, Any] = {"usage": usage} if usage else {}
-        costs = [s["total_estimated_cost"] for s in spans if "total_estimated_cost" in s]
-        if costs:
-            out["total_estimated_cost"] = sum(costs)
-        return out
+            for score in self._entity_scores("span", span["id"], project_id, index):
+                by_name.setdefault(score["name"], []).append(score)
+        return [
+            {
+                "name": name,
+                "value": sum(s["value"] for s in scores) / len(scores),
+                "source": scores[0]["source"],
+                "created_at": min((s["created_at"] for s in scores), key=parse_time),
+                "last_updated_at": max((s["last_updated_at"] for s in scores), key=parse_time),
+            }
+            for name, scores in sorted(by_name.items())
+        ]
 
-    def _entity_view(self, kind: str, row: dict, truncate: bool) -> dict:
+    def _entity_view(self, kind: str, row: dict, truncate: bool, index: _Index) -> dict:
         view = dict(row)
         if truncate:
             view.update({k: _truncate(row[k]) for k in ("input", "output", "metadata") if k in row})
@@ -836,56 +925,93 @@ class OpikFake:
                 parse_time(row["end_time"]) - parse_time(row["start_time"])
             ).total_seconds() * 1000
         if kind == "trace":
-            spans = [
-                s
-                for s in self._rows("span")
-                if s["trace_id"] == row["id"] and s["project_id"] == row["project_id"]
-            ]
+            spans = index.spans.get((row["project_id"], row["id"]), [])
             view["span_count"] = len(spans)
             view["llm_span_count"] = sum(s["type"] == "llm" for s in spans)
-            view.update(self._span_totals([row["id"]], row["project_id"]))
-        scores = self._entity_scores(kind, row["id"], row["project_id"])
+            view.update(_span_totals(spans))
+            averaged = self._span_score_averages(spans, row["project_id"], index)
+            if averaged:
+                view["span_feedback_scores"] = averaged
+        scores = self._entity_scores(kind, row["id"], row["project_id"], index)
         if scores:
             view["feedback_scores"] = scores
         return view
 
-    def _select(self, kind: str, project: dict, source: Any, truncate: bool) -> list[dict]:
-        rows = [r for r in self._rows(kind) if r["project_id"] == project["id"]]
+    def _select(
+        self,
+        kind: str,
+        project: dict,
+        source: Any,
+        truncate: bool,
+        *,
+        before: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Rows of the project that pass the filters, as views, in the table's order; a
+        stream's cursor (`before`: ids below it) and `limit` cut the id DESC order."""
+        index = self._index()
+        filters = _parse_filters(source.get("filters"), kind)
+        derived = [f for f in filters if f["field"] in DERIVED_FIELDS]
+        stored = [f for f in filters if f["field"] not in DERIVED_FIELDS]
+        thread = next(
+            (f["value"] for f in stored if f["field"] == "thread_id" and f["operator"] == "="),
+            None,
+        )
+        if kind == "span" and source.get("trace_id"):  # the index only saves time
+            rows = list(index.spans.get((project["id"], source["trace_id"]), []))
+        elif kind == "trace" and isinstance(thread, str):
+            rows = list(index.members.get((project["id"], thread), []))
+        else:
+            rows = [r for r in self._rows(kind) if r["project_id"] == project["id"]]
         for field in ("trace_id", "type") if kind == "span" else ():
             if source.get(field):
                 rows = [r for r in rows if r[field] == source[field]]
-        views = _filtered(
-            [self._entity_view(kind, r, truncate) for r in rows], source.get("filters"), kind
-        )
-        if kind == "span":  # table key order (trace_id, parent_span_id, id) DESC
-            return sorted(
-                views,
-                key=lambda v: (v["trace_id"], v.get("parent_span_id", ""), v["id"]),
-                reverse=True,
-            )
-        return sorted(views, key=lambda v: v["id"], reverse=True)  # id DESC = newest first
+        rows = _filtered(rows, stored, kind)
+        if before is not None:
+            rows = [r for r in rows if r["id"] < before]
+        if kind == "span" and before is None:  # table key order (trace_id, parent, id) DESC
+            rows.sort(key=lambda r: (r["trace_id"], r.get("parent_span_id", ""), r["id"]))
+            rows.reverse()
+        else:
+            rows.sort(key=lambda r: r["id"], reverse=True)  # id DESC = newest first
+        views = []
+        for row in rows:
+            view = self._entity_view(kind, row, truncate, index)
+            if _filtered([view], derived, kind):
+                views.append(view)
+                if limit is not None and len(views) >= limit:
+                    break
+        return views
 
     def _list(self, request: httpx.Request, body: Any, kind: str) -> httpx.Response:
         params = request.url.params
         project = self._read_project(params)
-        return self._page(
-            request, self._select(kind, project, params, _flag(params, "truncate", False))
-        )
+        views = self._select(kind, project, params, _flag(params, "truncate", False))
+        if kind == "trace" and self.dynamic_sorting:
+            views = _sorted(views, params.get("sorting"), "trace")
+        sortable = sorted(SORTABLE["trace"]) if kind == "trace" else []
+        return self._page(request, views, sortable=sortable)
 
     def _search(self, request: httpx.Request, body: Any, kind: str) -> httpx.Response:
         """Keyset NDJSON stream: id DESC, `id < last_retrieved_id`; truncate defaults to true."""
         project = self._read_project(body)
-        views = self._select(kind, project, body, bool(body.get("truncate", True)))
         cursor = body.get("last_retrieved_id")
-        if cursor:
-            views = [v for v in views if v["id"] < cursor.lower()]
-        return _ndjson(sorted(views, key=lambda v: v["id"], reverse=True)[: _limit(body)])
+        limit = _limit(body)
+        views = self._select(
+            kind,
+            project,
+            body,
+            bool(body.get("truncate", True)),
+            before=cursor.lower() if cursor else "~",  # "~" sorts after every hex id
+            limit=limit,
+        )
+        return _ndjson(views)
 
     def _get(self, request: httpx.Request, body: Any, kind: str, id: str) -> httpx.Response:
         row = (self.traces if kind == "trace" else self.spans).get(id.lower())
         if row is None:
             raise _errors(404, f"{kind.capitalize()} not found")
-        return httpx.Response(200, json=self._entity_view(kind, row, False))
+        return httpx.Response(200, json=self._entity_view(kind, row, False, self._index()))
 
     def _page(
         self, request: httpx.Request, items: list[dict], sortable: list[str] | None = None
@@ -937,6 +1063,33 @@ def _public_score(row: dict) -> dict:
     return {k: v for k, v in row.items() if k != "project_id"}
 
 
+def _sorted(views: list[dict], raw: Any, kind: str) -> list[dict]:
+    """`sorting` (ref §2.7): a JSON array, first entry used; ties keep the default order; a field
+    that is not sortable is dropped silently (`SortingFactory`), as the server does."""
+    if not raw:
+        return views
+    try:
+        entries = json.loads(raw)
+        first = entries[0] if isinstance(entries, list) and entries else None
+        field, direction = first["field"], str(first.get("direction", "ASC")).upper()
+    except (ValueError, TypeError, KeyError, IndexError):
+        raise _errors(400, f"Invalid sorting query parameter: {raw}") from None
+    if field not in SORTABLE[kind]:
+        return views
+    if field not in MODELLED_SORTS:
+        raise _errors(400, f"sorting on {field!r} is not modelled by the fake")
+    if direction not in ("ASC", "DESC"):
+        raise _errors(400, f"Invalid sorting direction {direction!r}")
+
+    def key(view: dict) -> Any:
+        value = view.get(field)
+        if field in TIME_FIELDS:
+            return parse_time(value or "1970-01-01T00:00:00Z")
+        return (value is not None, value if value is not None else 0)
+
+    return sorted(views, key=key, reverse=direction == "DESC")
+
+
 def _flag(params: httpx.QueryParams, name: str, default: bool) -> bool:
     value = params.get(name)
     return default if value is None else value.lower() == "true"
@@ -956,10 +1109,10 @@ def _ndjson(items: list[dict]) -> httpx.Response:
     )
 
 
-def _filtered(views: list[dict], raw: Any, kind: str) -> list[dict]:
+def _parse_filters(raw: Any, kind: str) -> list[dict]:
     """Filters (ref §2.7): JSON array (URL-encoded on GET) of {field, operator, value}."""
     if raw is None or raw == "":
-        return views
+        return []
     try:
         filters = json.loads(raw) if isinstance(raw, str) else raw
         if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
@@ -967,9 +1120,44 @@ def _filtered(views: list[dict], raw: Any, kind: str) -> list[dict]:
         for f in filters:
             if f.get("field") not in FILTER_FIELDS[kind]:
                 raise ValueError(f"unsupported filter field {f.get('field')!r}")
+    except (ValueError, TypeError) as exc:
+        raise _errors(400, f"Invalid filters query parameter: {exc}") from None
+    return filters
+
+
+def _filtered(views: list[dict], raw: Any, kind: str) -> list[dict]:
+    """The views (or stored rows) that pass every filter of `raw` (parsed or not)."""
+    filters = _parse_filters(raw, kind)
+    try:
         return [v for v in views if all(_matches(v, f) for f in filters)]
     except (ValueError, TypeError) as exc:
         raise _errors(400, f"Invalid filters query parameter: {exc}") from None
+
+
+def _span_totals(spans: list[dict]) -> dict:
+    """A trace's (or thread's) usage and cost: sums over its spans (ref §2.1, §4)."""
+    usage: dict[str, int] = {}
+    for span in spans:
+        for key, value in span.get("usage", {}).items():
+            usage[key] = usage.get(key, 0) + value
+    out: dict[str, Any] = {"usage": usage} if usage else {}
+    costs = [s["total_estimated_cost"] for s in spans if "total_estimated_cost" in s]
+    if costs:
+        out["total_estimated_cost"] = sum(costs)
+    return out
+
+
+@dataclasses.dataclass
+class _Index:
+    spans: dict[tuple[str, str], list[dict]] = dataclasses.field(
+        default_factory=dict
+    )  # (project, trace)
+    members: dict[tuple[str, str], list[dict]] = dataclasses.field(
+        default_factory=dict
+    )  # (project, thread)
+    scores: dict[tuple[str, str], list[dict]] = dataclasses.field(
+        default_factory=dict
+    )  # (kind, entity)
 
 
 def _json_value(document: Any, key: str) -> str:

@@ -716,3 +716,90 @@ def test_sync_clients_work_too(fake: LangWatchFake) -> None:
         )
     assert r.status_code == 200
     assert list(fake.traces) == ["t"]
+
+
+# ---- the change axis (§3.1 dateField "updated", §5.1) -----------------------------------------
+
+
+async def test_evaluations_may_leave_updated_at_alone(clock) -> None:
+    """§5.1 leaves open whether a later evaluation moves the trace's `updated_at`: with
+    `evaluations_move_updated_at=False` it does not, and only the evaluation's own timestamps
+    (ingestion time) say when it came."""
+    fake = LangWatchFake(now=clock, evaluations_move_updated_at=False)
+    headers = {"X-Auth-Token": fake.api_key}
+    async with httpx.AsyncClient(
+        transport=fake.transport, base_url=fake.base_url, headers=headers
+    ) as c:
+        await c.post(
+            "/api/collector", json={"trace_id": "t", "spans": [span("s")]}, headers=headers
+        )
+        clock.ms = NOW + 5_000
+        late = {"trace_id": "t", "spans": [], "evaluations": [{"name": "late", "score": 1}]}
+        assert (await c.post("/api/collector", json=late, headers=headers)).status_code == 200
+        found = (await search(c, dateField="updated", startDate=NOW + 1)).json()
+    assert fake.traces["t"]["timestamps"]["updated_at"] == NOW
+    assert found["traces"] == []
+    (evaluation,) = fake.traces["t"]["evaluations"]
+    assert evaluation["timestamps"]["finished_at"] == NOW + 5_000
+
+
+async def test_span_dedupe_window_keeps_resends_from_updating(clock) -> None:
+    """§5.1: dedupe per (trace, span) kept 1 h after success: a re-send inside the hour, even
+    changed, is answered 200 and changes nothing; after it the span is recorded again and the
+    trace's `updated_at` moves (content changed or not)."""
+    fake = LangWatchFake(now=clock, span_dedupe_ms=3_600_000)
+    headers = {"X-Auth-Token": fake.api_key}
+    async with httpx.AsyncClient(
+        transport=fake.transport, base_url=fake.base_url, headers=headers
+    ) as c:
+
+        async def send(**extra: Any) -> None:
+            body = {"trace_id": "t", "spans": [span("s", **extra)]}
+            assert (await c.post("/api/collector", json=body, headers=headers)).status_code == 200
+
+        await send()
+        clock.ms = NOW + 60_000
+        await send(name="changed")
+        assert fake.traces["t"]["spans"][0].get("name") is None
+        assert fake.traces["t"]["timestamps"]["updated_at"] == NOW
+        clock.ms = NOW + 3_600_000
+        await send()
+        assert fake.traces["t"]["timestamps"]["updated_at"] == NOW + 3_600_000
+
+
+async def test_ingestion_delay_hides_a_write_that_keeps_its_write_time(clock) -> None:
+    """§5.1 processing is asynchronous: the write is readable `ingest_delay_ms` later, with the
+    write's time as its `updated_at` — a pass that ended in between did not see it."""
+    fake = LangWatchFake(now=clock, ingest_delay_ms=30_000)
+    headers = {"X-Auth-Token": fake.api_key}
+    async with httpx.AsyncClient(
+        transport=fake.transport, base_url=fake.base_url, headers=headers
+    ) as c:
+        body = {"trace_id": "t", "spans": [span("s")]}
+        assert (await c.post("/api/collector", json=body, headers=headers)).status_code == 200
+        clock.ms = NOW + 10_000
+        early = (await search(c, dateField="updated")).json()
+        assert early["traces"] == []
+        assert early["pagination"]["updatedThrough"] == NOW + 10_000  # past the write's time
+        assert (await c.get("/api/traces/t", headers=headers)).status_code == 404
+        clock.ms = NOW + 30_000
+        late = (await search(c, dateField="updated", startDate=NOW)).json()
+        assert [t["trace_id"] for t in late["traces"]] == ["t"]
+        assert late["traces"][0]["timestamps"]["updated_at"] == NOW
+    fake.settle()
+
+
+async def test_after_request_changes_state_between_two_pages(fake, client, clock) -> None:
+    """The hook runs once, after the n-th matching request was answered: a trace changed after
+    page 1 leaves the pinned updated-axis snapshot (§3.1, PR #6812) instead of shifting pages."""
+    for i in range(4):
+        fake.add_trace(read_trace(f"t{i}", NOW - 10, updated_at=NOW - 10 + i))
+
+    def change() -> None:
+        clock.ms = NOW + 50
+        fake.traces["t3"]["timestamps"]["updated_at"] = NOW + 50
+
+    fake.after_request(1, change, path_contains="/api/traces/search")
+    ids, requests = await scroll_ids(client, dateField="updated", sortDirection="asc", pageSize=2)
+    assert ids == ["t0", "t1", "t2"]
+    assert requests == 2

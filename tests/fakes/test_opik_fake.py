@@ -782,3 +782,144 @@ async def test_rate_limit_counts_batch_items() -> None:
         clock[0] = T0 + dt.timedelta(seconds=61)
         assert (await c.post(BATCH, json={"traces": [trace(), trace()]})).status_code == 204
     assert len(fake.traces) == 4
+
+
+# --- the change axis (ref §2.3, §2.5, §2.7, §3.3, §10, §11) ---------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+async def stream(client: httpx.AsyncClient, path: str = "/v1/private/traces/search", **body):
+    response = await client.post(path, json={"project_name": "P", **body})
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+@pytest.mark.anyio
+async def test_last_updated_at_moves_on_a_rewrite_and_on_nothing_else() -> None:
+    """A re-write moves a trace's `last_updated_at` (server clock when the client sends none);
+    a score (own table, own server-set time), a span written later (own table) and thread data
+    do not; a thread's is its newest trace's; span scores average by name on the trace."""
+    clock = Clock()
+    fake = OpikFake(now=clock)
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        t, s = trace(thread_id="th"), span(tid(), name="first")
+        s["trace_id"] = t["id"]
+        await c.post(BATCH, json={"traces": [t]})
+        await c.post(SPANS, json={"spans": [s]})
+        clock.now = T0 + dt.timedelta(minutes=5)
+        late = span(t["id"], id=tid(2), name="late")
+        assert (await c.post(SPANS, json={"spans": [late]})).status_code == 204
+        scores = [score(t["id"], project_name="P")]
+        assert (await c.put(TRACE_SCORES, json={"scores": scores})).status_code == 204
+        for value, name in ((0.2, "relevance"), (0.6, "relevance")):
+            item = score(late["id"] if value > 0.5 else s["id"], name, value, project_name="P")
+            assert (await c.put(SPAN_SCORES, json={"scores": [item]})).status_code == 204
+        item = {"thread_id": "th", "name": "csat", "value": 3, "source": "ui", "project_name": "P"}
+        await c.put(THREAD_SCORES, json={"scores": [item]})
+        await c.put(f"{THREADS}/close", json={"project_name": "P", "thread_id": "th"})
+        (view,) = (await list_traces(c))["content"]
+        assert view["last_updated_at"] == at(0)
+        assert view["feedback_scores"][0]["last_updated_at"] == at(300)
+        (averaged,) = view["span_feedback_scores"]
+        assert (averaged["name"], averaged["value"]) == ("relevance", pytest.approx(0.4))
+        assert averaged["last_updated_at"] == at(300)
+        (thread,) = (await list_threads(c))["content"]
+        assert thread["last_updated_at"] == at(0)
+        clock.now = T0 + dt.timedelta(minutes=9)
+        assert (await c.post(BATCH, json={"traces": [{**t, "name": "again"}]})).is_success
+        (view,) = (await list_traces(c))["content"]
+        assert (view["name"], view["last_updated_at"]) == ("again", at(540))
+        (thread,) = (await list_threads(c))["content"]
+        assert thread["last_updated_at"] == at(540)
+        stale = {**t, "name": "stale", "last_updated_at": at(60)}  # older than the stored row
+        await c.post(BATCH, json={"traces": [stale]})
+        assert fake.traces[t["id"]]["name"] == "again"
+
+
+@pytest.mark.anyio
+async def test_streams_filter_on_last_updated_at_under_the_keyset(
+    client: httpx.AsyncClient,
+) -> None:
+    """§2.7: a DATE_TIME filter on `last_updated_at`, inclusive, with `last_retrieved_id`."""
+    await write_threads(client)  # last_updated_at 30, 10, 20, 20, 8
+    window = [
+        {"field": "last_updated_at", "operator": ">=", "value": at(10)},
+        {"field": "last_updated_at", "operator": "<=", "value": at(20)},
+    ]
+    found = await stream(client, filters=window, limit=2)
+    assert [t["start_time"] for t in found] == [at(5), at(3)]  # id DESC: newest first
+    rest = await stream(client, filters=window, limit=2, last_retrieved_id=found[-1]["id"])
+    assert [t["start_time"] for t in rest] == [at(0)]
+    spans = await stream(client, "/v1/private/spans/search", filters=window)
+    assert spans == []
+
+
+@pytest.mark.anyio
+async def test_sorting_honours_the_first_entry_and_drops_what_cannot_be_sorted(
+    client: httpx.AsyncClient,
+) -> None:
+    """§2.7: only the first `sorting` entry counts; §2.5: traces cannot be sorted on
+    `last_updated_at` (dropped silently: id DESC stays); threads can (§2.4)."""
+    await write_threads(client)
+
+    def sorting(field: str, direction: str = "ASC", *more: dict) -> str:
+        return json.dumps([{"field": field, "direction": direction}, *more])
+
+    by_start = await list_traces(client, sorting=sorting("start_time", "ASC", {"field": "id"}))
+    assert [t["start_time"] for t in by_start["content"]] == [at(0), at(1), at(3), at(5), at(7)]
+    assert "last_updated_at" not in by_start["sortableBy"]
+    dropped = await list_traces(client, sorting=sorting("last_updated_at"))
+    assert [t["start_time"] for t in dropped["content"]] == [at(7), at(5), at(3), at(1), at(0)]
+    threads = await list_threads(client, sorting=sorting("start_time", "DESC"))
+    assert [t["id"] for t in threads["content"]] == ["c", "a", "b"]
+    assert "last_updated_at" in threads["sortableBy"]
+    updated = await list_threads(client, sorting=sorting("last_updated_at", "ASC"))
+    assert [t["id"] for t in updated["content"]] == ["b", "c", "a"]  # ties: default order
+    bad = await client.get(
+        THREADS, params={"project_name": "P", "sorting": sorting("usage")}
+    )  # sortable on the server, not modelled here: said, not faked
+    assert bad.status_code == 400
+
+
+@pytest.mark.anyio
+async def test_a_server_without_dynamic_sorting_keeps_its_default_order() -> None:
+    """§2.5 `cannotUseDynamicSorting`: `sorting` dropped for very large workspaces."""
+    fake = OpikFake(dynamic_sorting=False)
+    async with httpx.AsyncClient(transport=fake.transport, base_url=fake.base_url) as c:
+        await write_threads(c)
+        asked = json.dumps([{"field": "start_time", "direction": "ASC"}])
+        threads = await list_threads(c, sorting=asked)
+        assert [t["id"] for t in threads["content"]] == ["a", "b", "c"]  # the default
+        traces = await list_traces(c, sorting=asked)
+        assert [t["start_time"] for t in traces["content"]] == [at(7), at(5), at(3), at(1), at(0)]
+
+
+@pytest.mark.anyio
+async def test_after_request_changes_state_between_two_answers(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    """The hook runs after the n-th matching request is answered, once: that answer is from
+    before the change, the next one from after it."""
+    await write_threads(client)
+    calls: list[int] = []
+
+    def change() -> None:
+        calls.append(len(fake.requests))
+        fake.add_trace("P", {"id": tid(9), "start_time": at(9), "thread_id": "d"})
+
+    fake.after_request(2, change, path_contains="/traces/threads", method="GET")
+    first = await list_threads(client, size="1")
+    await client.get("/v1/private/traces", params={"project_name": "P"})  # not counted
+    second = await list_threads(client, size="1", page="2")
+    third = await list_threads(client, size="1", page="3")
+    assert (first["total"], second["total"], third["total"]) == (3, 3, 4)
+    assert len(calls) == 1
+    # "d" went first (newest `last_updated_at`): the pages shifted, b twice and c never.
+    assert [x["content"][0]["id"] for x in (first, second, third)] == ["a", "b", "b"]

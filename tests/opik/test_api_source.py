@@ -1,6 +1,7 @@
 """`OpikApiSource` against `OpikFake`: how a project is read (`reference/opik-api.md` §2.4–§2.6,
-§10): threads paged with `GET /traces/threads` page/size, each thread's traces filtered on
-`thread_id`, then the traces outside threads, spans per trace; always `truncate=false`."""
+§10): traces on the keyset stream, each thread whole through its traces, then the traces outside
+threads, spans per trace; always `truncate=false`. The update axis and mid-read changes are in
+`test_api_source_changes.py`."""
 
 from __future__ import annotations
 
@@ -78,11 +79,12 @@ def _filters(params: httpx.QueryParams) -> list[Json]:
 
 
 @pytest.mark.anyio
-async def test_reads_threads_page_by_page_then_their_traces_then_the_rest() -> None:
-    """§2.4/§10: threads come from `GET /traces/threads` with page/size (the NDJSON thread
-    stream repeats its first page); §2.5: a thread's traces are filtered on `thread_id`, the
-    traces outside threads on an empty `thread_id`; §2.6: spans per trace, with
-    `project_name`; every read says `truncate=false`."""
+async def test_reads_traces_on_a_keyset_threads_whole_then_the_rest() -> None:
+    """§2.5/§9: traces are listed with the NDJSON stream (`id` DESC, `last_retrieved_id`), first
+    those with a `thread_id`, then the others; a thread comes whole once (its traces by the
+    stream filtered on `thread_id`, its own data from `/threads/retrieve`), never by the page
+    numbers of `GET /traces/threads` nor by the thread stream whose cursor repeats (§10);
+    §2.6: spans per trace, with `project_name`; every read says `truncate=false`."""
     opik = OpikFake()
     rows = _seed(opik, 200, 150)
     threaded = {r["thread_id"] for r in rows if "thread_id" in r}
@@ -101,27 +103,32 @@ async def test_reads_threads_page_by_page_then_their_traces_then_the_rest() -> N
         starts = [t.started_at for t in thread.traces]
         assert starts == sorted(starts)
 
-    paths = {r.url.path for r in opik.requests}
-    assert not any(p.endswith("/threads/search") for p in paths)
-    assert not any(p.endswith("/search") for p in paths)  # no NDJSON stream at all
-    assert {r.method for r in opik.requests} == {"GET"}
-    thread_pages = _gets(opik, "/v1/private/traces/threads")
-    assert [(p["page"], p["size"]) for p in thread_pages] == [("1", "100"), ("2", "100")]
-    for request in opik.requests:
-        assert request.url.params["truncate"] == "false"
-        assert request.url.params["project_name"] == PROJECT
-
-    trace_lists = _gets(opik, "/v1/private/traces")
-    by_thread = [
-        f["value"]
-        for p in trace_lists
-        for f in _filters(p)
-        if f["field"] == "thread_id" and f["operator"] == "="
+    paths = [r.url.path for r in opik.requests]
+    assert not any(p.endswith(("/threads/search", "/traces/threads")) for p in paths)
+    streams = [
+        json.loads(r.content)
+        for r in opik.requests
+        if r.method == "POST" and r.url.path.endswith("/v1/private/traces/search")
     ]
-    assert sorted(by_thread) == sorted(threaded)  # one filtered read per thread
-    outside = [p for p in trace_lists if {"field": "thread_id", "operator": "is_empty", "value": ""}
-               in _filters(p)]  # fmt: skip
-    assert len(outside) == 1
+    assert all(b["truncate"] is False and b["project_name"] == PROJECT for b in streams)
+    listing = [b for b in streams if not any(f["operator"] == "=" for f in b["filters"])]
+    empty = {"field": "thread_id", "value": ""}
+    phases = [next(f["operator"] for f in b["filters"] if f["field"] == "thread_id")
+              for b in listing]  # fmt: skip
+    assert phases == ["is_not_empty"] * 2 + ["is_empty"]  # 160 threaded traces, 40 others
+    assert all(
+        {**empty, "operator": op} in b["filters"] for b, op in zip(listing, phases, strict=True)
+    )
+    assert [("last_retrieved_id" in b) for b in listing] == [False, True, False]
+    by_thread = [f["value"] for b in streams for f in b["filters"] if f["operator"] == "="]
+    assert sorted(by_thread) == sorted(threaded)  # one keyset read per thread
+    retrieved = [json.loads(r.content)["thread_id"] for r in opik.requests
+                 if r.url.path.endswith("/threads/retrieve")]  # fmt: skip
+    assert sorted(retrieved) == sorted(threaded)
+    for request in opik.requests:
+        if request.method == "GET":
+            assert request.url.params["truncate"] == "false"
+            assert request.url.params["project_name"] == PROJECT
     span_reads = _gets(opik, "/v1/private/spans")
     assert sorted(p["trace_id"] for p in span_reads) == sorted(r["id"] for r in rows)
 

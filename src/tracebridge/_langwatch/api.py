@@ -7,7 +7,10 @@ full pages. A trace with a `metadata.thread_id` brings its whole thread with it,
 (`GET /api/thread/{id}`, capped at 1000 traces: bigger threads are read by a search filtered on
 the thread id); evaluations come from a search by trace ids, since the thread endpoint has none.
 A trace outside threads whose text may be the 64 KB preview is fetched whole
-(`GET /api/traces/{id}`). `pagination.skipped` is reported as a loss.
+(`GET /api/traces/{id}`). `pagination.skipped` is reported as a loss. On the update axis
+(`Window(axis="updated")`) the same scroll runs on `dateField: "updated"`, threads come whole,
+`pagination.updatedThrough` is the pass's high-water mark, and evaluations are re-read by their
+own rule (`LangWatchApiSource`'s docstring).
 
 Sink (§5.1): `POST /api/collector`, ≤ 200 spans, ≤ 200 evaluations and ≤ 10 MB per request
 (a big trace is several requests with the same `trace_id`, which LangWatch merges). A 429 there
@@ -21,9 +24,10 @@ or, with `shift_old_timestamps`, moved into the accepted window with the shift k
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -53,6 +57,10 @@ THREAD_CAP = 1000
 CUTOFF = timedelta(days=31)
 _SAFE_AGE = timedelta(days=30)  # where shifted traces start: a day inside the cutoff
 _HISTORY_START_MS = 946_684_800_000  # 2000-01-01: "the whole history"
+#: How far before a pass's `since` the evaluation re-read looks, by trace start (class doc).
+DEFAULT_RESCAN = timedelta(days=1)
+_OTHER_AXIS = "the resume cursor belongs to a read on the other time axis: this read starts over"
+_UNKNOWN_CURSOR = "the resume cursor names no phase of this read: the pass starts over"
 _OLD_ORIGINAL = (
     "traces born in this LangWatch project and older than its 31-day ingestion cutoff: the "
     "original is still there, so it is not written again"
@@ -117,13 +125,109 @@ def _thread_traces(response: httpx.Response, thread_id: str) -> list[Any]:
     )
 
 
+def _lower(current: int | None, value: int) -> int:
+    return value if current is None else min(current, value)
+
+
 def _thread_id(raw: dict[str, Any]) -> str | None:
     value = (raw.get("metadata") or {}).get("thread_id")
     return value if isinstance(value, str) and value else None
 
 
+@dataclass
+class _Pass:
+    """What one pass has delivered so far: threads (read whole once), the traces a thread read
+    delivered before the scroll reached them, and (update axis) the standalone traces."""
+
+    seen_threads: set[str] = field(default_factory=set)
+    pending: set[str] = field(default_factory=set)
+    emitted: set[str] = field(default_factory=set)
+    through: int | None = None  # update axis: `pagination.updatedThrough` of the change scroll
+
+
+def _scroll_state(scroll_id: Any) -> dict[str, Any] | None:
+    """The decoded scroll cursor (§3.1: stateless base64 JSON `{lastTimestamp, lastTraceId,
+    pageSize, sortDirection, dateField, scrollStart?}`), or None when it is not one."""
+    if not isinstance(scroll_id, str):
+        return None
+    try:
+        state = json.loads(base64.b64decode(scroll_id, validate=True))
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _follows(state: dict[str, Any] | None, raw: dict[str, Any]) -> bool:
+    """False when `raw` cannot come after the cursor `state`: the server dropped the cursor and
+    restarted from page 1 (§3.1). True when it cannot be told."""
+    if state is None:
+        return True
+    at = (raw.get("timestamps") or {}).get(
+        "updated_at" if state.get("dateField") == "updated" else "started_at"
+    )
+    last_at, last_id, trace_id = (
+        state.get("lastTimestamp"),
+        state.get("lastTraceId"),
+        raw.get("trace_id"),
+    )
+    if not all(isinstance(v, int) for v in (at, last_at)) or not all(
+        isinstance(v, str) for v in (last_id, trace_id)
+    ):
+        return True
+    if state.get("sortDirection") == "desc":
+        return bool((at, trace_id) < (last_at, last_id))
+    return bool((at, trace_id) > (last_at, last_id))
+
+
+def _judged_between(raw: dict[str, Any], since: int, upper: int) -> bool:
+    """True when one of the trace's evaluations was recorded or changed in [since, upper]: its
+    newest timestamp (§4 `inserted_at`, `started_at`, `finished_at`, `updated_at`; the collector
+    stamps them with the ingestion time, §5.1)."""
+    for evaluation in raw.get("evaluations") or []:
+        stamps = (evaluation.get("timestamps") or {}) if isinstance(evaluation, dict) else {}
+        moments = [v for v in stamps.values() if isinstance(v, int) and not isinstance(v, bool)]
+        if moments and since <= max(moments) <= upper:
+            return True
+    return False
+
+
 class LangWatchApiSource:
-    """Reads the LangWatch project the API key belongs to."""
+    """Reads the LangWatch project the API key belongs to.
+
+    **Start axis** (`Window(axis="started")`, what `migrate` copies): one scroll on
+    `dateField: "occurred"`; a thread brings its traces started in the window.
+
+    **Update axis** (`Window(axis="updated")`, what `sync` follows; §3.1, §3.6). Yields, as whole
+    units, every trace whose `updated_at` lies in [since, until], in one scroll with
+    `dateField: "updated"`, ascending (ties by trace id), the same `pageSize` on every page (the
+    cursor restarts silently from page 1 when pageSize, sortDirection or dateField change; a
+    resumed cursor keeps its own pageSize, and a restart on resume is reported). A changed trace
+    in a thread brings the whole thread, read once per pass (`GET /api/thread/{id}`, no start
+    window). The server pins a snapshot on page 1: a trace changed during the scroll is left to
+    the next pass, and `pagination.updatedThrough` is the moment through which the scroll saw
+    every change; the last page of the pass carries it as `Page.high_water` (pages before carry
+    None: what they saw is safe only with the cursor). A server that sends no `updatedThrough`
+    does not know the update axis (it would strip the field silently and read the start axis):
+    that is a `ServerError`. `totalHits` is exact on this axis: a scroll that returns fewer
+    traces than it counts says so in a warning.
+
+    **Re-read rule for what does not move `updated_at`.** Whether a later evaluation moves the
+    trace's `updated_at` is not established (§5.1 "UNVERIFIED"; evaluations live in their own
+    store). So each update pass with a `since` also scans the traces *started* in
+    [since - `rescan`, updatedThrough] (`dateField: "occurred"`, no spans, `rescan_page_size` a
+    page) and re-reads, whole, every trace with an evaluation whose newest timestamp lies in
+    [since, updatedThrough] and that the pass has not delivered yet. Limits: an evaluation added
+    to a trace that started more than `rescan` before `since` is not seen until the trace
+    changes; removing an evaluation leaves no timestamp and is not seen; the scan costs one
+    request per `rescan_page_size` traces started in the horizon, every pass. Annotations (§4,
+    Postgres; edits do not move `updated_at`, #4736) are not read by tracebridge at all, so
+    they need no rule here; reading them would need one (`GET /api/annotations`, `updatedAt`).
+
+    Cursors: start axis `{"scroll_id"}` then `{"done": true}`; update axis
+    `{"axis": "updated", "phase": "changed" | "evaluations", "scroll_id", "end", "through"}`
+    then `{"axis": "updated", "done": true, "through"}`. `end` pins the search's `endDate` when
+    the window has no `until`. Reads are at-least-once: a resumed pass may repeat units.
+    """
 
     def __init__(
         self,
@@ -132,10 +236,14 @@ class LangWatchApiSource:
         project: str | None = None,
         page_size: int = 200,
         now: Callable[[], datetime] | None = None,
+        rescan: timedelta | None = DEFAULT_RESCAN,
+        rescan_page_size: int = 1000,
     ) -> None:
         self.api = api
         self.project = project or ""
         self.page_size = page_size
+        self.rescan = rescan
+        self.rescan_page_size = rescan_page_size
         self._now = now or (lambda: datetime.now(UTC))
         self.label = "langwatch"
 
@@ -154,14 +262,30 @@ class LangWatchApiSource:
         return data
 
     async def _scroll(
-        self, body: dict[str, Any], scroll_id: str | None = None
+        self, body: dict[str, Any], scroll_id: str | None = None, notes: list[str] | None = None
     ) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
-        """Every page of one search: same pageSize, sortDirection and dateField on each."""
+        """Every page of one search: same pageSize, sortDirection and dateField on each.
+
+        Resuming from `scroll_id`, the cursor's own pageSize is sent (any other makes the server
+        drop it, §3.1); a server that drops it all the same restarts from page 1, which loses
+        nothing (records come twice) and is said in `notes`.
+        """
         first_id: str | None = None
         seen_scrolls: set[str] = set()
+        resumed = _scroll_state(scroll_id)
+        size = resumed.get("pageSize") if resumed else None
+        if isinstance(size, int) and not isinstance(size, bool) and size != body.get("pageSize"):
+            body = {**body, "pageSize": size}
         while True:
             data = await self._search({**body, **({"scrollId": scroll_id} if scroll_id else {})})
             traces, pagination = data["traces"], data.get("pagination") or {}
+            restarted = resumed is not None and traces and not _follows(resumed, traces[0])
+            if restarted and notes is not None:
+                notes.append(
+                    "LangWatch did not take the resume cursor and restarted the search "
+                    "from its first page: what was read before is read again"
+                )
+            resumed = None
             if traces and first_id is not None and traces[0].get("trace_id") == first_id:
                 raise ServerError(
                     "LangWatch restarted the scroll from its first page; rerun to resume"
@@ -178,50 +302,193 @@ class LangWatchApiSource:
                 )
             seen_scrolls.add(scroll_id)
 
-    def _window(self, window: Window) -> dict[str, Any]:
+    def _window(self, window: Window, date_field: str = "occurred") -> dict[str, Any]:
         start = to_ms(window.since) if window.since else _HISTORY_START_MS
         end = to_ms(window.until) if window.until else to_ms(self._now() + timedelta(minutes=1))
         return {
             "startDate": start,
             "endDate": end,
-            "dateField": "occurred",
+            "dateField": date_field,
             "sortDirection": "asc",
             "pageSize": self.page_size,
         }
 
     async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        if window.axis == "updated":
+            async for page in self._changes(window, resume):
+                yield page
+            return
+        notes: list[str] = []
+        if resume and resume.get("axis") == "updated":
+            notes.append(_OTHER_AXIS)
+            resume = None
         if resume and resume.get("done"):
             return
         body = {**self._window(window), "includeSpans": True}
-        seen_threads: set[str] = set()
-        # Traces a thread read delivered that the scroll has not reached yet: bounded by the
-        # threads in flight, not by the project.
-        pending: set[str] = set()
-        async for traces, pagination in self._scroll(body, (resume or {}).get("scroll_id")):
-            page = Page(lost=int(pagination.get("skipped") or 0))
-            threads: dict[str, list[dict[str, Any]]] = {}
-            for raw in traces:
-                trace_id, thread_id = raw.get("trace_id"), _thread_id(raw)
-                if trace_id in pending:
-                    pending.discard(trace_id)  # already delivered with its thread
-                elif thread_id is None:
-                    self._convert(await self._whole(raw), page, into=page.units)
-                elif thread_id not in seen_threads:
-                    seen_threads.add(thread_id)
-                    members = await self._thread(thread_id, window)
-                    ids = {m.get("trace_id") for m in members}
-                    if trace_id not in ids:  # the thread read does not know it (§3.4)
-                        members.append(await self._whole(raw))
-                    pending |= {i for i in ids if isinstance(i, str)} - {trace_id}
-                    threads[thread_id] = members
-                else:
-                    # Of a thread read earlier, which did not return it: it comes on its own,
-                    # keeping its thread id, rather than be lost.
-                    self._convert(await self._whole(raw), page, into=page.units)
-            await self._add_threads(threads, page)
+        state = _Pass()
+        async for traces, pagination in self._scroll(body, (resume or {}).get("scroll_id"), notes):
+            page = Page(lost=int(pagination.get("skipped") or 0), warnings=notes)
+            notes = []
+            await self._collect(traces, page, state, window)
             next_scroll = pagination.get("scrollId")
             page.cursor = {"scroll_id": next_scroll} if next_scroll else {"done": True}
             yield page
+
+    async def _changes(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        """The update axis: changed traces, then the evaluation re-read (see the class doc)."""
+        notes: list[str] = []
+        if resume and resume.get("axis") != "updated":
+            notes.append(_OTHER_AXIS)
+            resume = None
+        resume = resume or {}
+        if resume.get("done"):
+            return
+        since = to_ms(window.since) if window.since else None
+        end = (
+            to_ms(window.until)
+            if window.until
+            else int(resume.get("end") or to_ms(self._now() + timedelta(minutes=1)))
+        )
+        state = _Pass(through=resume.get("through"))
+        rescan = since is not None and bool(self.rescan)
+        phase = resume.get("phase", "changed")
+        scroll_id = resume.get("scroll_id") if isinstance(resume.get("scroll_id"), str) else None
+        if phase not in ("changed", "evaluations"):
+            notes.append(_UNKNOWN_CURSOR)
+            phase, scroll_id, state.through = "changed", None, None
+        held: Page | None = None  # the last page is held back: it carries the high-water mark
+
+        def cursor(phase: str, scroll: str | None) -> dict[str, Any]:
+            return {
+                "axis": "updated",
+                "phase": phase,
+                "scroll_id": scroll,
+                "end": end,
+                "through": state.through,
+            }
+
+        if phase == "changed":
+            body = {
+                "startDate": since if since is not None else _HISTORY_START_MS,
+                "endDate": end,
+                "dateField": "updated",
+                "sortDirection": "asc",
+                "pageSize": self.page_size,
+                "includeSpans": True,
+            }
+            read, counted = 0, None
+            async for traces, pagination in self._scroll(body, scroll_id, notes):
+                page = Page(lost=int(pagination.get("skipped") or 0), warnings=notes)
+                notes = []
+                self._note_through(pagination)
+                state.through = _lower(state.through, pagination["updatedThrough"])
+                read += len(traces) + page.lost
+                counted = pagination.get("totalHits")
+                await self._collect(traces, page, state, Window())
+                next_scroll = pagination.get("scrollId")
+                page.cursor = cursor("changed" if next_scroll else "evaluations", next_scroll)
+                if held is not None:
+                    yield held
+                held = page
+            if scroll_id is None and isinstance(counted, int) and read < counted and held:
+                held.warnings.append(
+                    f"LangWatch counted {counted} traces changed in the window but its scroll "
+                    f"returned {read}: the next pass reads the window again"
+                )
+            scroll_id = None
+        if rescan and since is not None and self.rescan is not None:
+            upper = state.through if state.through is not None else end
+            body = {
+                "startDate": since - self.rescan // timedelta(milliseconds=1),
+                "endDate": upper,
+                "dateField": "occurred",
+                "sortDirection": "asc",
+                "pageSize": self.rescan_page_size,
+                "includeSpans": False,
+            }
+            async for traces, pagination in self._scroll(body, scroll_id, notes):
+                page = Page(warnings=notes)
+                notes = []
+                if skipped := int(pagination.get("skipped") or 0):
+                    page.warnings.append(
+                        f"LangWatch could not send {skipped} traces of the evaluation re-read: "
+                        "evaluations added to them since the last pass are not seen"
+                    )
+                await self._judged(traces, page, state, since, upper)
+                page.cursor = cursor("evaluations", pagination.get("scrollId"))
+                if held is not None:
+                    yield held
+                held = page
+        last = held or Page(warnings=notes)
+        last.cursor = {"axis": "updated", "done": True, "through": state.through}
+        last.high_water = None if state.through is None else from_ms(state.through)
+        yield last
+
+    @staticmethod
+    def _note_through(pagination: dict[str, Any]) -> None:
+        through = pagination.get("updatedThrough")
+        if isinstance(through, bool) or not isinstance(through, int):
+            raise ServerError(
+                "LangWatch answered a search on the update axis without "
+                "pagination.updatedThrough: this server does not know dateField 'updated' (it "
+                "drops unknown fields silently and would read by start time); sync needs a "
+                "LangWatch version that has it"
+            )
+
+    async def _collect(
+        self, traces: list[dict[str, Any]], page: Page, state: _Pass, members: Window
+    ) -> None:
+        """The page's units: a trace outside threads alone, a thread whole (once per pass,
+        its traces that `members` holds), a trace its thread read did not return on its own."""
+        threads: dict[str, list[dict[str, Any]]] = {}
+        for raw in traces:
+            trace_id, thread_id = raw.get("trace_id"), _thread_id(raw)
+            if trace_id in state.pending:
+                state.pending.discard(trace_id)  # already delivered with its thread
+            elif thread_id is None:
+                state.emitted.add(str(trace_id))
+                self._convert(await self._whole(raw), page, into=page.units)
+            elif thread_id not in state.seen_threads:
+                state.seen_threads.add(thread_id)
+                members_read = await self._thread(thread_id, members)
+                ids = {m.get("trace_id") for m in members_read}
+                if trace_id not in ids:  # the thread read does not know it (§3.4)
+                    members_read.append(await self._whole(raw))
+                state.pending |= {i for i in ids if isinstance(i, str)} - {trace_id}
+                threads[thread_id] = members_read
+            else:
+                # Of a thread read earlier, which did not return it: it comes on its own,
+                # keeping its thread id, rather than be lost.
+                state.emitted.add(str(trace_id))
+                self._convert(await self._whole(raw), page, into=page.units)
+        await self._add_threads(threads, page)
+
+    async def _judged(
+        self, traces: list[dict[str, Any]], page: Page, state: _Pass, since: int, upper: int
+    ) -> None:
+        """Units for the traces of the evaluation re-read whose evaluations changed in
+        [since, upper] and that the pass has not delivered (search results here have no
+        spans: a trace is read by id, a thread whole)."""
+        threads: dict[str, list[dict[str, Any]]] = {}
+        for raw in traces:
+            if not _judged_between(raw, since, upper):
+                continue
+            trace_id, thread_id = raw.get("trace_id"), _thread_id(raw)
+            if thread_id is not None:
+                if thread_id in state.seen_threads:
+                    continue
+                state.seen_threads.add(thread_id)
+                members_read = await self._thread(thread_id, Window())
+                if trace_id not in {m.get("trace_id") for m in members_read}:
+                    found = await self._get_trace(trace_id)
+                    members_read += [found] if found else []
+                threads[thread_id] = members_read
+            elif str(trace_id) not in state.emitted:
+                state.emitted.add(str(trace_id))
+                found = await self._get_trace(trace_id)
+                if found is not None:  # else deleted since the scan: nothing to copy
+                    self._convert(found, page, into=page.units)
+        await self._add_threads(threads, page)
 
     async def _whole(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The trace with its full text when the search may have given a 64 KB preview."""
