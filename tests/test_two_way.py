@@ -21,6 +21,7 @@ from tests.factories import langwatch_project
 from tests.fakes.langwatch import LangWatchFake
 from tests.fakes.opik import OpikFake
 from tracebridge import (
+    Report,
     Settings,
     SkipUnchanged,
     Thread,
@@ -30,6 +31,7 @@ from tracebridge import (
     default_mappings,
     load_settings,
     suppress_echoes,
+    sync,
 )
 from tracebridge._echo import EchoSuppression
 from tracebridge._open import open_sink, open_source, parse_endpoint
@@ -186,3 +188,124 @@ async def test_a_reviewer_score_on_opik_reaches_langwatch_and_nothing_echoes(
     assert result.skipped.traces == len(lw.traces)
     writes = [r for r in opik.requests[requests:] if r.method != "GET"]
     assert writes == []
+
+
+class SyncWorld(World):
+    """The same two fakes, driven by the real `sync()` both ways (change axis, checkpoints,
+    echo suppression and skip-unchanged built in). The traces started two hours ago: a live
+    project, inside the sources' re-read horizon for scores added later."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.lw, self.opik = LangWatchFake(), OpikFake()
+        start_ms = to_ms(datetime.now(UTC) - timedelta(hours=2))
+        for trace in langwatch_project(10, 3, seed=22, start_ms=start_ms):
+            trace["evaluations"] = [
+                e for e in trace["evaluations"] if e["status"] in ("processed", "skipped")
+            ]
+            self.lw.add_trace(trace)
+        self.state = tmp_path
+        self.settings = load_settings(
+            None,
+            {
+                "langwatch_api_key": self.lw.api_key,
+                "langwatch_endpoint": self.lw.base_url,
+                "opik_url": self.opik.base_url,
+                "state_dir": tmp_path,
+                "opik_ids": "source-time",
+            },
+            environ={},
+        )
+        self.transports = {"langwatch": self.lw.transport, "opik": self.opik.transport}
+
+    async def to_opik(self) -> Report:
+        report = await sync(
+            "langwatch",
+            "opik",
+            target_project=MIRROR,
+            settings=self.settings,
+            transports=self.transports,
+        )
+        assert report.exit_code == 0, report.result.warnings
+        return report
+
+    async def to_langwatch(self) -> Report:
+        report = await sync(
+            "opik",
+            "langwatch",
+            source_project=MIRROR,
+            settings=self.settings,
+            transports=self.transports,
+        )
+        assert report.exit_code == 0, report.result.warnings
+        return report
+
+    async def add_langwatch_evaluation(self, trace_id: str) -> None:
+        body = {
+            "trace_id": trace_id,
+            "spans": [],
+            "evaluations": [
+                {"evaluation_id": "eval_late_1", "name": "tone", "status": "processed", "score": 1}
+            ],
+        }
+        async with httpx.AsyncClient(
+            transport=self.lw.transport, base_url=self.lw.base_url
+        ) as client:
+            response = await client.post(
+                "/api/collector", json=body, headers={"X-Auth-Token": self.lw.api_key}
+            )
+            assert response.is_success, response.text
+
+
+def _opik_writes(opik: OpikFake) -> list[httpx.Request]:
+    return [r for r in opik.requests if r.url.path.endswith(("/batch", "/feedback-scores"))]
+
+
+@pytest.mark.anyio
+async def test_sync_both_ways_carries_each_sides_scores_and_never_echoes(
+    tmp_path: Path,
+) -> None:
+    """DESIGN.md "Sync", through `sync()` itself: the first pass copies everything; the way
+    back writes nothing (every trace is an echo); a reviewer's Opik score reaches LangWatch
+    and a late LangWatch evaluation reaches Opik, each alone; then quiet passes both ways make
+    no write, and `verify` finds both sides equal."""
+    world = SyncWorld(tmp_path)
+    lw, opik = world.lw, world.opik
+    first = await world.to_opik()
+    assert first.written.traces == len(lw.traces) == 10
+    back = await world.to_langwatch()
+    assert back.written.total() == 0
+    assert back.skipped == back.read  # every unit an echo
+    assert "echo: came from langwatch unchanged" in back.result.skip_reasons
+
+    row = sorted(opik.traces.values(), key=lambda r: r["start_time"])[0]
+    reviewed = row["metadata"]["tracebridge"]["source"]["id"]
+    await world.add_reviewer_score(row["id"])
+    carried = await world.to_langwatch()
+    assert carried.written.traces == 1
+    assert [
+        e["score"] for e in lw.traces[reviewed]["evaluations"] if e["name"] == "helpfulness"
+    ] == [0.8]
+
+    late = sorted(lw.traces)[-1]
+    await world.add_langwatch_evaluation(late)
+    forward = await world.to_opik()
+    assert forward.written.traces >= 1  # the late evaluation (and the carried score's trace)
+    copy_of_late = next(
+        r for r in opik.traces.values() if r["metadata"]["tracebridge"]["source"]["id"] == late
+    )
+    assert (copy_of_late["id"], "tone") in opik.trace_scores
+
+    await world.to_langwatch()
+    writes, posts = len(_opik_writes(opik)), len(lw.collected_requests())
+    quiet_lw_to_opik, quiet_opik_to_lw = await world.to_opik(), await world.to_langwatch()
+    assert quiet_lw_to_opik.written.total() == quiet_opik_to_lw.written.total() == 0
+    assert len(_opik_writes(opik)) == writes  # not one request that writes, either way
+    assert len(lw.collected_requests()) == posts
+    report = await verify_endpoints(
+        "langwatch",
+        "opik",
+        target_project=MIRROR,
+        settings=world.settings,
+        transports=world.transports,
+    )
+    assert report.ok, format_verify(report)
