@@ -7,6 +7,7 @@ import json
 import random
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,36 @@ async def test_a_changed_trace_in_a_thread_writes_that_thread_again(tmp_path: Pa
     assert result.skipped.traces == 2  # trace_3 and trace_4
     await sink.write(units)
     assert len(inner.batches) == 2  # recorded: unchanged now
+
+
+@pytest.mark.anyio
+async def test_a_change_inside_the_settle_window_is_sent_again_until_it_has_passed(
+    tmp_path: Path,
+) -> None:
+    """LangWatch ignores span changes re-sent within an hour of the last write: a changed unit
+    that soon is sent (evaluations and metadata land) but not recorded, so every pass sends it
+    again until one comes after the window; then it is recorded and skipped as unchanged."""
+    clock = [datetime(2026, 11, 30, 12, 0, tzinfo=UTC)]
+    inner = RecordingSink()
+    sink = SkipUnchanged(inner, tmp_path, settle=timedelta(hours=1), now=lambda: clock[0])
+    await sink.write([_trace(3)])
+    changed = _trace(3).model_copy(update={"tags": ["reviewed"]})
+
+    clock[0] += timedelta(minutes=10)
+    soon = await sink.write([changed])
+    assert inner.batches[-1] == ["trace_3"]
+    assert any("less than 1:00:00 ago" in w for w in soon.warnings), soon.warnings
+    clock[0] += timedelta(minutes=10)
+    await sink.write([changed])
+    assert len(inner.batches) == 3  # sent again: the first re-send may have been ignored
+
+    clock[0] += timedelta(minutes=45)  # 65 minutes after the last recorded write
+    late = await sink.write([changed])
+    assert len(inner.batches) == 4
+    assert late.warnings == []
+    await sink.write([changed])
+    assert len(inner.batches) == 4  # recorded: unchanged now
+    await sink.aclose()
 
 
 @pytest.mark.anyio

@@ -152,6 +152,11 @@ class SyncJob:
         }
 
 
+#: LangWatch's collector ignores a span id re-sent within an hour of its last write, even with
+#: changed content (reference/langwatch-api.md §5.1): see `SkipUnchanged(settle=)`.
+LANGWATCH_SPAN_DEDUPE = timedelta(hours=1)
+
+
 def pipeline(
     job: SyncJob,
     settings: Settings,
@@ -176,7 +181,11 @@ def pipeline(
     def wrap(sink: Sink) -> Sink:
         inner = wrap_sink(sink) if wrap_sink is not None else sink
         return SkipUnchanged(
-            inner, settings.state_dir, destination=destination, fingerprint=job.mapping
+            inner,
+            settings.state_dir,
+            destination=destination,
+            fingerprint=job.mapping,
+            settle=LANGWATCH_SPAN_DEDUPE if job.sink.kind == "langwatch" else None,
         )
 
     return [*built_in, *steps], wrap

@@ -17,6 +17,13 @@ project, id) the content hash (`_hashing.content_hash`) the destination last ack
 - A dry run skips what is unchanged (so the plan shows what a run would write) and records
   nothing.
 
+- `settle` (LangWatch: one hour) is a destination that ignores a changed record re-sent within
+  that long of its last effective write (LangWatch's collector dedupes span ids for an hour,
+  even when their content changed: reference/langwatch-api.md §5.1). A changed unit whose last
+  recorded write is younger than that is still sent (evaluations and metadata land), but its
+  new hash is not recorded, so every pass sends it again until one comes after the window and
+  the span changes land too; a warning says so.
+
 `fingerprint` is whatever besides the content changes what the sink would write (the mapping's
 fingerprint, the id mode): recorded with each hash, so changing it writes every unit once more.
 The destination is named by `destination`, by default the inner sink's label: give the job's own
@@ -26,7 +33,8 @@ name when two destinations could share a label.
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ._endpoints import Counts, Rejected, Sink, Unit, WriteResult
@@ -99,17 +107,20 @@ class HashIndex:
             self._db.close()
             raise
 
-    def get(self, destination: str, key: _Key) -> str | None:
+    def get(self, destination: str, key: _Key) -> tuple[str, datetime] | None:
+        """The hash last acknowledged for `key`, and when it was recorded."""
         row = self._db.execute(
-            "SELECT hash FROM acknowledged WHERE destination = ? AND kind = ? AND platform = ? "
-            "AND project = ? AND id = ?",
+            "SELECT hash, at FROM acknowledged WHERE destination = ? AND kind = ? "
+            "AND platform = ? AND project = ? AND id = ?",
             (destination, *key),
         ).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), datetime.fromisoformat(row[1]))
 
-    def put(self, destination: str, entries: list[tuple[_Key, str]]) -> None:
+    def put(
+        self, destination: str, entries: list[tuple[_Key, str]], now: datetime | None = None
+    ) -> None:
         """Record `entries` (key, hash) in one transaction."""
-        at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
         with self._db:
             self._db.executemany(
                 "INSERT INTO acknowledged (destination, kind, platform, project, id, hash, at) "
@@ -133,11 +144,15 @@ class SkipUnchanged:
         *,
         destination: str | None = None,
         fingerprint: str = "",
+        settle: timedelta | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.inner = inner
         self.label = inner.label
         self.destination = destination if destination is not None else inner.label
         self._salt = f"|{digest(fingerprint)}" if fingerprint else ""
+        self.settle = settle
+        self._now = now
         self.index = HashIndex(state_dir / INDEX_FILE)
 
     def _hash(self, unit: Unit) -> str:
@@ -145,17 +160,29 @@ class SkipUnchanged:
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
         result = WriteResult()
+        now = self._now()
         todo: list[tuple[Unit, _Key, str]] = []
+        unsettled: set[_Key] = set()
         for unit in units:
             key, h = unit_key(unit), self._hash(unit)
-            if self.index.get(self.destination, key) == h:
+            known = self.index.get(self.destination, key)
+            if known is not None and known[0] == h:
                 counts = Counts.of(unit)
                 for kind in ("threads", "traces", "spans", "scores"):
                     result.skip(getattr(counts, kind), kind, UNCHANGED_RULE)
-            else:
-                todo.append((unit, key, h))
+                continue
+            todo.append((unit, key, h))
+            if known is not None and self.settle is not None and now - known[1] < self.settle:
+                unsettled.add(key)
         if not todo:
             return result
+        if unsettled and not dry_run:
+            result.warnings.append(
+                f"{len(unsettled)} changed units were last written less than {self.settle} ago: "
+                "the destination ignores span changes re-sent that soon (LangWatch's span "
+                "dedupe), so they are sent now (evaluations and metadata land) and again by "
+                "every pass until one comes after that window"
+            )
         written = await self.inner.write([u for u, _, _ in todo], dry_run=dry_run)
         result.merge(written)
         if dry_run:
@@ -169,8 +196,9 @@ class SkipUnchanged:
             [
                 (key, h)
                 for (_, key, h), names in zip(todo, named, strict=True)
-                if not names & refused
+                if not names & refused and key not in unsettled
             ],
+            now,
         )
         return result
 
