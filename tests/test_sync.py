@@ -23,6 +23,7 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
+import tracebridge._open as open_module
 import tracebridge._sync as sync_module
 from tests.test_engine import MemorySink, MemorySource, _pages, _trace
 from tracebridge import (
@@ -111,8 +112,8 @@ class Endpoints:
 def memory(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Endpoints]:
     def install(pages: list[Page], sink: MemorySink | None = None) -> Endpoints:
         endpoints = Endpoints(pages, sink)
-        monkeypatch.setattr(sync_module, "open_source", endpoints.source)
-        monkeypatch.setattr(sync_module, "open_sink", endpoints.open_sink)
+        monkeypatch.setattr(open_module, "open_source", endpoints.source)
+        monkeypatch.setattr(open_module, "open_sink", endpoints.open_sink)
         return endpoints
 
     return install

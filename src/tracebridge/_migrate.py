@@ -13,8 +13,7 @@ from ._config import Settings, load_settings
 from ._endpoints import Window
 from ._engine import Report, run
 from ._errors import UsageError
-from ._mapping import load_mappings
-from ._open import Endpoint, open_sink, open_source, parse_endpoint
+from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint
 from ._state import StateDir
 
 __all__ = ["Job", "migrate"]
@@ -69,24 +68,17 @@ async def migrate(
         )
     if since and until and since > until:
         raise UsageError("--since is after --until")
-    to_opik = mapping if sink.platform == "opik" and mapping else settings.mapping_to_opik
-    to_lw = mapping if sink.platform == "langwatch" and mapping else settings.mapping_to_langwatch
-    mappings = load_mappings(to_opik, to_lw)
+    mappings = mappings_for(settings, mapping, sink)
     job = Job(source, sink, source_project, target_project, Window(since, until))
-    src = open_source(
-        source, settings=settings, mappings=mappings, project=source_project, transports=transports
+    src, dst = await open_endpoints(
+        source,
+        sink,
+        settings=settings,
+        mappings=mappings,
+        source_project=source_project,
+        target_project=target_project,
+        transports=transports,
     )
-    try:
-        dst = open_sink(
-            sink,
-            settings=settings,
-            mappings=mappings,
-            project=target_project,
-            transports=transports,
-        )
-    except BaseException:
-        await src.aclose()
-        raise
     state = StateDir(settings.state_dir, job.key())
     report = await run(src, dst, window=job.window, state=state, dry_run=dry_run, on_page=on_page)
     report.source_label, report.sink_label = src.label, dst.label

@@ -8,15 +8,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx
 
 from ._config import Settings
 from ._endpoints import Sink, Source
 from ._errors import UsageError
-from ._mapping import Mappings
+from ._mapping import Mappings, load_mappings
 from ._models import Platform
 
-__all__ = ["Endpoint", "open_sink", "open_source", "parse_endpoint"]
+__all__ = [
+    "Endpoint",
+    "mappings_for",
+    "open_endpoints",
+    "open_sink",
+    "open_source",
+    "parse_endpoint",
+]
 
 _KINDS: dict[str, Platform] = {
     "langwatch-file": "langwatch",
@@ -178,3 +186,41 @@ def _opik_id_mode(settings: Settings, id_map: Path, *, cloud: bool) -> tuple[str
             "derive them from the source start times instead."
         )
     return "auto", None
+
+
+def mappings_for(settings: Settings, mapping: Path | None, sink: Endpoint) -> Mappings:
+    """The mappings in force: `mapping` (a `--mapping` file) overrides the direction that
+    writes to `sink`'s platform; the config file's mapping files the rest."""
+    to_opik = mapping if sink.platform == "opik" and mapping else settings.mapping_to_opik
+    to_lw = mapping if sink.platform == "langwatch" and mapping else settings.mapping_to_langwatch
+    return load_mappings(to_opik, to_lw)
+
+
+async def open_endpoints(
+    source: Endpoint,
+    sink: Endpoint,
+    *,
+    settings: Settings,
+    mappings: Mappings,
+    source_project: str | None,
+    target_project: str | None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> tuple[Source, Sink]:
+    """The source and the sink of a run; the source is closed again when the sink cannot be
+    opened (a bad path, a refused name), so nothing is left open."""
+    src = open_source(
+        source, settings=settings, mappings=mappings, project=source_project, transports=transports
+    )
+    try:
+        dst = open_sink(
+            sink,
+            settings=settings,
+            mappings=mappings,
+            project=target_project,
+            transports=transports,
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await src.aclose()
+        raise
+    return src, dst

@@ -32,8 +32,8 @@ from ._echo import suppress_echoes
 from ._endpoints import Sink, Source, Window
 from ._engine import Report, Step, run
 from ._errors import UsageError
-from ._mapping import Mappings, load_mappings
-from ._open import Endpoint, open_sink, open_source, parse_endpoint
+from ._mapping import Mappings
+from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint
 from ._replay import Replay, retry_dead_letters
 from ._sync_state import SyncState, _utcnow
 from ._unchanged import SkipUnchanged
@@ -277,34 +277,22 @@ async def sync(
             "--dry-run is one pass that changes nothing: not with --every, --reset "
             "or --retry-dead-letters"
         )
-    to_opik = mapping if sink.platform == "opik" and mapping else settings.mapping_to_opik
-    to_lw = mapping if sink.platform == "langwatch" and mapping else settings.mapping_to_langwatch
-    mappings = load_mappings(to_opik, to_lw)
+    mappings = mappings_for(settings, mapping, sink)
     job = SyncJob.of(source, sink, source_project, target_project, settings, mappings)
     all_steps, wrap = pipeline(job, settings, steps, wrap_sink)
     state = SyncState(settings.state_dir, job.key(), clock=clock)
 
     async def endpoints() -> tuple[Source, Sink]:
         """A pass's endpoints (each pass opens its own; the engine closes them)."""
-        src = open_source(
+        src, dst = await open_endpoints(
             source,
+            sink,
             settings=settings,
             mappings=mappings,
-            project=source_project,
+            source_project=source_project,
+            target_project=target_project,
             transports=transports,
         )
-        try:
-            dst = open_sink(
-                sink,
-                settings=settings,
-                mappings=mappings,
-                project=target_project,
-                transports=transports,
-            )
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await src.aclose()
-            raise
         return src, wrap(dst)
 
     def tell(result: PassResult) -> PassResult:

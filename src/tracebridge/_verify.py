@@ -38,9 +38,8 @@ from ._decoding import collecting, drain_into
 from ._endpoints import Source, Window
 from ._errors import UsageError
 from ._hashing import content_hash, score_content
-from ._mapping import load_mappings
 from ._models import Thread, Trace
-from ._open import open_source, parse_endpoint
+from ._open import mappings_for, open_source, parse_endpoint
 
 __all__ = ["VerifyReport", "format_verify", "verify", "verify_endpoints"]
 
@@ -191,9 +190,7 @@ async def verify_endpoints(
     source, target = parse_endpoint(from_), parse_endpoint(to)
     if since and until and since > until:
         raise UsageError("--since is after --until")
-    to_opik = mapping if target.platform == "opik" and mapping else settings.mapping_to_opik
-    to_lw = mapping if target.platform == "langwatch" and mapping else settings.mapping_to_langwatch
-    mappings = load_mappings(to_opik, to_lw)
+    mappings = mappings_for(settings, mapping, target)
     if target.kind == "opik" and target_project is None:
         target_project = settings.opik_project or "Default Project"
     src = open_source(
