@@ -309,3 +309,31 @@ async def test_sync_both_ways_carries_each_sides_scores_and_never_echoes(
         transports=world.transports,
     )
     assert report.ok, format_verify(report)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="echo suppression judges a thread by its traces only: a reviewer's Opik thread "
+    "score on a thread whose traces all came from LangWatch is dropped as an echo, never synced",
+)
+@pytest.mark.anyio
+async def test_a_reviewers_thread_score_on_opik_reaches_langwatch(tmp_path: Path) -> None:
+    """README "Copies that change": a reviewer's feedback score on the copy side is carried to
+    the original by sync. A thread score is one: Opik → LangWatch keeps it on the thread's last
+    trace as the evaluation `thread: <name>`."""
+    world = SyncWorld(tmp_path)
+    lw, opik = world.lw, world.opik
+    await world.to_opik()
+    await world.to_langwatch()
+    thread_id = next(r["thread_id"] for r in opik.traces.values() if r.get("thread_id"))
+    opik.add_thread_data(
+        MIRROR, thread_id, scores=[{"name": "resolved", "value": 1.0, "source": "ui"}]
+    )
+    back = await world.to_langwatch()
+    names = [
+        e["name"]
+        for t in lw.traces.values()
+        if (t.get("metadata") or {}).get("thread_id") == thread_id
+        for e in t["evaluations"]
+    ]
+    assert "thread: resolved" in names  # read, then skipped as an echo (it must land)
