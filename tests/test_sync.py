@@ -713,7 +713,6 @@ async def test_a_copy_synced_back_to_its_origin_is_an_echo_and_not_written(
     assert not (tmp_path / "back.jsonl").exists() or not (tmp_path / "back.jsonl").read_text()
 
 
-
 @pytest.mark.xfail(
     strict=True,
     reason="--reset keeps the skip-unchanged index: a destination that lost its copies is "
