@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from tests.factories import langwatch_project
 from tests.fakes.langwatch import LangWatchFake
@@ -372,3 +373,31 @@ async def test_records_a_pass_lost_are_read_again_by_a_later_pass(tmp_path: Path
 
 def _copied(opik: OpikFake) -> set[str]:
     return {r["metadata"]["tracebridge"]["source"]["id"] for r in opik.traces.values()}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="echo suppression toward LangWatch matches any LangWatch project: an Opik project "
+    "copied from LangWatch project A, synced to project B, writes nothing there (exit 0)",
+)
+@pytest.mark.anyio
+async def test_opik_copies_of_one_langwatch_project_sync_into_another(tmp_path: Path) -> None:
+    """An echo is a copy going back to where it came from (DESIGN.md invariant 2). Project B
+    never held these traces: they are no echoes there. (The LangWatch sink already tells its
+    own project from others for the 31-day rule: `target_project`.)"""
+    world = SyncWorld(tmp_path)
+    await world.to_opik()
+    other = LangWatchFake(api_key="sk-lw-project-b", project_id="project_b", project_slug="b")
+    settings = world.settings.model_copy(
+        update={"langwatch_api_key": SecretStr(other.api_key), "langwatch_endpoint": other.base_url}
+    )
+    report = await sync(
+        "opik",
+        "langwatch",
+        source_project=MIRROR,
+        settings=settings,
+        transports={"langwatch": other.transport, "opik": world.opik.transport},
+    )
+    assert report.exit_code == 0
+    assert report.written.traces == 10, report.result.skip_reasons
+    assert sorted(other.traces) == sorted(world.lw.traces)
