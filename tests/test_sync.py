@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -711,6 +712,34 @@ async def test_a_copy_synced_back_to_its_origin_is_an_echo_and_not_written(
     assert back.skipped.traces == 12
     assert "echo: came from langwatch unchanged" in back.result.skip_reasons
     assert not (tmp_path / "back.jsonl").exists() or not (tmp_path / "back.jsonl").read_text()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="--reset keeps the skip-unchanged index: a destination that lost its copies is "
+    "never written again, and the pass says OK",
+)
+@pytest.mark.anyio
+async def test_reset_after_the_destination_was_lost_copies_everything_again(
+    tmp_path: Path,
+) -> None:
+    """The destination folder is deleted (a new disk, a cleaned-up project); the README's way
+    to "start the job over" is `--reset`. The pass must write the records again, not skip
+    every one as `unchanged since the last pass` and exit 0 with an empty destination."""
+    _write_input(tmp_path / "in.jsonl", _sample())
+    config = settings(tmp_path)
+    await sync("langwatch-file:in.jsonl", "opik-dir:out", settings=config, clock=Clock(T0))
+    assert list((tmp_path / "out").rglob("trace_*.json"))
+    shutil.rmtree(tmp_path / "out")
+    again = await sync(
+        "langwatch-file:in.jsonl",
+        "opik-dir:out",
+        settings=config,
+        reset=True,
+        clock=Clock(T0 + timedelta(hours=1)),
+    )
+    assert again.exit_code == 0
+    assert len(list((tmp_path / "out").rglob("trace_*.json"))) == again.read.traces == 12
 
 
 # --------------------------------------------------------------------------------- the CLI
