@@ -695,15 +695,19 @@ async def test_an_unchanged_pass_writes_nothing_and_a_change_is_written(tmp_path
 async def test_a_copy_synced_back_to_its_origin_is_an_echo_and_not_written(
     tmp_path: Path,
 ) -> None:
-    """LangWatch file → Opik folder, then the Opik folder → a LangWatch file: every trace
-    came from LangWatch unchanged, so none is written back (echo suppression is built in)."""
+    """LangWatch file → Opik folder, then the Opik folder → a LangWatch file of the origin
+    project (`--target-project` its id): every trace came from there unchanged, so none is
+    written back (echo suppression is built in). Into a file of unknown project the same
+    copies are written: a copy in another project is no echo."""
     _write_input(tmp_path / "in.jsonl", _sample())
+    origin = _sample()[0]["project_id"]
     config = settings(tmp_path)
     clock = Clock(datetime(2030, 1, 1, tzinfo=UTC))
     await sync("langwatch-file:in.jsonl", "opik-dir:out", settings=config, clock=clock)
     back = await sync(
         "opik-dir:out",
         "langwatch-file:back.jsonl",
+        target_project=origin,
         settings=config,
         clock=Clock(datetime(2030, 1, 1, tzinfo=UTC)),
     )
@@ -712,13 +716,15 @@ async def test_a_copy_synced_back_to_its_origin_is_an_echo_and_not_written(
     assert back.skipped.traces == 12
     assert "echo: came from langwatch unchanged" in back.result.skip_reasons
     assert not (tmp_path / "back.jsonl").exists() or not (tmp_path / "back.jsonl").read_text()
+    elsewhere = await sync(
+        "opik-dir:out",
+        "langwatch-file:other.jsonl",
+        settings=config,
+        clock=Clock(datetime(2030, 1, 1, tzinfo=UTC)),
+    )
+    assert elsewhere.written.traces == 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--reset keeps the skip-unchanged index: a destination that lost its copies is "
-    "never written again, and the pass says OK",
-)
 @pytest.mark.anyio
 async def test_reset_after_the_destination_was_lost_copies_everything_again(
     tmp_path: Path,

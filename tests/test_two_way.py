@@ -312,11 +312,6 @@ async def test_sync_both_ways_carries_each_sides_scores_and_never_echoes(
     assert report.ok, format_verify(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="echo suppression judges a thread by its traces only: a reviewer's Opik thread "
-    "score on a thread whose traces all came from LangWatch is dropped as an echo, never synced",
-)
 @pytest.mark.anyio
 async def test_a_reviewers_thread_score_on_opik_reaches_langwatch(tmp_path: Path) -> None:
     """README "Copies that change": a reviewer's feedback score on the copy side is carried to
@@ -340,11 +335,6 @@ async def test_a_reviewers_thread_score_on_opik_reaches_langwatch(tmp_path: Path
     assert "thread: resolved" in names  # read, then skipped as an echo (it must land)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pass that lost records LangWatch could not serialize (pagination.skipped) still "
-    "moves the mark past them: no later pass reads them again, and they are in no dead letter",
-)
 @pytest.mark.anyio
 async def test_records_a_pass_lost_are_read_again_by_a_later_pass(tmp_path: Path) -> None:
     """README: `pagination.skipped` is counted as lost, exit 1. A lost record has no dead
@@ -375,11 +365,6 @@ def _copied(opik: OpikFake) -> set[str]:
     return {r["metadata"]["tracebridge"]["source"]["id"] for r in opik.traces.values()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="echo suppression toward LangWatch matches any LangWatch project: an Opik project "
-    "copied from LangWatch project A, synced to project B, writes nothing there (exit 0)",
-)
 @pytest.mark.anyio
 async def test_opik_copies_of_one_langwatch_project_sync_into_another(tmp_path: Path) -> None:
     """An echo is a copy going back to where it came from (DESIGN.md invariant 2). Project B

@@ -38,8 +38,13 @@ class EchoSuppression:
     `Counts.of`) was skipped by `rule`.
     """
 
-    def __init__(self, destination_platform: Platform, destination_project: str | None) -> None:
+    def __init__(
+        self, destination_platform: Platform, destination_project: str | tuple[str, ...] | None
+    ) -> None:
         self.platform = destination_platform
+        #: The destination project as provenance names it: a name, several names (a LangWatch
+        #: project's id and slug), None for any project, or () when it is unknown: then
+        #: nothing is an echo (a copy written to another project is no echo).
         self.project = destination_project
         #: The skip rule the engine counts dropped units under.
         self.rule = f"echo: came from {destination_platform} unchanged"
@@ -49,7 +54,8 @@ class EchoSuppression:
         source = trace.source
         if source.platform != self.platform:
             return False
-        if self.project is not None and source.project != self.project:
+        names = (self.project,) if isinstance(self.project, str) else self.project
+        if names is not None and source.project not in names:
             return False
         state = trace.copy_state
         return state is not None and state.hash is not None and state.hash == content_hash(trace)
@@ -60,6 +66,13 @@ class EchoSuppression:
         kept = [t for t in unit.traces if not self.is_echo(t)]
         if len(kept) == len(unit.traces):
             return unit
+        carrier = max(unit.traces, key=lambda t: t.started_at, default=None)
+        if self.platform == "langwatch" and (unit.scores or unit.tags) and carrier is not None:
+            # Thread scores and tags are Opik's (LangWatch has none): on their way to LangWatch
+            # they ride on the thread's last trace, which is therefore kept (a reviewer's
+            # thread score reaches the original; the carrier never moves to another trace).
+            chosen = {id(t) for t in kept} | {id(carrier)}
+            kept = [t for t in unit.traces if id(t) in chosen]
         if not kept:
             return None
         thread: Thread = unit.model_copy(update={"traces": kept})
@@ -70,7 +83,7 @@ class EchoSuppression:
 
 
 def suppress_echoes(
-    destination_platform: Platform, destination_project: str | None = None
+    destination_platform: Platform, destination_project: str | tuple[str, ...] | None = None
 ) -> EchoSuppression:
     """The step that drops echoes on their way to `destination_platform` (module docstring).
 

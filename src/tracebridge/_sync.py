@@ -28,7 +28,7 @@ import anyio
 import httpx
 
 from ._config import Settings, load_settings
-from ._echo import suppress_echoes
+from ._echo import EchoSuppression, suppress_echoes
 from ._endpoints import Sink, Source, Window
 from ._engine import Report, Step, run
 from ._errors import UsageError
@@ -36,7 +36,7 @@ from ._mapping import Mappings
 from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint
 from ._replay import Replay, retry_dead_letters
 from ._sync_state import SyncState, _utcnow
-from ._unchanged import SkipUnchanged
+from ._unchanged import INDEX_FILE, HashIndex, SkipUnchanged
 
 __all__ = [
     "DEFAULT_LOOKBACK",
@@ -157,6 +157,13 @@ class SyncJob:
 LANGWATCH_SPAN_DEDUPE = timedelta(hours=1)
 
 
+def unchanged_destination(job: SyncJob) -> str:
+    """How the skip-unchanged index names the job's destination."""
+    return json.dumps(
+        {"to": str(job.sink), "at": job.sink_at, "project": job.target_project}, sort_keys=True
+    )
+
+
 def pipeline(
     job: SyncJob,
     settings: Settings,
@@ -171,12 +178,10 @@ def pipeline(
     index lives in the state directory). The caller's wrapper sits inside skip-unchanged.
     """
     # The destination project as provenance names it: an Opik project name; a LangWatch
-    # project is named by its id, which the job does not know, so any LangWatch project.
-    project = job.target_project if job.sink.platform == "opik" else None
-    built_in: list[Step] = [suppress_echoes(job.sink.platform, project)]
-    destination = json.dumps(
-        {"to": str(job.sink), "at": job.sink_at, "project": job.target_project}, sort_keys=True
-    )
+    # file's --target-project; a LangWatch API sink's project is asked per pass (`sync`).
+    project = job.target_project if job.sink.kind != "langwatch" else ()
+    built_in: list[Step] = [suppress_echoes(job.sink.platform, project or ())]
+    destination = unchanged_destination(job)
 
     def wrap(sink: Sink) -> Sink:
         inner = wrap_sink(sink) if wrap_sink is not None else sink
@@ -280,6 +285,7 @@ async def sync(
     mappings = mappings_for(settings, mapping, sink)
     job = SyncJob.of(source, sink, source_project, target_project, settings, mappings)
     all_steps, wrap = pipeline(job, settings, steps, wrap_sink)
+    echo = next((s for s in all_steps if isinstance(s, EchoSuppression)), None)
     state = SyncState(settings.state_dir, job.key(), clock=clock)
 
     async def endpoints() -> tuple[Source, Sink]:
@@ -293,6 +299,8 @@ async def sync(
             target_project=target_project,
             transports=transports,
         )
+        if echo is not None and job.sink.kind == "langwatch":
+            echo.project = await _langwatch_project(dst)
         return src, wrap(dst)
 
     def tell(result: PassResult) -> PassResult:
@@ -313,6 +321,13 @@ async def sync(
     try:
         if reset:
             state.reset()
+            # What the destination acknowledged is forgotten too: a destination that lost its
+            # data (the usual reason to start over) gets everything again.
+            index = HashIndex(settings.state_dir / INDEX_FILE)
+            try:
+                index.forget(unchanged_destination(job))
+            finally:
+                index.close()
         if retry_dead_letters:
             replay = await _retry(state, endpoints, source, sink, mappings, all_steps, stop)
             if replay is not None:
@@ -328,6 +343,13 @@ async def sync(
     finally:
         state.unlock()
     return last
+
+
+async def _langwatch_project(sink: Sink) -> tuple[str, ...]:
+    """The names (id, slug) of the LangWatch project an API sink writes to; () when unknown,
+    and then no copy counts as an echo (writing one to its origin again is idempotent)."""
+    names = getattr(sink, "target_project", None)
+    return tuple(await names()) if names is not None else ()
 
 
 async def _pass(

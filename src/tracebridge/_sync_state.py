@@ -72,6 +72,8 @@ class PassState(_Model):
     cursor: dict[str, Any] | None = None
     pages: int = 0
     high_water: datetime | None = None
+    #: Records the source lost without naming them so far in this pass (the mark then stays).
+    lost: int = 0
 
 
 class LastPass(_Model):
@@ -269,6 +271,7 @@ class SyncState:
         current.pages += 1
         if page.high_water is not None:
             current.high_water = page.high_water
+        current.lost += page.lost
         self.save()
 
     def finished(self) -> None:
@@ -278,7 +281,9 @@ class SyncState:
         mark = min(current.started_at, current.high_water or current.started_at)
         if checkpoint.high_water is not None:
             mark = max(mark, checkpoint.high_water)
-        checkpoint.high_water = mark
+        # The source lost records it could not name (LangWatch `pagination.skipped`): the mark
+        # stays, so the next pass reads this window again and gets them then.
+        checkpoint.high_water = checkpoint.high_water if current.lost else mark
         checkpoint.last_pass = LastPass(started_at=current.started_at, ended_at=self.clock())
         checkpoint.current = None
         checkpoint.passes += 1

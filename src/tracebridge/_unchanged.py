@@ -129,6 +129,11 @@ class HashIndex:
                 [(destination, *key, h, at) for key, h in entries],
             )
 
+    def forget(self, destination: str) -> None:
+        """Forget everything `destination` acknowledged (`sync --reset`)."""
+        with self._db:
+            self._db.execute("DELETE FROM acknowledged WHERE destination = ?", (destination,))
+
     def close(self) -> None:
         self._db.close()
 
