@@ -685,7 +685,18 @@ class LangWatchApiSink:
                     )
                 )
                 continue
+            before = len(result.rejected)
             kept = await self._apply_cutoff(traces, wires, result)
+            refused = result.rejected[before:]
+            if isinstance(unit, Thread) and len(refused) == len(traces):
+                # Every turn refused: the thread is the dead letter (its own scores and tags
+                # with it), so the counts add up and a retry sends it whole.
+                del result.rejected[before:]
+                result.rejected.append(
+                    Rejected(
+                        "thread", f"thread {unit.id}", refused[0].reason, None, Counts.of(unit)
+                    )
+                )
             accepted = [_finished_only(w, result) for w in kept]
             if isinstance(unit, Thread) and any(accepted):
                 result.written.threads += 1
