@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tracebridge import Report, Settings, load_settings, migrate
+from tracebridge import Report, Settings, UsageError, load_settings, migrate
 from tracebridge._stash import STASH_KEY
 from tracebridge._time import to_ms
 
@@ -202,6 +202,30 @@ async def test_an_export_loaded_back_into_its_own_project_changes_nothing(
     assert opik.row_count() == rows
     assert opik.duplicate_rows == {}
     assert _rows(opik) == before
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("opik_ids", ["source-time", "write-time", None])
+async def test_old_opik_ids_on_a_window_server_stop_the_load_saying_why(
+    tmp_path: Path, opik_ids: str | None
+) -> None:
+    """Opik-born records keep their ids in every mode, so a server enforcing the UUID v7
+    window refuses old ones: the run stops (exit 2) naming that, not advising a mode switch
+    that cannot help."""
+    lw, opik = LangWatchFake(), OpikFake()
+    _seed_opik(opik)
+    folder = tmp_path / "export"
+    out = await _migrate(
+        "opik", f"opik-dir:{folder}", lw, opik, tmp_path / "s", source_project=PROJECT
+    )
+    assert out.exit_code == 0
+    window = OpikFake(base_url="http://opik2.test/api", enforce_time_window=True)
+    extra = {"opik_ids": opik_ids} if opik_ids else {}
+    with pytest.raises(UsageError, match="born in Opik and keep their own ids"):
+        await _migrate(
+            f"opik-dir:{folder}", "opik", lw, window, tmp_path / "s2", target_project="t", **extra
+        )
+    assert window.traces == {}
 
 
 @pytest.mark.anyio
