@@ -863,8 +863,8 @@ def test_dead_letters_accumulate_across_runs(tmp_path: Path) -> None:
     [
         (["--from", "foo:bar", "--to", "opik-dir:o"], "foo:bar"),
         (["--from", "opik-dir:", "--to", "langwatch-file:x.jsonl"], "needs a path"),
-        (["--from", f"langwatch-file:{SAMPLE}", "--to", "langwatch-file:b"], "both langwatch"),
-        (["--from", "opik-dir:a", "--to", "opik"], "both opik"),
+        (["--from", f"langwatch-file:{SAMPLE}", "--to", f"langwatch-file:{SAMPLE}"], "onto itself"),
+        (["--from", "langwatch", "--to", "langwatch"], "the same LangWatch project"),
         (["--from", "langwatch-file:missing.jsonl", "--to", "opik-dir:o"], "missing.jsonl"),
         (["--from", "opik-dir:nowhere", "--to", "langwatch-file:x"], "nowhere"),
         (["--from", "langwatch:x", "--to", "opik-dir:o"], "takes no path"),
@@ -876,8 +876,8 @@ def test_dead_letters_accumulate_across_runs(tmp_path: Path) -> None:
 def test_usage_errors_exit_2_without_traceback(
     tmp_path: Path, args: list[str], needle: str
 ) -> None:
-    """Unknown endpoint kind, missing path, same platform both sides, missing input, bad choice,
-    missing option: exit 2, a message naming the problem, nothing written."""
+    """Unknown endpoint kind, missing path, an endpoint copied onto itself, missing input, bad
+    choice, missing option: exit 2, a message naming the problem, nothing written."""
     result = invoke(["migrate", *args])
     assert_no_traceback(result)
     assert result.exit_code == 2

@@ -13,7 +13,7 @@ from ._config import Settings, load_settings
 from ._endpoints import Window
 from ._engine import Report, run
 from ._errors import UsageError
-from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint
+from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint, refuse_self_copy
 from ._state import StateDir
 
 __all__ = ["Job", "migrate"]
@@ -61,11 +61,13 @@ async def migrate(
     """
     settings = settings or load_settings()
     source, sink = parse_endpoint(from_), parse_endpoint(to)
-    if source.platform == sink.platform:
-        raise UsageError(
-            f"{source} and {sink} are both {source.platform}: tracebridge copies between "
-            "LangWatch and Opik"
-        )
+    refuse_self_copy(
+        source,
+        sink,
+        settings=settings,
+        source_project=source_project,
+        target_project=target_project,
+    )
     if since and until and since > until:
         raise UsageError("--since is after --until")
     mappings = mappings_for(settings, mapping, sink)

@@ -24,6 +24,7 @@ __all__ = [
     "open_sink",
     "open_source",
     "parse_endpoint",
+    "refuse_self_copy",
 ]
 
 _KINDS: dict[str, Platform] = {
@@ -58,6 +59,60 @@ def parse_endpoint(spec: str) -> Endpoint:
     if not is_file and sep:
         raise UsageError(f"endpoint {spec!r} takes no path: write just {kind}")
     return Endpoint(kind, _KINDS[kind], Path(path) if is_file else None)
+
+
+def refuse_self_copy(
+    source: Endpoint,
+    sink: Endpoint,
+    *,
+    settings: Settings,
+    source_project: str | None,
+    target_project: str | None,
+) -> None:
+    """A UsageError when `sink` is `source` itself; any other pair, one platform or two, runs.
+
+    The same means: files, the same kind and the same path (symlinks resolved). API endpoints
+    of one platform are always the same, since one configuration reaches one LangWatch project
+    and one Opik workspace: `langwatch` → `langwatch` is that one project (the API key's;
+    --source-project and --target-project do not choose it); `opik` → `opik` is a copy onto
+    itself when both sides resolve to one project as the run resolves them (--source-project,
+    else OPIK_PROJECT_NAME; --target-project, else OPIK_PROJECT_NAME, else "Default Project";
+    names compared case-insensitively), and with two projects of the one workspace it is
+    refused as well: the copies keep their Opik ids, and one id in two projects of a
+    workspace is a second row under that id (reference/opik-api.md §3.3).
+    """
+    if source.kind != sink.kind:
+        return
+    if source.path is not None and sink.path is not None:
+        if source.path.resolve() == sink.path.resolve():
+            raise UsageError(
+                f"{source} is both --from and --to: a copy onto itself. Write the copy to "
+                "another path"
+            )
+        return
+    if source.kind == "langwatch":
+        raise UsageError(
+            "--from langwatch and --to langwatch are the same LangWatch project: one "
+            "LANGWATCH_API_KEY reaches one project (--source-project and --target-project do "
+            "not choose it). To copy between two projects, go through a file: --to "
+            "langwatch-file:PATH with the first project's key, then --from "
+            "langwatch-file:PATH with the second's"
+        )
+    read = source_project or settings.opik_project
+    written = target_project or settings.opik_project or "Default Project"
+    where = f"{settings.opik_url}, workspace {settings.opik_workspace!r}"
+    if read is not None and read.casefold() == written.casefold():
+        raise UsageError(
+            f"--from opik and --to opik are the same Opik project ({written!r} on {where}): a "
+            "copy onto itself. (Projects not given: --source-project is OPIK_PROJECT_NAME; "
+            '--target-project is OPIK_PROJECT_NAME, else "Default Project")'
+        )
+    raise UsageError(
+        f"--from opik and --to opik are the same Opik workspace ({where}): a copy keeps its "
+        "Opik ids, and another project of the same workspace holding the same ids makes a "
+        "second row under each id. Copy through a folder (--to opik-dir:PATH) and load it "
+        "into another server or workspace"
+    )
 
 
 #: Undocumented, for tests: the page size of the file sources (many small pages make many

@@ -33,7 +33,7 @@ from ._endpoints import Sink, Source, Window
 from ._engine import Report, Step, run
 from ._errors import UsageError
 from ._mapping import Mappings
-from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint
+from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint, refuse_self_copy
 from ._replay import Replay, retry_dead_letters
 from ._sync_state import SyncState, _utcnow
 from ._unchanged import INDEX_FILE, HashIndex, SkipUnchanged
@@ -268,10 +268,20 @@ async def sync(
     """
     settings = settings or load_settings()
     source, sink = parse_endpoint(from_), parse_endpoint(to)
+    refuse_self_copy(
+        source,
+        sink,
+        settings=settings,
+        source_project=source_project,
+        target_project=target_project,
+    )
     if source.platform == sink.platform:
+        # A copy on one platform keeps the record's ids and adds no stash, so it reads back
+        # as born where it was written: the echo rules could not tell it from an original.
         raise UsageError(
-            f"{source} and {sink} are both {source.platform}: tracebridge copies between "
-            "LangWatch and Opik"
+            f"{source} and {sink} are both {source.platform}: sync follows changes between "
+            "LangWatch and Opik; for a copy on one platform use migrate (it reruns "
+            "idempotently)"
         )
     if lookback < timedelta(0):
         raise UsageError("--lookback must not be negative")

@@ -428,6 +428,13 @@ class OpikApiSink:
             if self.switch_to is not None and any(i.derived for i in chunk):
                 reason = "too_old" if "too_old" in message else "too_far_future"
                 raise _WindowRefused(reason)
+            if not any(i.derived for i in chunk):
+                raise UsageError(
+                    f"Opik refused {method} {path}: {message}. These records were born in Opik "
+                    "and keep their own ids, which this server's UUID v7 ingestion window no "
+                    "longer admits (no --opik-ids mode changes an Opik-born id): load them "
+                    "into a server without the window, or with `opik import` (new ids)"
+                )
             if not isinstance(self.ids, MintedIds):
                 raise UsageError(
                     f"Opik refused {method} {path}: {message}. This server enforces the UUID v7 "
