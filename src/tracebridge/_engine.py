@@ -55,7 +55,7 @@ from ._failures import describe, is_record_failure
 from ._models import Thread, Trace
 from ._state import DeadLetters, JobState
 
-__all__ = ["Report", "Step", "iso", "run", "step_rule"]
+__all__ = ["Report", "Step", "run", "step_rule"]
 
 #: A step between source and sink: the unit to write (the same or a changed one), or None to
 #: leave it out (counted as skipped under the step's rule: its `rule` attribute or `__name__`).
