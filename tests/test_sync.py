@@ -768,6 +768,9 @@ def test_sync_help_documents_every_option() -> None:
         "--reset",
         "--retry-dead-letters",
         "--dry-run",
+        "--json",
+        "--verbose",
+        "--quiet",
         "--state-dir",
         "--config",
         "--mapping",
@@ -819,7 +822,7 @@ def test_sync_command_lossy_pass_exits_1_and_status_counts_the_dead_letters(
     args = ["sync", "--from", "langwatch-file:in.jsonl", "--to", "opik-dir:out"]
     result = invoke(args)
     assert result.exit_code == 1
-    assert "LOSSY: 1 records dead-lettered" in result.stderr
+    assert "LOSSY: 1 record dead-lettered" in result.stderr
     again = invoke([*args, "--retry-dead-letters"])
     assert again.exit_code == 1
     assert "retry of the dead letters in " in again.stdout
@@ -876,8 +879,10 @@ def test_status_never_shows_a_secret(tmp_path: Path) -> None:
     invoke(["sync", "--from", "langwatch-file:in.jsonl", "--to", "opik-dir:out"], env)
     for args in (["status"], ["status", "--json"]):
         assert "sk-secret" not in invoke(args, env).output
-    for path in (tmp_path / ".tracebridge").iterdir():
-        assert "sk-secret" not in path.read_text(errors="replace")
+    assert list((tmp_path / ".tracebridge" / "runs").glob("*.json"))  # the run report too
+    for path in (tmp_path / ".tracebridge").rglob("*"):
+        if path.is_file():
+            assert "sk-secret" not in path.read_text(errors="replace")
 
 
 @pytest.mark.parametrize(

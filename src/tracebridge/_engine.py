@@ -42,7 +42,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -100,6 +101,54 @@ class Report:
     @property
     def exit_code(self) -> int:
         return 1 if self.lossy else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data; a stable schema (fields are only ever added)::
+
+            {"schema": 1, "run_id": str, "source": str, "sink": str, "dry_run": bool,
+             "stopped": bool, "resumed_after_pages": int,
+             "read" | "written" | "skipped" | "dead_lettered":
+                 {"threads": int, "traces": int, "spans": int, "scores": int},
+             "skip_reasons": {rule: int}, "warnings": [str], "lost": int,
+             "dead_letter_entries": int, "dead_letter_path": str | null,
+             "window": {"since": str | null, "until": str | null, "axis": str} | null,
+             "lossy": bool, "exit_code": int}
+
+        Times are ISO 8601 UTC.
+        """
+        window = self.window
+        return {
+            "schema": 1,
+            "run_id": self.run_id,
+            "source": self.source_label,
+            "sink": self.sink_label,
+            "dry_run": self.dry_run,
+            "stopped": self.stopped,
+            "resumed_after_pages": self.resumed_after_pages,
+            "read": asdict(self.read),
+            "written": asdict(self.written),
+            "skipped": asdict(self.skipped),
+            "dead_lettered": asdict(self.dead_lettered),
+            "skip_reasons": dict(sorted(self.result.skip_reasons.items())),
+            "warnings": list(self.result.warnings),
+            "lost": self.lost,
+            "dead_letter_entries": self.dead_letter_entries,
+            "dead_letter_path": self.dead_letter_path,
+            "window": {
+                "since": iso(window.since),
+                "until": iso(window.until),
+                "axis": window.axis,
+            }
+            if window is not None
+            else None,
+            "lossy": self.lossy,
+            "exit_code": self.exit_code,
+        }
+
+
+def iso(moment: datetime | None) -> str | None:
+    """`moment` as ISO 8601 with milliseconds, `Z` for UTC; None stays None."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
 
 
 def _count_rejected(counts: Counts, rejected: Rejected) -> None:

@@ -7,6 +7,8 @@ when it says one (`RateLimit-Reset` seconds from Opik, `Retry-After` seconds or 
 capped; otherwise jittered exponential backoff. Every request has a total time budget; when it
 is spent the request fails with `RetriesExhausted`. 401/403 raise `AuthError` naming the
 variable to fix. Any other status is returned to the caller, who knows what it means.
+Each retry is logged at WARNING on `tracebridge.http`: `Opik 503, retry 3 in 4.0 s (GET path)`
+(the status or the error's type, the retry's number, the wait), so the CLI shows it by default.
 
 Tests pass a `transport` (the seam respx fakes plug into) and a `RetryPolicy` whose `sleep`
 records waits instead of sleeping.
@@ -162,6 +164,7 @@ class Api:
                 )
             except TRANSIENT_ERRORS as exc:
                 last = f"{type(exc).__name__}"
+                problem = last
             else:
                 if response.status_code in (401, 403):
                     raise AuthError(
@@ -171,6 +174,7 @@ class Api:
                 if response.status_code not in retry_statuses:
                     return response
                 last = f"HTTP {response.status_code}"
+                problem = str(response.status_code)
                 wait = server_wait(response)
                 if wait is not None:
                     wait = min(wait, policy.max_server_wait)
@@ -179,7 +183,9 @@ class Api:
             wait = policy.backoff(attempt) if wait is None else wait
             if policy.clock() + wait > deadline:
                 break
-            log.info("%s %s %s: %s, retrying in %.1f s", self.name, method, path, last, wait)
+            log.warning(
+                "%s %s, retry %d in %.1f s (%s %s)", self.name, problem, attempt, wait, method, path
+            )
             await policy.sleep(wait)
         raise RetriesExhausted(
             f"{self.name} {method} {path} still failing ({last}) after {attempt} attempts; "

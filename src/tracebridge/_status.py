@@ -19,7 +19,11 @@ scripts (JSON, schema below, stable: fields are only ever added).
                  "dead_lettered": {threads, traces, spans, scores} | null, "lost": int} | null,
    "updated_at": str | null,
    "dead_letters": {"file": str, "entries": int, "shared": bool},
-   "problem": str | null}]}                      # why the checkpoint cannot be read
+   "problem": str | null}],                      # why the checkpoint cannot be read
+ "runs": [{"run_id", "command": "migrate" | "sync", "kind": "run" | "pass" | "retry",
+           "file", "started_at", "ended_at", "seconds", "source", "sink",
+           "read", "written", "skipped", "dead_lettered": {threads, traces, spans, scores},
+           "lost": int, "exit_code": int}]}      # the last 10 run reports, newest first
 ```
 
 Times are ISO 8601 UTC. A migrate job's dead letters are in the state directory's shared
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import TracebridgeError, UsageError
+from ._runs import recent_runs
 from ._sync_state import CheckpointV2, read_checkpoint
 
 __all__ = ["format_status", "job_statuses"]
@@ -124,7 +129,12 @@ def job_statuses(root: Path) -> dict[str, Any]:
     if root.exists() and not root.is_dir():
         raise UsageError(f"state directory {root}: a file is in the way (name a folder)")
     paths = sorted(root.glob("checkpoint-*.json")) if root.is_dir() else []
-    return {"schema": SCHEMA, "state_dir": str(root), "jobs": [_status(p, root) for p in paths]}
+    return {
+        "schema": SCHEMA,
+        "state_dir": str(root),
+        "jobs": [_status(p, root) for p in paths],
+        "runs": recent_runs(root) if root.is_dir() else [],
+    }
 
 
 def _counts(counts: dict[str, int] | None) -> str:
@@ -148,7 +158,7 @@ def format_status(document: dict[str, Any]) -> str:
     jobs = document["jobs"]
     root = document["state_dir"]
     if not jobs:
-        return f"no jobs in {root} (no checkpoint files)"
+        return "\n".join([f"no jobs in {root} (no checkpoint files)", *_runs(document)])
     lines = [f"{len(jobs)} job{'s' if len(jobs) != 1 else ''} in {root}"]
     for job in jobs:
         lines.append("")
@@ -196,4 +206,30 @@ def format_status(document: dict[str, Any]) -> str:
         letters = job["dead_letters"]
         shared = " (shared by the migrate jobs)" if letters["shared"] else ""
         lines.append(f"  dead letters    {letters['entries']} in {letters['file']}{shared}")
-    return "\n".join(lines)
+    return "\n".join(lines + _runs(document))
+
+
+def _runs(document: dict[str, Any]) -> list[str]:
+    """The recent runs as a table, newest first (nothing when there are none)."""
+    runs = document.get("runs") or []
+    if not runs:
+        return []
+    rows = [("run", "command", "ended", "seconds", "read traces", "written traces", "exit")]
+    for run in runs:
+        seconds = run["seconds"]
+        rows.append(
+            (
+                run["run_id"],
+                f"{run['command']} {run['kind']}",
+                run["ended_at"] or "-",
+                f"{seconds:.1f}" if seconds is not None else "-",
+                str(run["read"]["traces"]),
+                str(run["written"]["traces"]),
+                str(run["exit_code"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return ["", f"last {len(runs)} run{'s' if len(runs) != 1 else ''} (reports in runs/)", *table]

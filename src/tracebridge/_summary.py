@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from ._engine import Report
 
-__all__ = ["format_summary", "verdict_line"]
+__all__ = ["format_summary", "plural", "verdict_line"]
+
+_SINGULAR = {"threads": "thread", "traces": "trace", "spans": "span", "scores": "score"}
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 span`, `2 spans`: `noun` is the plural form (a kind, or `records`)."""
+    return f"{n} {noun if n != 1 else _SINGULAR.get(noun, noun.removesuffix('s'))}"
+
 
 _MAX_LINES = 10
 
@@ -30,7 +38,11 @@ def format_summary(report: Report) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     if report.source_label or report.sink_label:
-        mode = " (dry run: nothing written)" if report.dry_run else ""
+        mode = (
+            " (dry run: nothing written; 'written' is what would be written)"
+            if report.dry_run
+            else ""
+        )
         lines.append(f"{report.source_label} -> {report.sink_label}{mode}")
     if report.resumed_after_pages:
         lines.append(f"resumed an interrupted run after {report.resumed_after_pages} pages")
@@ -64,7 +76,7 @@ def verdict_line(report: Report) -> str:
         where = f", see {report.dead_letter_path}" if report.dead_letter_path else ""
         d = report.dead_lettered
         held = ", ".join(
-            f"{n} {kind}"
+            plural(n, kind)
             for kind, n in (
                 ("traces", d.traces),
                 ("spans", d.spans),
@@ -73,7 +85,10 @@ def verdict_line(report: Report) -> str:
             )
             if n
         )
-        parts.append(f"{report.dead_letter_entries} records dead-lettered ({held}){where}")
+        entries = plural(report.dead_letter_entries, "records")
+        verb = "would be dead-lettered" if report.dry_run else "dead-lettered"
+        parts.append(f"{entries} {verb} ({held}){where}")
     if report.lost:
-        parts.append(f"{report.lost} records lost at the source (the server skipped them)")
+        lost = plural(report.lost, "records")
+        parts.append(f"{lost} lost at the source (the server skipped them)")
     return f"LOSSY: {'; '.join(parts)} (exit 1)"

@@ -231,6 +231,11 @@ class PassResult:
     resumed: bool = False
     #: A retry's dead letters that cannot be re-sent, kept, by why.
     kept: dict[str, int] = field(default_factory=dict)
+    #: The job's high-water mark before the pass (None: the first pass, or a retry).
+    high_water_before: datetime | None = None
+    #: When the step started and ended (the sync clock; None where not measured).
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
 
     @property
     def lossy(self) -> bool:
@@ -255,6 +260,7 @@ async def sync(
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     stop: anyio.Event | None = None,
     on_pass: Callable[[PassResult], None] | None = None,
+    on_page: Callable[[Report], None] | None = None,
     clock: Callable[[], datetime] = _utcnow,
 ) -> Report:
     """Copy what changed at `from_` to `to`; see `tracebridge sync --help`.
@@ -262,7 +268,8 @@ async def sync(
     One pass (after a retry of the job's dead letters with `retry_dead_letters`), or with
     `every` one pass per interval until `stop` is set (a pass longer than the interval starts
     the next at once). `on_pass` sees each retry and pass as it ends; the last one's report is
-    returned. `reset` removes the job's checkpoint first (its dead letters stay). `dry_run`
+    returned. `on_page` sees a pass's report after each of its pages (progress).
+    `reset` removes the job's checkpoint first (its dead letters stay). `dry_run`
     reads the next pass's window and writes nothing, checkpoint included. `steps` run after the
     job's own (`pipeline`); `wrap_sink` wraps each pass's sink. `clock` is for tests.
     """
@@ -321,9 +328,10 @@ async def sync(
     if dry_run:
         window = state.open_pass(lookback, save=False)
         src, dst = await endpoints()
-        report = await run(src, dst, window=window, steps=all_steps, dry_run=True)
+        opened = clock()
+        report = await run(src, dst, window=window, steps=all_steps, dry_run=True, on_page=on_page)
         report.source_label, report.sink_label = src.label, dst.label
-        return tell(PassResult("pass", report, window)).report
+        return tell(PassResult("pass", report, window, started_at=opened, ended_at=clock())).report
 
     stop = stop or anyio.Event()
     last = Report(run_id="", stopped=True)
@@ -339,12 +347,15 @@ async def sync(
             finally:
                 index.close()
         if retry_dead_letters:
+            began_at = clock()
             replay = await _retry(state, endpoints, source, sink, mappings, all_steps, stop)
             if replay is not None:
-                last = tell(PassResult("retry", replay.report, kept=dict(replay.kept))).report
+                retried = PassResult("retry", replay.report, kept=dict(replay.kept))
+                retried.started_at, retried.ended_at = began_at, clock()
+                last = tell(retried).report
         while not stop.is_set():
             began = anyio.current_time()
-            last = tell(await _pass(state, endpoints, lookback, all_steps, stop)).report
+            last = tell(await _pass(state, endpoints, lookback, all_steps, stop, on_page)).report
             if every is None or last.stopped:
                 break
             rest = every.total_seconds() - (anyio.current_time() - began)
@@ -368,8 +379,10 @@ async def _pass(
     lookback: timedelta,
     steps: Sequence[Step],
     stop: anyio.Event,
+    on_page: Callable[[Report], None] | None = None,
 ) -> PassResult:
     """One pass: the interrupted one's window or a new one, through the engine."""
+    started_at = state.clock()
     src, dst = await endpoints()
     try:
         window = state.open_pass(lookback)
@@ -379,12 +392,24 @@ async def _pass(
             await src.aclose()
         raise
     resumed = state.resuming
-    report = await run(src, dst, window=window, state=state, steps=steps, stop=stop)
+    before = state.checkpoint.high_water if state.checkpoint else None
+    report = await run(
+        src, dst, window=window, state=state, steps=steps, stop=stop, on_page=on_page
+    )
     report.source_label, report.sink_label = src.label, dst.label
     if not report.stopped:
         state.record(report.read, report.written, report.skipped, report.dead_lettered, report.lost)
     mark = state.checkpoint.high_water if state.checkpoint else None
-    return PassResult("pass", report, window, mark, resumed)
+    return PassResult(
+        "pass",
+        report,
+        window,
+        mark,
+        resumed,
+        high_water_before=before,
+        started_at=started_at,
+        ended_at=state.clock(),
+    )
 
 
 async def _retry(

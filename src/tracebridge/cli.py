@@ -5,28 +5,38 @@ Every error class carries its exit code (`_errors.py`): 0 all copied, 1 finished
 the path and what is wrong with it, and exits 2 when the path is of the wrong kind (the command
 line or config named a directory for a file, or a file for a directory), 3 otherwise
 (permissions, disk full). Bad input never shows a traceback; `--debug` adds one to runtime,
-environment and internal errors, and never changes the exit code.
+environment and internal errors, and never changes the exit code. Ctrl-C (KeyboardInterrupt)
+ends `migrate` with exit 130 and says to rerun (checkpoints are saved after every page).
+
+Output of `migrate` and `sync`: the summary on stdout (with `--json`, one JSON object and
+nothing else on stdout), log messages (retries at least) and a progress line every few seconds
+on stderr; `--quiet` keeps only errors and the verdict line, `-v` adds info messages, `--debug`
+debug ones. Every non-dry run writes a run report (`_runs.py`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
 
 from ._check import check_langwatch, check_opik
-from ._config import load_settings
+from ._config import Settings, load_settings
+from ._console import Progress, configure_logging
 from ._engine import Report, first_cause
 from ._errors import TracebridgeError, UsageError
 from ._migrate import migrate
+from ._runs import write_run_report
 from ._status import format_status, job_statuses
 from ._summary import format_summary, verdict_line
 from ._sync import PassResult, parse_duration, sync
@@ -34,6 +44,16 @@ from ._sync import PassResult, parse_duration, sync
 __all__ = ["main"]
 
 T = TypeVar("T")
+
+#: The progress line's clock and interval (seconds); tests replace the clock.
+_progress_clock: Callable[[], float] = monotonic
+PROGRESS_EVERY = 5.0
+#: Exit code of a run ended by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _moment(value: str | None, *, end_of_day: bool) -> datetime | None:
@@ -96,7 +116,7 @@ def _run(debug: bool, work: Callable[[], Awaitable[T]]) -> T:
         _fail(f"error: {exc}", exc.exit_code, exc, debug)
     except KeyboardInterrupt:
         click.echo("interrupted: rerun the same command to resume", err=True)
-        sys.exit(3)
+        sys.exit(INTERRUPTED)
     except OSError as exc:
         _fail(*_environment_error(exc), exc, debug)
     except Exception as exc:
@@ -193,6 +213,51 @@ _run_options = _options(
 )
 
 
+#: What `migrate` and `sync` print: JSON or text, and how much on stderr.
+_output_options = _options(
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the summary as one JSON object on stdout, nothing else there (schema in "
+        "README, 'JSON summary'); messages stay on stderr.",
+    ),
+    click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Also log info messages to stderr (warnings such as retries are always shown).",
+    ),
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        help="Show only errors and the verdict line (no summary table, progress or warnings).",
+    ),
+)
+
+
+def _log_level(verbose: bool, quiet: bool, debug: bool) -> int:
+    """ERROR with --quiet, DEBUG with --debug, INFO with -v, else WARNING."""
+    if quiet:
+        return logging.ERROR
+    if debug:
+        return logging.DEBUG
+    return logging.INFO if verbose else logging.WARNING
+
+
+def _progress(quiet: bool) -> Progress | None:
+    """A progress line on stderr every PROGRESS_EVERY seconds (redrawn on a terminal)."""
+    if quiet:
+        return None
+    redraw = bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+    def write(text: str, newline: bool) -> None:
+        click.echo(text, err=True, nl=newline)
+
+    return Progress(write, every=PROGRESS_EVERY, clock=_progress_clock, redraw=redraw)
+
+
 @main.command("migrate")
 @_endpoint_options
 @click.option("--since", help="Only traces that started at or after this ISO date/datetime (UTC).")
@@ -205,6 +270,7 @@ _run_options = _options(
     is_flag=True,
     help="Read and map everything, write nothing, print what would be written.",
 )
+@_output_options
 @_run_options
 def migrate_command(
     from_: str,
@@ -214,6 +280,9 @@ def migrate_command(
     since: str | None,
     until: str | None,
     dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+    quiet: bool,
     state_dir: Path | None,
     config_file: Path | None,
     mapping: Path | None,
@@ -224,10 +293,17 @@ def migrate_command(
 ) -> None:
     """Copy one project from SRC to DST, then print what was read, written, skipped and lost.
 
-    Reruns are idempotent, and an interrupted run resumes from its checkpoint.
-    Exit codes: 0 all copied, 1 finished but lossy, 2 usage error, 3 fatal error.
+    Reruns are idempotent, and an interrupted run resumes from its checkpoint (Ctrl-C exits
+    130: rerun the same command). A non-dry run writes its report to STATE_DIR/runs/.
+    Exit codes: 0 all copied, 1 finished but lossy, 2 usage error, 3 fatal error, 130
+    interrupted.
     """
+    options = {k: v for k, v in locals().items() if k not in ("as_json", "verbose", "quiet")}
     start, end = _moment(since, end_of_day=False), _moment(until, end_of_day=True)
+    configure_logging(_log_level(verbose, quiet, debug))
+    progress = _progress(quiet)
+    used: list[Settings] = []
+    started_at = _now()
 
     async def work() -> Any:
         settings = load_settings(
@@ -239,6 +315,7 @@ def migrate_command(
                 "force": force,
             },
         )
+        used.append(settings)
         return await migrate(
             from_,
             to,
@@ -249,13 +326,41 @@ def migrate_command(
             dry_run=dry_run,
             settings=settings,
             mapping=mapping,
+            on_page=progress,
         )
 
-    report = _run(debug, work)
-    click.echo(format_summary(report))
-    if report.lossy:
-        click.echo(verdict_line(report), err=True)
+    try:
+        report = _run(debug, work)
+    finally:
+        if progress is not None:
+            progress.finish()
+    if not dry_run:
+        write_run_report(
+            used[0].state_dir,
+            report,
+            command="migrate",
+            kind="run",
+            options=options,
+            started_at=started_at,
+            ended_at=_now(),
+        )
+    _print_report(report, as_json, quiet)
     sys.exit(report.exit_code)
+
+
+def _print_report(report: Report, as_json: bool, quiet: bool) -> None:
+    """A run's summary: JSON on stdout, or the text; the verdict of a lossy run on stderr
+    (with --quiet, the verdict line alone, on stdout)."""
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        if report.lossy and not quiet:
+            click.echo(verdict_line(report), err=True)
+    elif quiet:
+        click.echo(verdict_line(report))
+    else:
+        click.echo(format_summary(report))
+        if report.lossy:
+            click.echo(verdict_line(report), err=True)
 
 
 def _duration(value: str | None) -> timedelta | None:
@@ -265,6 +370,10 @@ def _duration(value: str | None) -> timedelta | None:
         return parse_duration(value)
     except UsageError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return _at(moment) if moment else None
 
 
 def _at(moment: datetime | None) -> str:
@@ -354,6 +463,7 @@ async def _stop_on_signals(stop: anyio.Event, work: anyio.CancelScope, got: list
     help="Read the next pass's changes, write nothing (checkpoint included), say what would be "
     "written.",
 )
+@_output_options
 @_run_options
 def sync_command(
     from_: str,
@@ -365,6 +475,9 @@ def sync_command(
     reset: bool,
     retry_dead_letters: bool,
     dry_run: bool,
+    as_json: bool,
+    verbose: bool,
+    quiet: bool,
     state_dir: Path | None,
     config_file: Path | None,
     mapping: Path | None,
@@ -380,15 +493,18 @@ def sync_command(
     --lookback up to the moment it started; the mark moves only when a pass completes. An
     interrupted pass resumes where it stopped. With --every, SIGINT or SIGTERM lets the page in
     flight finish and saves the checkpoint, then exits (0 or 1 by the passes' verdict); a second
-    signal stops at once.
+    signal stops at once. Each non-dry pass writes its report to STATE_DIR/runs/.
 
     Exit codes: 0 all copied, 1 a pass was lossy, 2 usage error (a bad checkpoint: see --reset;
     the job already running), 3 fatal error.
     """
+    options = {k: v for k, v in locals().items() if k not in ("as_json", "verbose", "quiet")}
     look, interval = _duration(lookback), _duration(every)
     assert look is not None
     results: list[PassResult] = []
     got: list[int] = []
+    configure_logging(_log_level(verbose, quiet, debug))
+    progress = _progress(quiet)
 
     async def work() -> Report | None:
         settings = load_settings(
@@ -403,8 +519,29 @@ def sync_command(
         stop = anyio.Event()
 
         def on_pass(result: PassResult) -> None:
+            if progress is not None:
+                progress.finish()
             results.append(result)
-            _show(result, every)
+            if not result.report.dry_run:
+                write_run_report(
+                    settings.state_dir,
+                    result.report,
+                    command="sync",
+                    kind=result.kind,
+                    options=options,
+                    started_at=result.started_at,
+                    ended_at=result.ended_at or _now(),
+                    marks=(result.high_water_before, result.high_water)
+                    if result.kind == "pass"
+                    else None,
+                )
+            if as_json:
+                if result.report.lossy and not quiet:
+                    click.echo(verdict_line(result.report), err=True)
+            elif quiet:
+                click.echo(verdict_line(result.report))
+            else:
+                _show(result, every)
 
         report: Report | None = None
         try:
@@ -424,17 +561,54 @@ def sync_command(
                     mapping=mapping,
                     stop=stop,
                     on_pass=on_pass,
+                    on_page=progress,
                 )
                 group.cancel_scope.cancel()
         except BaseExceptionGroup as errors:
             raise first_cause(errors) from None
         return report
 
-    report = _run(debug, work)
+    try:
+        report = _run(debug, work)
+    finally:
+        if progress is not None:
+            progress.finish()
+    code = 1 if any(r.lossy for r in results) else 0
     if report is None:  # a second signal cancelled the pass
+        code = 128 + (got[-1] if got else signal.SIGTERM)
+    if as_json:
+        click.echo(json.dumps(_sync_document(results, code), ensure_ascii=False))
+    if report is None:
         click.echo("stopped at once: rerun the same command to resume", err=True)
-        sys.exit(128 + (got[-1] if got else signal.SIGTERM))
-    sys.exit(1 if any(r.lossy for r in results) else 0)
+    sys.exit(code)
+
+
+def _sync_document(results: list[PassResult], code: int) -> dict[str, Any]:
+    """`sync --json`: `{"schema": 1, "passes": [...], "lossy", "exit_code"}`, a pass being
+    `{"kind": "retry" | "pass", "window": {"since", "until"} | null, "high_water_before",
+    "high_water": str | null, "resumed": bool, "kept": {why: n}, "report": Report.to_dict()}`."""
+    passes = []
+    for result in results:
+        window = result.window
+        passes.append(
+            {
+                "kind": result.kind,
+                "window": {"since": _iso(window.since), "until": _iso(window.until)}
+                if window
+                else None,
+                "high_water_before": _iso(result.high_water_before),
+                "high_water": _iso(result.high_water),
+                "resumed": result.resumed,
+                "kept": dict(result.kept),
+                "report": result.report.to_dict(),
+            }
+        )
+    return {
+        "schema": 1,
+        "passes": passes,
+        "lossy": any(r.lossy for r in results),
+        "exit_code": code,
+    }
 
 
 @main.command("status")
