@@ -11,9 +11,17 @@ Follow change, pass after pass (see `tracebridge sync --help`):
     report = await tracebridge.sync("langwatch", "opik", target_project="support-bot",
                                     steps=[my_redaction])
 
-Or compose a `Source` and a `Sink` yourself and call `run` (with `steps`, a `window`, a state).
+Without an event loop (a script, a notebook), the blocking twins take the same arguments:
+
+    report = tracebridge.migrate_blocking("langwatch-file:traces.jsonl", "opik-dir:out",
+                                          steps=[my_redaction])
+
+Or compose a `Source` and a `Sink` yourself and call `run` (with `steps`, a `window`, a
+`StateDir`): `open_source("opik", project="support-bot")` and
+`open_sink("langwatch-file:backup.jsonl")` build them from endpoint specs.
 """
 
+from ._blocking import migrate_blocking, sync_blocking
 from ._config import Settings, load_settings
 from ._echo import suppress_echoes
 from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
@@ -34,11 +42,15 @@ from ._errors import (
     UsageError,
 )
 from ._hashing import content_hash
+from ._langwatch.api import LangWatchApiSink, LangWatchApiSource
 from ._langwatch.file import LangWatchFileSink, LangWatchFileSource
 from ._mapping import Mappings, default_mappings, load_mappings
 from ._migrate import migrate
 from ._models import CopyState, ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
+from ._open import open_sink, open_source
+from ._opik.api import OpikApiSink, OpikApiSource
 from ._opik.folder import OpikDirSink, OpikDirSource
+from ._state import StateDir
 from ._summary import format_summary
 from ._sync import PassResult, sync
 from ._unchanged import SkipUnchanged
@@ -53,12 +65,16 @@ __all__ = [
     "ErrorInfo",
     "FatalError",
     "IOValue",
+    "LangWatchApiSink",
+    "LangWatchApiSource",
     "LangWatchFileSink",
     "LangWatchFileSource",
     "LockedError",
     "MappingFileError",
     "Mappings",
     "Notes",
+    "OpikApiSink",
+    "OpikApiSource",
     "OpikDirSink",
     "OpikDirSource",
     "Page",
@@ -77,6 +93,7 @@ __all__ = [
     "SkipUnchanged",
     "Source",
     "Span",
+    "StateDir",
     "Step",
     "Thread",
     "Trace",
@@ -92,9 +109,13 @@ __all__ = [
     "load_mappings",
     "load_settings",
     "migrate",
+    "migrate_blocking",
+    "open_sink",
+    "open_source",
     "run",
     "step_rule",
     "suppress_echoes",
     "sync",
+    "sync_blocking",
     "verify",
 ]

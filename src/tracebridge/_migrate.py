@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +11,7 @@ import httpx
 
 from ._config import Settings, load_settings
 from ._endpoints import Window
-from ._engine import Report, run
+from ._engine import Report, Step, run
 from ._errors import UsageError
 from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint, refuse_self_copy
 from ._state import StateDir
@@ -51,12 +51,15 @@ async def migrate(
     dry_run: bool = False,
     settings: Settings | None = None,
     mapping: Path | None = None,
+    steps: Sequence[Step] = (),
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     on_page: Callable[[Report], None] | None = None,
 ) -> Report:
     """Copy a project from one endpoint to another; see `tracebridge migrate --help`.
 
-    `mapping` overrides the mapping file of this direction. `transports` ("langwatch", "opik")
+    `mapping` overrides the mapping file of this direction. `steps` run on every unit read,
+    in order, before it is written (`run`): a step returns the unit, a changed copy, or None to
+    leave it out. They are not part of the job's checkpoint key. `transports` ("langwatch", "opik")
     replace the HTTP transport of the API endpoints (tests use it to plug in fakes).
     """
     settings = settings or load_settings()
@@ -82,6 +85,8 @@ async def migrate(
         transports=transports,
     )
     state = StateDir(settings.state_dir, job.key())
-    report = await run(src, dst, window=job.window, state=state, dry_run=dry_run, on_page=on_page)
+    report = await run(
+        src, dst, window=job.window, state=state, steps=steps, dry_run=dry_run, on_page=on_page
+    )
     report.source_label, report.sink_label = src.label, dst.label
     return report

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import httpx
 
-from ._config import Settings
+from ._config import Settings, load_settings
 from ._endpoints import Sink, Source
 from ._errors import UsageError
 from ._mapping import Mappings, load_mappings
@@ -129,15 +129,36 @@ def _file_page_size() -> int:
     return int(value)
 
 
+def _resolve(
+    endpoint: Endpoint | str, settings: Settings | None, mappings: Mappings | None
+) -> tuple[Endpoint, Settings, Mappings]:
+    """`endpoint` parsed, with the settings and mappings a caller left out loaded."""
+    if isinstance(endpoint, str):
+        endpoint = parse_endpoint(endpoint)
+    settings = settings or load_settings()
+    if mappings is None:
+        mappings = mappings_for(settings, None, endpoint)
+    return endpoint, settings, mappings
+
+
 def open_source(
-    endpoint: Endpoint,
+    endpoint: Endpoint | str,
     *,
-    settings: Settings,
-    mappings: Mappings,
-    project: str | None,
+    project: str | None = None,
+    settings: Settings | None = None,
+    mappings: Mappings | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Source:
-    """The source an endpoint names, reading `project`."""
+    """The source an endpoint spec names (`"langwatch-file:PATH"`, `"opik-dir:PATH"`,
+    `"langwatch"`, `"opik"`), reading `project`; the caller closes it (`await src.aclose()`,
+    or hands it to `run`, which closes it).
+
+    `settings` default to `load_settings()` (the environment), `mappings`
+    to the settings' mapping files (else the built-in tables). `transports` ("langwatch",
+    "opik") replace the HTTP transport of an API endpoint (tests plug fakes in there). A bad
+    spec, or `"opik"` with no project (argument or OPIK_PROJECT_NAME), is a `UsageError`.
+    """
+    endpoint, settings, mappings = _resolve(endpoint, settings, mappings)
     if endpoint.kind == "langwatch-file":
         from ._langwatch.file import LangWatchFileSource
 
@@ -168,14 +189,18 @@ def open_source(
 
 
 def open_sink(
-    endpoint: Endpoint,
+    endpoint: Endpoint | str,
     *,
-    settings: Settings,
-    mappings: Mappings,
-    project: str | None,
+    project: str | None = None,
+    settings: Settings | None = None,
+    mappings: Mappings | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Sink:
-    """The sink an endpoint names, writing to `project`."""
+    """The sink an endpoint spec names (forms and defaults as `open_source`), writing to
+    `project` (Opik: else OPIK_PROJECT_NAME, else "Default Project"; a LangWatch file: the
+    project id written into its records). `run` closes it.
+    """
+    endpoint, settings, mappings = _resolve(endpoint, settings, mappings)
     if endpoint.kind == "langwatch-file":
         from ._langwatch.file import LangWatchFileSink
 

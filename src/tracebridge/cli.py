@@ -38,6 +38,7 @@ from ._errors import TracebridgeError, UsageError
 from ._migrate import migrate
 from ._runs import write_run_report
 from ._status import format_status, job_statuses
+from ._steps import import_steps
 from ._summary import format_summary, verdict_line
 from ._sync import PassResult, parse_duration, sync
 
@@ -212,6 +213,17 @@ _run_options = _options(
     ),
 )
 
+#: Steps run on every unit before it is written (`run(steps=)`), in the order given.
+_step_option = click.option(
+    "--step",
+    "step_specs",
+    multiple=True,
+    metavar="MODULE:FUNCTION",
+    help="Run this step on every trace or thread before it is written: a callable (unit) -> "
+    "unit or None (None leaves it out), imported with the current directory on the path. "
+    "Repeatable; steps run in the order given.",
+)
+
 
 #: What `migrate` and `sync` print: JSON or text, and how much on stderr.
 _output_options = _options(
@@ -270,6 +282,7 @@ def _progress(quiet: bool) -> Progress | None:
     is_flag=True,
     help="Read and map everything, write nothing, print what would be written.",
 )
+@_step_option
 @_output_options
 @_run_options
 def migrate_command(
@@ -280,6 +293,7 @@ def migrate_command(
     since: str | None,
     until: str | None,
     dry_run: bool,
+    step_specs: tuple[str, ...],
     as_json: bool,
     verbose: bool,
     quiet: bool,
@@ -316,6 +330,7 @@ def migrate_command(
             },
         )
         used.append(settings)
+        steps = import_steps(step_specs)
         return await migrate(
             from_,
             to,
@@ -326,6 +341,7 @@ def migrate_command(
             dry_run=dry_run,
             settings=settings,
             mapping=mapping,
+            steps=steps,
             on_page=progress,
         )
 
@@ -463,6 +479,7 @@ async def _stop_on_signals(stop: anyio.Event, work: anyio.CancelScope, got: list
     help="Read the next pass's changes, write nothing (checkpoint included), say what would be "
     "written.",
 )
+@_step_option
 @_output_options
 @_run_options
 def sync_command(
@@ -475,6 +492,7 @@ def sync_command(
     reset: bool,
     retry_dead_letters: bool,
     dry_run: bool,
+    step_specs: tuple[str, ...],
     as_json: bool,
     verbose: bool,
     quiet: bool,
@@ -516,6 +534,7 @@ def sync_command(
                 "force": force,
             },
         )
+        steps = import_steps(step_specs)
         stop = anyio.Event()
 
         def on_pass(result: PassResult) -> None:
@@ -559,6 +578,7 @@ def sync_command(
                     dry_run=dry_run,
                     settings=settings,
                     mapping=mapping,
+                    steps=steps,
                     stop=stop,
                     on_pass=on_pass,
                     on_page=progress,
