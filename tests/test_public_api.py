@@ -20,6 +20,7 @@ FULLY_PUBLIC = (
     "tracebridge._config",
     "tracebridge._langwatch.file",
     "tracebridge._opik.folder",
+    "tracebridge._blocking",
 )
 #: Names from other private modules that library users need.
 ALSO_PUBLIC = (
@@ -29,6 +30,14 @@ ALSO_PUBLIC = (
     "default_mappings",
     "Mappings",
     "format_summary",
+    # issue 11: a custom pipeline needs no private import
+    "open_source",
+    "open_sink",
+    "StateDir",
+    "LangWatchApiSource",
+    "LangWatchApiSink",
+    "OpikApiSource",
+    "OpikApiSink",
 )
 
 
