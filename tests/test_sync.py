@@ -748,6 +748,28 @@ async def test_reset_after_the_destination_was_lost_copies_everything_again(
     assert len(list((tmp_path / "out").rglob("trace_*.json"))) == again.read.traces == 12
 
 
+@pytest.mark.anyio
+async def test_other_steps_make_another_job_that_writes_through_them(tmp_path: Path) -> None:
+    """A step changes what is written, as a mapping does: adding one starts another job, whose
+    first pass writes every unit again through the step (not skipped as unchanged)."""
+    _write_input(tmp_path / "in.jsonl", _sample())
+    config = settings(tmp_path)
+
+    def tag_all(unit: Unit) -> Unit:
+        return unit.model_copy(update={"tags": [*unit.tags, "synced"]})
+
+    first = await sync("langwatch-file:in.jsonl", "opik-dir:out", settings=config, clock=Clock(T0))
+    stepped = await sync(
+        "langwatch-file:in.jsonl",
+        "opik-dir:out",
+        settings=config,
+        steps=[tag_all],
+        clock=Clock(T0 + timedelta(hours=1)),
+    )
+    assert first.written.traces == stepped.written.traces == 12
+    assert len(list((tmp_path / "state").glob("checkpoint-*.json"))) == 2
+
+
 # --------------------------------------------------------------------------------- the CLI
 
 

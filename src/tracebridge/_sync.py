@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -30,8 +30,9 @@ import httpx
 from ._config import Settings, load_settings
 from ._echo import EchoSuppression, suppress_echoes
 from ._endpoints import Sink, Source, Window
-from ._engine import Report, Step, run
+from ._engine import Report, Step, run, step_rule
 from ._errors import UsageError
+from ._hashing import digest
 from ._mapping import Mappings
 from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint, refuse_self_copy
 from ._replay import Replay, retry_dead_letters
@@ -155,6 +156,14 @@ class SyncJob:
 #: LangWatch's collector ignores a span id re-sent within an hour of its last write, even with
 #: changed content (reference/langwatch-api.md §5.1): see `SkipUnchanged(settle=)`.
 LANGWATCH_SPAN_DEDUPE = timedelta(hours=1)
+
+
+def _step_name(step: Step) -> str:
+    """A step as a job key names it: its module and qualified name, and its rule."""
+    kind = step if callable(step) and hasattr(step, "__qualname__") else type(step)
+    return (
+        f"{getattr(kind, '__module__', '')}.{getattr(kind, '__qualname__', '')}:{step_rule(step)}"
+    )
 
 
 def unchanged_destination(job: SyncJob) -> str:
@@ -301,6 +310,11 @@ async def sync(
         )
     mappings = mappings_for(settings, mapping, sink)
     job = SyncJob.of(source, sink, source_project, target_project, settings, mappings)
+    if steps:
+        # Steps change what is written, as a mapping does: other steps, another job (its own
+        # mark, and skip-unchanged writes every unit once more through the new steps).
+        names = ",".join(_step_name(step) for step in steps)
+        job = replace(job, mapping=f"{job.mapping}+steps:{digest(names)}")
     all_steps, wrap = pipeline(job, settings, steps, wrap_sink)
     echo = next((s for s in all_steps if isinstance(s, EchoSuppression)), None)
     state = SyncState(settings.state_dir, job.key(), clock=clock)
