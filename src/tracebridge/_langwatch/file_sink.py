@@ -21,7 +21,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +30,7 @@ from .._endpoints import Counts, Rejected, Unit, WriteResult
 from .._errors import CheckpointError, LockedError, UsageError
 from .._locks import PathLock
 from .._models import Thread, Trace
+from .._state import open_atomically
 from .convert import thread_to_wire, trace_to_wire
 from .export_shapes import parse
 
@@ -149,28 +149,17 @@ class LangWatchFileSink:
                 if offset >= self._base:
                     ours.add(key)
                 offset += len(raw)
-        mode = stat.S_IMODE(self.path.stat().st_mode)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as out, self.path.open("rb") as handle:
-                offset, base = 0, None
-                for number, raw in enumerate(handle):
-                    if base is None and offset >= self._base:
-                        base = out.tell()
-                    offset += len(raw)
-                    key = _key(raw, number)
-                    if key not in ours or last[key] == number:
-                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-                out.flush()
-                os.fsync(out.fileno())
-                size = out.tell()
-            os.chmod(tmp, mode)  # mkstemp makes 0600: keep the mode the user's umask gave
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        mode = stat.S_IMODE(self.path.stat().st_mode)  # the new file keeps the file's mode
+        with open_atomically(self.path, mode=mode) as out, self.path.open("rb") as handle:
+            offset, base = 0, None
+            for number, raw in enumerate(handle):
+                if base is None and offset >= self._base:
+                    base = out.tell()
+                offset += len(raw)
+                key = _key(raw, number)
+                if key not in ours or last[key] == number:
+                    out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            size = out.tell()
         self._base, self._acked = (size if base is None else base), size
         self._replaced = self._needs_newline = False
         self._save_state()
@@ -317,7 +306,8 @@ def _check_not_a_directory(path: Path, label: str) -> None:
 
 
 def _remove_stale_temp_files(path: Path) -> None:
-    """Temp files of a compaction an earlier, killed run left (`mkstemp` names, exactly)."""
+    """Temp files of a compaction an earlier, killed run left (`open_atomically` names, and
+    the `mkstemp` names earlier versions made: `.<name>.<8 chars>.tmp`, exactly)."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
     for entry in path.parent.iterdir():
         if pattern.fullmatch(entry.name) and entry.is_file():
