@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from ._decoding import describe_error
 from ._errors import UsageError
 
 __all__ = ["Settings", "load_settings"]
@@ -120,4 +121,4 @@ def load_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
-        raise UsageError(f"{where.get(field, field)}: {field}: {err['msg']}") from None
+        raise UsageError(f"{where.get(field, field)}: {describe_error(err)}") from None

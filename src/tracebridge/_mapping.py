@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._decoding import describe_validation_error
 from ._errors import MappingFileError
 
 __all__ = [
@@ -220,10 +221,7 @@ def _load(model: type[_Table], name: str, user_file: Path | None) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"key '{'.'.join(str(p) for p in err['loc']) or '(top level)'}': {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = describe_validation_error(exc, noun="key")
         raise MappingFileError(f"mapping file {source}: {problems}") from None
 
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from .._decoding import describe_validation_error
 from .._endpoints import Counts, Rejected, Unit, WriteResult
 from .._errors import CheckpointError, LockedError, UsageError
 from .._locks import PathLock
@@ -182,7 +183,9 @@ class LangWatchFileSink:
                     else [trace_to_wire(unit, project_id=self.project_id)]
                 )
             except (ValidationError, ValueError, RecursionError) as exc:
-                reason = _TOO_DEEP if isinstance(exc, RecursionError) else f"cannot map: {exc}"
+                reason = (
+                    _TOO_DEEP if isinstance(exc, RecursionError) else f"cannot map: {_why(exc)}"
+                )
                 result.rejected.append(
                     Rejected("trace", _label(unit), reason, None, Counts.of(unit))
                 )
@@ -297,6 +300,8 @@ def _label(unit: Unit) -> str:
 
 
 def _why(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return describe_validation_error(exc)
     return (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
 
 

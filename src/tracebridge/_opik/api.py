@@ -34,6 +34,7 @@ import httpx
 from pydantic import ValidationError
 
 from .._config import Settings
+from .._decoding import describe_validation_error
 from .._endpoints import SCORES_IN_METADATA, Counts, Page, Rejected, Unit, Window, WriteResult
 from .._errors import RecordError, ServerError, UsageError
 from .._http import Api, RetryPolicy, error_message
@@ -184,7 +185,9 @@ class OpikApiSink:
             record = trace_to_opik(trace, mappings=self.mappings, ids=self.ids)
         except (ValidationError, ValueError) as exc:
             result.rejected.append(
-                Rejected("trace", owner, f"cannot map: {exc}", None, Counts.of(trace))
+                Rejected(
+                    "trace", owner, f"cannot map: {_mapping_problem(exc)}", None, Counts.of(trace)
+                )
             )
             return
         result.warnings += record.warnings
@@ -1112,3 +1115,8 @@ class OpikApiSource:
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+
+def _mapping_problem(exc: Exception) -> str:
+    """Why a trace cannot be mapped: pydantic's errors in the package's one format."""
+    return describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
