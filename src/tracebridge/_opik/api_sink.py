@@ -30,13 +30,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from .._decoding import describe_validation_error
-from .._endpoints import SCORES_IN_METADATA, Counts, Rejected, Unit, WriteResult
+from .._endpoints import Counts, Rejected, Unit, WriteResult
 from .._errors import ServerError, UsageError
 from .._http import Api, error_message
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._stash import STASH_KEY
 from .convert import (
+    SCORES_IN_METADATA,
     OpikIds,
     SourceTimeIds,
     thread_data_to_opik,
