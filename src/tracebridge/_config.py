@@ -2,6 +2,10 @@
 
 The environment uses the official SDKs' names. API keys are `SecretStr`s: they print as `**********`
 and only the HTTP layer reads their value.
+
+Loading is our own code rather than pydantic-settings': the config file's `[section] key`
+names, the SDKs' environment names and "which source gave the bad value" in every error
+(`UsageError`, formatted by `_decoding.describe_error`) are this tool's rules.
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ and start with `check_values(...)`. The rules:
   the page being read: `collecting()`, which the engine opens around its source and
   `_files.paged` around each unit. Without a collector (a library calling a converter on its
   own) it is logged as warnings.
+
+`describe_validation_error` / `describe_error` are the package's one formatter of pydantic's
+errors (records, mapping files, settings, the sinks' "cannot map" reasons). Pydantic's own
+`str(ValidationError)` is several lines with URLs and the input (which may be a secret or a
+huge payload), so we keep this one-line form.
 """
 
 from __future__ import annotations

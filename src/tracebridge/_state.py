@@ -4,6 +4,12 @@ A checkpoint is one small JSON file per job, written atomically (temp file, fsyn
 with a schema version, validated on load, and locked against a second concurrent run of the same
 job. It moves only after the sink acknowledged the page it describes. It never holds secrets:
 the job key is built from endpoint names, projects and the time window only.
+
+`write_atomically` / `open_atomically` are the package's one atomic-write helper (checkpoints,
+run reports, dead letters, the Opik folder, the JSONL compaction). They are our own ~40 lines
+rather than a library's (`atomicwrites` is unmaintained, others use `mkstemp`'s 0o600): the new
+file must get the umask's mode (or a mode we keep), the folder must be fsynced, and the temp
+names must be ones `temp_target` and the sinks' start-up cleanup recognise.
 """
 
 from __future__ import annotations

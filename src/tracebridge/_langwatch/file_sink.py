@@ -1,16 +1,16 @@
 """The `langwatch-file:PATH` sink: LangWatch JSONL, appended durably, repairing only its own.
 
-Each acknowledged batch is appended and fsynced; a trace already in the file with the same
-content is not written again, a changed one replaces its earlier lines when the sink closes
-(streamed compaction through a temp file that keeps the file's mode). Only what tracebridge wrote
-is ever repaired: a sidecar (`.<name>.tracebridge.json`, removed at a clean close) keeps the
-file's identity, its length when this sink first wrote to it (`base`) and after the last
-acknowledged write (`acked`). After a crash, an incomplete, invalid last line that starts at or
-after `acked` is an unacknowledged write of ours and is cut; any other unterminated last line is
-the user's and is kept (a newline goes before new lines). Repeated trace ids before `base` are
-the user's and stay. The file is locked for the run (`.<name>.tracebridge.lock`); temp files a
-killed compaction left are removed at start. Environment problems are `UsageError`s naming the
-path; a trace JSON cannot carry (nested too deeply) is that trace's dead letter.
+Each acknowledged batch is appended and fsynced; a trace already in the file with the same content
+is not written again, a changed one replaces its earlier lines when the sink closes (streamed
+compaction through `_state.open_atomically`, keeping the file's mode). Only what tracebridge wrote
+is ever repaired: a sidecar (`.<name>.tracebridge.json`, removed at a clean close) keeps the file's
+identity, its length when this sink first wrote to it (`base`) and after the last acknowledged write
+(`acked`). After a crash, an incomplete, invalid last line that starts at or after `acked` is an
+unacknowledged write of ours and is cut; any other unterminated last line is the user's and is kept
+(a newline goes before new lines). Repeated trace ids before `base` are the user's and stay. The
+file is locked for the run (`.<name>.tracebridge.lock`); temp files a killed compaction left are
+removed at start. Environment problems are `UsageError`s naming the path; a trace JSON cannot carry
+(nested too deeply) is that trace's dead letter.
 """
 
 from __future__ import annotations
