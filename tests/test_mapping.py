@@ -210,3 +210,38 @@ def test_mapping_file_error_is_a_usage_error() -> None:
     """Mapping problems end the command with exit code 2."""
     assert issubclass(MappingFileError, UsageError)
     assert MappingFileError.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "to_opik", "expected"),
+    [
+        (
+            '[scores]\nstatus = "processed"\n[model]\njoin_provider = false\n',
+            True,
+            "is a opik_to_langwatch mapping (it has [model] join_provider, [scores] status), "
+            "but this run writes to Opik: pass it when copying to LangWatch",
+        ),
+        (
+            "[model]\nsplit_vendor_prefix = false\n",
+            False,
+            "is a langwatch_to_opik mapping (it has [model] split_vendor_prefix), "
+            "but this run writes to LangWatch: pass it when copying to Opik",
+        ),
+    ],
+)
+def test_a_file_of_the_other_direction_is_named_as_such(
+    tmp_path: Path, text: str, to_opik: bool, expected: str
+) -> None:
+    """A mapping file written for the other direction is recognised, not just "unknown key"."""
+    message = _refused(_write(tmp_path, text), to_opik=to_opik)
+    assert expected in message
+
+
+def test_the_shipped_file_of_the_other_direction_is_named_as_such() -> None:
+    """Passing the repository's opik_to_langwatch.toml to a run writing to Opik is named."""
+    shipped = Path(mapping_module.__file__).resolve().parents[2] / "mappings"
+    with pytest.raises(MappingFileError, match="is a opik_to_langwatch mapping"):
+        load_mappings(to_opik=shipped / "opik_to_langwatch.toml")
+    with pytest.raises(MappingFileError, match="is a langwatch_to_opik mapping"):
+        load_mappings(to_langwatch=shipped / "langwatch_to_opik.toml")
+    assert MappingFileError.exit_code == 2

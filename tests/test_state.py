@@ -18,6 +18,7 @@ from tracebridge._state import (
     Checkpoint,
     DeadLetters,
     StateDir,
+    open_atomically,
     temp_target,
     write_atomically,
 )
@@ -323,3 +324,26 @@ async def test_state_files_hold_no_credentials(tmp_path: Path) -> None:
     checkpoint = next(p for p in files if p.suffix == ".json")
     job = json.loads(checkpoint.read_text())["job"]
     assert set(job) == {"from", "to", "source_project", "target_project", "since", "until"}
+
+
+def test_open_atomically_streams_keeps_a_given_mode_and_leaves_nothing_on_failure(
+    tmp_path: Path,
+) -> None:
+    """The streaming variant: bytes replace the file with the mode asked for; a block that
+    raises leaves the old file and no temp file."""
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"old\n")
+    with open_atomically(path, mode=0o640) as handle:
+        handle.write(b"new\n")
+    assert path.read_bytes() == b"new\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+    def crash() -> None:
+        with open_atomically(path) as handle:
+            handle.write(b"torn")
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        crash()
+    assert path.read_bytes() == b"new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["data.jsonl"]

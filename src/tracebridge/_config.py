@@ -2,6 +2,10 @@
 
 The environment uses the official SDKs' names. API keys are `SecretStr`s: they print as `**********`
 and only the HTTP layer reads their value.
+
+Loading is our own code rather than pydantic-settings': the config file's `[section] key`
+names, the SDKs' environment names and "which source gave the bad value" in every error
+(`UsageError`, formatted by `_decoding.describe_error`) are this tool's rules.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from ._decoding import describe_error
 from ._errors import UsageError
 
 __all__ = ["Settings", "load_settings"]
@@ -120,4 +125,4 @@ def load_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
-        raise UsageError(f"{where.get(field, field)}: {field}: {err['msg']}") from None
+        raise UsageError(f"{where.get(field, field)}: {describe_error(err)}") from None

@@ -20,6 +20,11 @@ and start with `check_values(...)`. The rules:
   the page being read: `collecting()`, which the engine opens around its source and
   `_files.paged` around each unit. Without a collector (a library calling a converter on its
   own) it is logged as warnings.
+
+`describe_validation_error` / `describe_error` are the package's one formatter of pydantic's
+errors (records, mapping files, settings, the sinks' "cannot map" reasons). Pydantic's own
+`str(ValidationError)` is several lines with URLs and the input (which may be a secret or a
+huge payload), so we keep this one-line form.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ._endpoints import Counts, Page
 from ._errors import RecordError
@@ -43,6 +49,7 @@ __all__ = [
     "check_values",
     "collecting",
     "decoding",
+    "describe_error",
     "describe_validation_error",
     "drain_into",
     "value_problem",
@@ -62,13 +69,19 @@ _PLAIN = frozenset({int, bool, type(None)})
 _Link = tuple[object, "_Link"] | None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming every bad field: `field 'spans.0.timestamps.started_at': <problem>`."""
-    return "; ".join(
-        f"field '{'.'.join(str(p) for p in err['loc'])}': "
-        f"{err['msg'].removeprefix('Value error, ')}"
-        for err in exc.errors()
-    )
+def describe_validation_error(exc: ValidationError, *, noun: str = "field") -> str:
+    """One line naming every bad field: `field 'spans.0.timestamps.started_at': <problem>`.
+
+    The one formatter of pydantic's errors in the package (records, mapping files with
+    `noun="key"`, settings via `describe_error`), so every message reads the same way.
+    """
+    return "; ".join(describe_error(err, noun=noun) for err in exc.errors())
+
+
+def describe_error(err: ErrorDetails, *, noun: str = "field") -> str:
+    """One of pydantic's errors as `<noun> 'a.b.0': <problem>` ("(top level)" for no path)."""
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    return f"{noun} '{where}': {err['msg'].removeprefix('Value error, ')}"
 
 
 # ------------------------------------------------------------------------------- value rules

@@ -14,13 +14,7 @@ from typing import Any, Literal, Protocol
 
 from ._models import Thread, Trace
 
-SCORES_IN_METADATA = (
-    "scores kept in the trace's metadata, not as feedback scores (no verdict Opik can store: "
-    "an evaluation not processed, without score or passed, or a repeated name)"
-)
-
 __all__ = [
-    "SCORES_IN_METADATA",
     "Counts",
     "Notes",
     "Page",

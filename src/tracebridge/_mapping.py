@@ -2,7 +2,12 @@
 
 Defaults live in the repository's `mappings/*.toml`; a user's file overrides them key by key.
 A file that does not validate raises `MappingFileError` naming the file, the key and the
-problem. The logic half (ids, time, trees) is code, in the platform converters.
+problem; a file written for the other direction is named as such (both files have the same
+tables, so the keys only one direction has tell them apart). The logic half (ids, time,
+trees) is code, in the platform converters.
+
+Merging is our own ten lines (a key-by-key dict merge) rather than a config library's: the
+rules (tables merge, scalars and lists replace) are this format's, and pydantic does the rest.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._decoding import describe_validation_error
 from ._errors import MappingFileError
 
 __all__ = [
@@ -163,26 +169,59 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+#: Keys only one direction's file has: (table, key) -> which file has it.
+_ONLY_IN: dict[str, frozenset[tuple[str, str]]] = {
+    "langwatch_to_opik.toml": frozenset(
+        {
+            ("scores", "statuses"), ("scores", "passed_value"), ("scores", "failed_value"),
+            ("scores", "source"), ("model", "split_vendor_prefix"),
+        }
+    ),
+    "opik_to_langwatch.toml": frozenset({("scores", "status"), ("model", "join_provider")}),
+}  # fmt: skip
+#: Which platform a direction's file writes to.
+_WRITES_TO = {"langwatch_to_opik.toml": "Opik", "opik_to_langwatch.toml": "LangWatch"}
+
+
+def _check_direction(name: str, user_file: Path, data: dict[str, Any]) -> None:
+    """Refuse a user file written for the other direction, naming it as such.
+
+    A file counts as the other direction's when it has keys only that direction has and none
+    only this one has; a file mixing both is left to validation (which names the bad keys).
+    """
+    other = next(n for n in _ONLY_IN if n != name)
+    keys = {
+        (table, key) for table, values in data.items() if isinstance(values, dict) for key in values
+    }
+    theirs = sorted(keys & _ONLY_IN[other])
+    if not theirs or keys & _ONLY_IN[name]:
+        return
+    found = ", ".join(f"[{table}] {key}" for table, key in theirs)
+    raise MappingFileError(
+        f"{user_file} is a {other.removesuffix('.toml')} mapping (it has {found}), but this run "
+        f"writes to {_WRITES_TO[name]}: pass it when copying to {_WRITES_TO[other]}"
+    )
+
+
 def _load(model: type[_Table], name: str, user_file: Path | None) -> Any:
     source = name
     data = tomllib.loads(_default_text(name))
     if user_file is not None:
         source = str(user_file)
         try:
-            data = _merge(data, tomllib.loads(user_file.read_text(encoding="utf-8")))
+            user_data = tomllib.loads(user_file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise MappingFileError(
                 f"mapping file {user_file}: cannot read it ({exc.strerror})"
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise MappingFileError(f"mapping file {user_file}: not valid TOML ({exc})") from None
+        _check_direction(name, user_file, user_data)
+        data = _merge(data, user_data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"key '{'.'.join(str(p) for p in err['loc']) or '(top level)'}': {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = describe_validation_error(exc, noun="key")
         raise MappingFileError(f"mapping file {source}: {problems}") from None
 
 

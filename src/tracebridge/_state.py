@@ -4,16 +4,24 @@ A checkpoint is one small JSON file per job, written atomically (temp file, fsyn
 with a schema version, validated on load, and locked against a second concurrent run of the same
 job. It moves only after the sink acknowledged the page it describes. It never holds secrets:
 the job key is built from endpoint names, projects and the time window only.
+
+`write_atomically` / `open_atomically` are the package's one atomic-write helper (checkpoints,
+run reports, dead letters, the Opik folder, the JSONL compaction). They are our own ~40 lines
+rather than a library's (`atomicwrites` is unmaintained, others use `mkstemp`'s 0o600): the new
+file must get the umask's mode (or a mode we keep), the folder must be fsynced, and the temp
+names must be ones `temp_target` and the sinks' start-up cleanup recognise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -30,6 +38,7 @@ __all__ = [
     "DeadLetters",
     "JobState",
     "StateDir",
+    "open_atomically",
     "temp_target",
     "unit_entry",
     "write_atomically",
@@ -59,13 +68,29 @@ def write_atomically(path: Path, text: str) -> None:
     folder. The file gets the permissions of any file the user creates (0o666 less the umask),
     so another user or container can read it as they could the user's other files.
     """
+    with open_atomically(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def open_atomically(path: Path, *, mode: int | None = None) -> Iterator[IO[bytes]]:
+    """The streaming form of `write_atomically`: a binary handle whose bytes replace `path`.
+
+    What is written to the handle goes to a temp file beside `path`; when the block ends
+    normally the temp file is fsynced, renamed over `path` and the folder fsynced, so a crash
+    leaves either the old or the new file. If the block raises, the temp file is removed and
+    `path` is untouched. `mode` (permission bits) is given to the new file; without it the file
+    gets 0o666 less the umask, like any file the user creates.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

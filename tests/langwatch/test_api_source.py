@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-import tracebridge._langwatch.api as lw_api
+import tracebridge._langwatch.api_source as lw_api
 from tests.factories import langwatch_project, langwatch_trace
 from tests.fakes.langwatch import LangWatchFake
 from tests.fakes.opik import OpikFake

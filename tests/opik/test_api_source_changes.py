@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-import tracebridge._opik.api as opik_api_module
+import tracebridge._opik.api_source as opik_api_module
 from tracebridge import Page, ServerError, Thread, Trace, Window, load_settings
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.api import OpikApiSource, opik_api

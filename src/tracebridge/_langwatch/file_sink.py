@@ -1,16 +1,16 @@
 """The `langwatch-file:PATH` sink: LangWatch JSONL, appended durably, repairing only its own.
 
-Each acknowledged batch is appended and fsynced; a trace already in the file with the same
-content is not written again, a changed one replaces its earlier lines when the sink closes
-(streamed compaction through a temp file that keeps the file's mode). Only what tracebridge wrote
-is ever repaired: a sidecar (`.<name>.tracebridge.json`, removed at a clean close) keeps the
-file's identity, its length when this sink first wrote to it (`base`) and after the last
-acknowledged write (`acked`). After a crash, an incomplete, invalid last line that starts at or
-after `acked` is an unacknowledged write of ours and is cut; any other unterminated last line is
-the user's and is kept (a newline goes before new lines). Repeated trace ids before `base` are
-the user's and stay. The file is locked for the run (`.<name>.tracebridge.lock`); temp files a
-killed compaction left are removed at start. Environment problems are `UsageError`s naming the
-path; a trace JSON cannot carry (nested too deeply) is that trace's dead letter.
+Each acknowledged batch is appended and fsynced; a trace already in the file with the same content
+is not written again, a changed one replaces its earlier lines when the sink closes (streamed
+compaction through `_state.open_atomically`, keeping the file's mode). Only what tracebridge wrote
+is ever repaired: a sidecar (`.<name>.tracebridge.json`, removed at a clean close) keeps the file's
+identity, its length when this sink first wrote to it (`base`) and after the last acknowledged write
+(`acked`). After a crash, an incomplete, invalid last line that starts at or after `acked` is an
+unacknowledged write of ours and is cut; any other unterminated last line is the user's and is kept
+(a newline goes before new lines). Repeated trace ids before `base` are the user's and stay. The
+file is locked for the run (`.<name>.tracebridge.lock`); temp files a killed compaction left are
+removed at start. Environment problems are `UsageError`s naming the path; a trace JSON cannot carry
+(nested too deeply) is that trace's dead letter.
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ import json
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import ValidationError
 
+from .._decoding import describe_validation_error
 from .._endpoints import Counts, Rejected, Unit, WriteResult
 from .._errors import CheckpointError, LockedError, UsageError
 from .._locks import PathLock
 from .._models import Thread, Trace
+from .._state import open_atomically
 from .convert import thread_to_wire, trace_to_wire
 from .export_shapes import parse
 
@@ -149,28 +150,17 @@ class LangWatchFileSink:
                 if offset >= self._base:
                     ours.add(key)
                 offset += len(raw)
-        mode = stat.S_IMODE(self.path.stat().st_mode)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as out, self.path.open("rb") as handle:
-                offset, base = 0, None
-                for number, raw in enumerate(handle):
-                    if base is None and offset >= self._base:
-                        base = out.tell()
-                    offset += len(raw)
-                    key = _key(raw, number)
-                    if key not in ours or last[key] == number:
-                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-                out.flush()
-                os.fsync(out.fileno())
-                size = out.tell()
-            os.chmod(tmp, mode)  # mkstemp makes 0600: keep the mode the user's umask gave
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        mode = stat.S_IMODE(self.path.stat().st_mode)  # the new file keeps the file's mode
+        with open_atomically(self.path, mode=mode) as out, self.path.open("rb") as handle:
+            offset, base = 0, None
+            for number, raw in enumerate(handle):
+                if base is None and offset >= self._base:
+                    base = out.tell()
+                offset += len(raw)
+                key = _key(raw, number)
+                if key not in ours or last[key] == number:
+                    out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            size = out.tell()
         self._base, self._acked = (size if base is None else base), size
         self._replaced = self._needs_newline = False
         self._save_state()
@@ -193,7 +183,9 @@ class LangWatchFileSink:
                     else [trace_to_wire(unit, project_id=self.project_id)]
                 )
             except (ValidationError, ValueError, RecursionError) as exc:
-                reason = _TOO_DEEP if isinstance(exc, RecursionError) else f"cannot map: {exc}"
+                reason = (
+                    _TOO_DEEP if isinstance(exc, RecursionError) else f"cannot map: {_why(exc)}"
+                )
                 result.rejected.append(
                     Rejected("trace", _label(unit), reason, None, Counts.of(unit))
                 )
@@ -308,6 +300,8 @@ def _label(unit: Unit) -> str:
 
 
 def _why(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return describe_validation_error(exc)
     return (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
 
 
@@ -317,7 +311,8 @@ def _check_not_a_directory(path: Path, label: str) -> None:
 
 
 def _remove_stale_temp_files(path: Path) -> None:
-    """Temp files of a compaction an earlier, killed run left (`mkstemp` names, exactly)."""
+    """Temp files of a compaction an earlier, killed run left (`open_atomically` names, and
+    the `mkstemp` names earlier versions made: `.<name>.<8 chars>.tmp`, exactly)."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
     for entry in path.parent.iterdir():
         if pattern.fullmatch(entry.name) and entry.is_file():

@@ -38,6 +38,7 @@ from .._trees import break_cycles, unique_spans
 from .wire import OErrorInfo, OScore, OSpan, OTrace
 
 __all__ = [
+    "SCORES_IN_METADATA",
     "OpikIds",
     "OpikTrace",
     "SourceTimeIds",
@@ -51,6 +52,12 @@ __all__ = [
 ]
 
 PLATFORM: Platform = "opik"
+#: The skip reason the Opik sinks give for the evaluations `trace_to_opik` keeps in the trace's
+#: metadata instead of writing them as feedback scores (an Opik rule, so it lives here).
+SCORES_IN_METADATA = (
+    "scores kept in the trace's metadata, not as feedback scores (no verdict Opik can store: "
+    "an evaluation not processed, without score or passed, or a repeated name)"
+)
 _SCORE_LIMIT = 1e9
 # Opik fields that belong to where a record is stored, not to the record: never carried over.
 _PLACE_FIELDS = frozenset({"project_id", "project_name"})

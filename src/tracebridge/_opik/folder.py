@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .._endpoints import SCORES_IN_METADATA, Counts, Rejected, Unit, Window, WriteResult
+from .._endpoints import Counts, Rejected, Unit, Window, WriteResult
 from .._errors import CheckpointError, LockedError, RecordError, UsageError
 from .._files import FileSource, ThreadIndex
 from .._locks import PathLock
@@ -42,6 +42,7 @@ from .._stash import same
 from .._state import temp_target, write_atomically
 from .._time import from_iso
 from .convert import (
+    SCORES_IN_METADATA,
     OpikIds,
     raw_counts,
     thread_data_from_opik,
