@@ -3,9 +3,9 @@ destination always ends as an uninterrupted run leaves it (file contents, `downl
 aside), with no duplicate, and the rerun exits 0.
 
 A real `python -m tracebridge.cli sync` process reads a file of many traces with one unit a
-page (`TRACEBRIDGE_PAGE_SIZE=1`, a knob for tests), so it writes many pages and checkpoints; the
-kill delays are spread over the length of an uninterrupted run, from just after start-up to its
-end. Both directions: `langwatch-file:` → `opik-dir:` (files written by id, atomically) and
+page (`TRACEBRIDGE_PAGE_SIZE=1`, a knob for tests), so it writes many pages and checkpoints; each
+kill comes at a random moment of the pass (as long as an uninterrupted one), once it has begun.
+Both directions: `langwatch-file:` → `opik-dir:` (files written by id, atomically) and
 `opik-dir:` → `langwatch-file:` (a JSONL file appended to, where a kill can cut a line and a
 careless resume would add a second copy). The seed is in every failure message.
 """
@@ -27,15 +27,24 @@ from tests import sync_process as sp
 COPIES = 5  # 60 traces in 15 threads and standalone traces
 
 
+def _started(work: Path, process: Any) -> bool:
+    """The pass has begun (its checkpoint is saved before the first page), or it is over."""
+    return sp.checkpoint(work) is not None or process.poll() is not None
+
+
 def _uninterrupted(
     root: Path, source: str, sink: str, prepare: Callable[[Path], None]
 ) -> tuple[float, Path]:
+    """An uninterrupted run, and how long its pass took (start-up left out: kills are aimed
+    at the pass, where they can cut a page)."""
     clean = root / "clean"
     clean.mkdir()
     prepare(clean)
+    process = sp.start(clean, source, sink)
+    sp.wait_for(lambda: _started(clean, process))
     began = time.monotonic()
-    result = sp.run(clean, source, sink)
-    assert result.returncode == 0, result.stderr
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
     return time.monotonic() - began, clean
 
 
@@ -57,14 +66,15 @@ def _kill_and_rerun(
         work = tmp_path / f"run{n}"
         work.mkdir()
         prepare(work)
-        delay = rng.uniform(0.25, duration)
+        delay = rng.uniform(0, duration)
         process = sp.start(work, source, sink)
+        sp.wait_for(lambda work=work, process=process: _started(work, process))
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=20)
         left = sp.checkpoint(work)
         mid_pass += bool(left is not None and left.current is not None)
-        note = f"(seed {seed}, run {n}, killed after {delay:.3f}s)"
+        note = f"(seed {seed}, run {n}, killed {delay:.3f}s into the pass)"
         again = sp.run(work, source, sink)
         assert again.returncode == 0, f"{note}: {again.stdout}\n{again.stderr}"
         assert snapshot(work) == expected, f"{note}: the destination differs"
