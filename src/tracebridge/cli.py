@@ -168,6 +168,19 @@ _endpoint_options = _options(
         "the API key's project id (used only when the API cannot tell).",
     ),
 )
+#: The config file, as every command takes it.
+_config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (see config.example.toml).",
+)
+#: Tracebacks, as every command that runs takes them.
+_debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    help="Add the traceback to runtime and internal errors (same exit code).",
+)
 #: How to run: state, config, mapping, ids, old timestamps, safety checks, tracebacks.
 _run_options = _options(
     click.option(
@@ -175,12 +188,7 @@ _run_options = _options(
         type=click.Path(path_type=Path),
         help="Checkpoints and dead letters [default: .tracebridge].",
     ),
-    click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="TOML config file (see config.example.toml).",
-    ),
+    _config_option,
     click.option(
         "--mapping",
         type=click.Path(path_type=Path, dir_okay=False),
@@ -206,11 +214,7 @@ _run_options = _options(
         help="Go on where a safety check would stop the run (a new write-time id map while the "
         "Opik project already holds copies from this source: they get written again).",
     ),
-    click.option(
-        "--debug",
-        is_flag=True,
-        help="Add the traceback to runtime and internal errors (same exit code).",
-    ),
+    _debug_option,
 )
 
 #: Steps run on every unit before it is written (`run(steps=)`), in the order given.
@@ -661,17 +665,8 @@ def status_command(state_dir: Path | None, config_file: Path | None, as_json: bo
 
 @main.command("check")
 @click.option("--project", help="Opik project to look up [default: OPIK_PROJECT_NAME].")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML config file.",
-)
-@click.option(
-    "--debug",
-    is_flag=True,
-    help="Add the traceback to runtime and internal errors (same exit code).",
-)
+@_config_option
+@_debug_option
 def check_command(project: str | None, config_file: Path | None, debug: bool) -> None:
     """Check the connections and credentials of both platforms and print what they show.
 
@@ -720,22 +715,13 @@ def check_command(project: str | None, config_file: Path | None, debug: bool) ->
     show_default=True,
     help="Records shown of each list (the counts are always exact).",
 )
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML config file (see config.example.toml).",
-)
+@_config_option
 @click.option(
     "--mapping",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Your mapping file for reading the DST side (see mappings/).",
 )
-@click.option(
-    "--debug",
-    is_flag=True,
-    help="Add the traceback to runtime and internal errors (same exit code).",
-)
+@_debug_option
 def verify_command(
     from_: str,
     to: str,
