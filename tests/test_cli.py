@@ -1091,6 +1091,19 @@ def test_check_with_a_wrong_opik_key_exits_3_naming_the_variable() -> None:
     assert "SECRET-OPIK" not in result.output
 
 
+def test_check_reports_both_platforms_when_the_first_fails() -> None:
+    """A refused Opik key does not hide LangWatch: its project is still printed, the Opik
+    failure is on stderr, and the exit code is the failure's (3)."""
+    lw, op = seeded_langwatch(), OpikFake(api_key="right")
+    with lw.router, op.router:
+        result = invoke(["check"], api_env(lw, op, OPIK_API_KEY="wrong-SECRET-OPIK"))
+    assert_no_traceback(result)
+    assert result.exit_code == 3
+    assert "OPIK_API_KEY" in result.stderr
+    assert RECORDS[0]["project_id"] in result.stdout
+    assert "SECRET-OPIK" not in result.output
+
+
 def test_check_with_a_wrong_langwatch_key_exits_3_naming_the_variable() -> None:
     """A refused LangWatch key: exit 3 naming LANGWATCH_API_KEY, the key never printed."""
     lw, op = seeded_langwatch(), OpikFake()

@@ -23,6 +23,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from time import monotonic
 from typing import Any, NoReturn, TypeVar
@@ -670,15 +671,30 @@ def status_command(state_dir: Path | None, config_file: Path | None, as_json: bo
 def check_command(project: str | None, config_file: Path | None, debug: bool) -> None:
     """Check the connections and credentials of both platforms and print what they show.
 
-    Exit codes: 0 both reachable, 2 configuration error (a missing key), 3 refused or unreachable.
+    Both are checked even when the first fails; each failure is printed on stderr.
+    Exit codes: 0 both reachable, 2 configuration error (a missing key), 3 refused or unreachable
+    (the highest of the two).
     """
 
-    async def work() -> list[str]:
+    async def work() -> tuple[list[str], list[TracebridgeError]]:
         settings = load_settings(config_file)
-        return [*await check_opik(settings, project), *await check_langwatch(settings)]
+        lines: list[str] = []
+        failures: list[TracebridgeError] = []
+        checks = (partial(check_opik, settings, project), partial(check_langwatch, settings))
+        for check in checks:
+            try:
+                lines += await check()
+            except TracebridgeError as exc:
+                failures.append(exc)
+        return lines, failures
 
-    for line in _run(debug, work):
+    lines, failures = _run(debug, work)
+    for line in lines:
         click.echo(line)
+    for failure in failures:
+        click.echo(f"error: {failure}", err=True)
+    if failures:
+        sys.exit(max(failure.exit_code for failure in failures))
 
 
 @main.command("verify")
