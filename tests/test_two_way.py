@@ -48,10 +48,12 @@ def anyio_backend() -> str:
 
 
 class World:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(
+        self, tmp_path: Path, started: timedelta = timedelta(days=3), seed: int = 21
+    ) -> None:
         self.lw, self.opik = LangWatchFake(), OpikFake()
-        start_ms = to_ms(datetime.now(UTC) - timedelta(days=3))
-        for trace in langwatch_project(10, 3, seed=21, start_ms=start_ms):
+        start_ms = to_ms(datetime.now(UTC) - started)
+        for trace in langwatch_project(10, 3, seed=seed, start_ms=start_ms):
             trace["evaluations"] = [
                 e for e in trace["evaluations"] if e["status"] in ("processed", "skipped")
             ]
@@ -197,45 +199,18 @@ class SyncWorld(World):
     project, inside the sources' re-read horizon for scores added later."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.lw, self.opik = LangWatchFake(), OpikFake()
-        start_ms = to_ms(datetime.now(UTC) - timedelta(hours=2))
-        for trace in langwatch_project(10, 3, seed=22, start_ms=start_ms):
-            trace["evaluations"] = [
-                e for e in trace["evaluations"] if e["status"] in ("processed", "skipped")
-            ]
-            self.lw.add_trace(trace)
-        self.state = tmp_path
-        self.settings = load_settings(
-            None,
-            {
-                "langwatch_api_key": self.lw.api_key,
-                "langwatch_endpoint": self.lw.base_url,
-                "opik_url": self.opik.base_url,
-                "state_dir": tmp_path,
-                "opik_ids": "source-time",
-            },
-            environ={},
-        )
-        self.transports = {"langwatch": self.lw.transport, "opik": self.opik.transport}
+        super().__init__(tmp_path, started=timedelta(hours=2), seed=22)
 
     async def to_opik(self) -> Report:
-        report = await sync(
-            "langwatch",
-            "opik",
-            target_project=MIRROR,
-            settings=self.settings,
-            transports=self.transports,
-        )
-        assert report.exit_code == 0, report.result.warnings
-        return report
+        return await self._sync("langwatch", "opik", target_project=MIRROR)
 
     async def to_langwatch(self) -> Report:
+        return await self._sync("opik", "langwatch", source_project=MIRROR)
+
+    async def _sync(self, from_: str, to: str, **projects: str) -> Report:
+        """One `sync()` pass; every pass of this world must be clean (exit 0)."""
         report = await sync(
-            "opik",
-            "langwatch",
-            source_project=MIRROR,
-            settings=self.settings,
-            transports=self.transports,
+            from_, to, settings=self.settings, transports=self.transports, **projects
         )
         assert report.exit_code == 0, report.result.warnings
         return report
