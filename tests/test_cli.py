@@ -27,9 +27,9 @@ from tests.factories import opik_project, opik_trace, uuid7
 from tests.fakes.langwatch import LangWatchFake
 from tests.fakes.opik import OpikFake, parse_time
 from tests.opik_spec import load_spec, validate_schema
-from tracebridge._ids import uuid7_ms
 from tracebridge._locks import PathLock
 from tracebridge._opik.folder import LOCK_NAME
+from tracebridge._opik.ids import uuid7_ms
 from tracebridge.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "langwatch-sample.jsonl"

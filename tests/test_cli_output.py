@@ -24,8 +24,8 @@ from tests.test_cli import (
     write_lossy_jsonl,
 )
 from tracebridge._console import Progress, configure_logging
-from tracebridge._endpoints import Counts
 from tracebridge._engine import Report
+from tracebridge._interfaces import Counts
 from tracebridge._summary import verdict_line
 
 KINDS = ("threads", "traces", "spans", "scores")

@@ -1,6 +1,6 @@
 """`_decoding.py`: what no destination can hold is dead-lettered at read time naming the field,
 any other failure converting one record is that record's, and what a conversion noticed reaches
-the page being read. Also `_files.paged`: a unit that cannot be loaded is one dead letter."""
+the page being read. Also `_file_source.paged`: a unit that cannot be loaded is one dead letter."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from tracebridge import Counts, Page, Provenance, RecordError, Rejected, Trace, Unit
 from tracebridge._decoding import MAX_DEPTH, collecting, decoding, value_problem
-from tracebridge._files import ThreadIndex, paged
+from tracebridge._file_source import ThreadIndex, paged
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import thread_data_from_opik, trace_from_opik

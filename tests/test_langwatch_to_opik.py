@@ -39,8 +39,7 @@ from tracebridge._http import RetryPolicy
 from tracebridge._langwatch.api import LangWatchApiSource, langwatch_api
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.api import OpikApiSink, opik_api
-from tracebridge._opik.convert import OpikIds
-from tracebridge._opik.ids import MintedIds
+from tracebridge._opik.ids import MintedIds, OpikIds
 from tracebridge._state import StateDir
 
 Json = dict[str, Any]

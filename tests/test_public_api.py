@@ -15,7 +15,7 @@ import tracebridge
 FULLY_PUBLIC = (
     "tracebridge._errors",
     "tracebridge._models",
-    "tracebridge._endpoints",
+    "tracebridge._interfaces",
     "tracebridge._engine",
     "tracebridge._config",
     "tracebridge._langwatch.file",

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.opik_spec import load_spec, validate_schema
 from tests.strategies import langwatch_traces, opik_traces
-from tracebridge._ids import is_uuid7, uuid7_ms
 from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik, trace_to_opik
+from tracebridge._opik.ids import is_uuid7, uuid7_ms
 from tracebridge._stash import same
 
 MAPPINGS = default_mappings()

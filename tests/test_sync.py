@@ -24,7 +24,7 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
-import tracebridge._open as open_module
+import tracebridge._endpoint_specs as open_module
 import tracebridge._sync as sync_module
 from tests.test_engine import MemorySink, MemorySource, _pages, _trace
 from tracebridge import (

@@ -35,7 +35,7 @@ from tracebridge import (
     sync,
 )
 from tracebridge._echo import EchoSuppression
-from tracebridge._open import open_sink, open_source, parse_endpoint
+from tracebridge._endpoint_specs import open_sink, open_source, parse_endpoint
 from tracebridge._time import to_ms
 from tracebridge._verify import format_verify, verify_endpoints
 

@@ -24,7 +24,7 @@ Or compose a `Source` and a `Sink` yourself and call `run` (with `steps`, a `win
 from ._blocking import migrate_blocking, sync_blocking
 from ._config import Settings, load_settings
 from ._echo import suppress_echoes
-from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
+from ._endpoint_specs import open_sink, open_source
 from ._engine import Report, Step, run, step_rule
 from ._errors import (
     AuthError,
@@ -42,12 +42,12 @@ from ._errors import (
     UsageError,
 )
 from ._hashing import content_hash
+from ._interfaces import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._langwatch.api import LangWatchApiSink, LangWatchApiSource
 from ._langwatch.file import LangWatchFileSink, LangWatchFileSource
 from ._mapping import Mappings, default_mappings, load_mappings
 from ._migrate import migrate
 from ._models import CopyState, ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
-from ._open import open_sink, open_source
 from ._opik.api import OpikApiSink, OpikApiSource
 from ._opik.folder import OpikDirSink, OpikDirSource
 from ._state import StateDir

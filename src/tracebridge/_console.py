@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import click
 
-from ._endpoints import Counts
 from ._engine import Report
+from ._interfaces import Counts
 
 __all__ = ["Progress", "configure_logging", "progress_line", "reset_logging"]
 

@@ -18,7 +18,7 @@ and start with `check_values(...)`. The rules:
   dead letters, e.g. from `_trees`). It is published once the record converted (a record that
   is dead-lettered whole publishes nothing, so nothing is counted twice) to the collector of
   the page being read: `collecting()`, which the engine opens around its source and
-  `_files.paged` around each unit. Without a collector (a library calling a converter on its
+  `_file_source.paged` around each unit. Without a collector (a library calling a converter on its
   own) it is logged as warnings.
 
 `describe_validation_error` / `describe_error` are the package's one formatter of pydantic's
@@ -40,9 +40,9 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from ._endpoints import Counts, Page
 from ._errors import RecordError
 from ._failures import describe, is_record_failure
+from ._interfaces import Counts, Page
 
 __all__ = [
     "MAX_DEPTH",

@@ -23,8 +23,8 @@ remains, and dropped when none does.
 
 from __future__ import annotations
 
-from ._endpoints import Unit
 from ._hashing import content_hash
+from ._interfaces import Unit
 from ._models import Platform, Thread, Trace
 
 __all__ = ["EchoSuppression", "suppress_echoes"]

@@ -50,8 +50,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._decoding import collecting, drain_into
-from ._endpoints import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._failures import describe, is_record_failure
+from ._interfaces import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._models import Thread, Trace
 from ._state import DeadLetters, JobState
 

@@ -1,6 +1,6 @@
 """Which exceptions are one record's problem, and how a dead letter names them.
 
-The engine (writes), `_files.paged` (file loads) and the decoders share one rule:
+The engine (writes), `_file_source.paged` (file loads) and the decoders share one rule:
 
 | raised                                    | whose problem  | what happens                   |
 | ----------------------------------------- | -------------- | ------------------------------ |

@@ -10,10 +10,16 @@ from pathlib import Path
 import httpx
 
 from ._config import Settings, load_settings
-from ._endpoints import Window
+from ._endpoint_specs import (
+    Endpoint,
+    mappings_for,
+    open_endpoints,
+    parse_endpoint,
+    refuse_self_copy,
+)
 from ._engine import Report, Step, run
 from ._errors import UsageError
-from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint, refuse_self_copy
+from ._interfaces import Window
 from ._state import StateDir
 
 __all__ = ["Job", "migrate"]

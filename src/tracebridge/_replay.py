@@ -28,10 +28,10 @@ from typing import Any
 
 import anyio
 
-from ._endpoints import Page, Rejected, Sink, Source, Unit, Window
 from ._engine import Report, Step, run
 from ._errors import RecordError
 from ._failures import describe, is_record_failure
+from ._interfaces import Page, Rejected, Sink, Source, Unit, Window
 from ._mapping import Mappings
 from ._models import Thread, Trace
 from ._state import DeadLetters, write_atomically

@@ -28,8 +28,8 @@ from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._endpoints import Page, Rejected, Unit
 from ._errors import CheckpointError, UsageError
+from ._interfaces import Page, Rejected, Unit
 from ._locks import PathLock
 from ._models import Thread
 

@@ -29,12 +29,18 @@ import httpx
 
 from ._config import Settings, load_settings
 from ._echo import EchoSuppression, suppress_echoes
-from ._endpoints import Sink, Source, Window
+from ._endpoint_specs import (
+    Endpoint,
+    mappings_for,
+    open_endpoints,
+    parse_endpoint,
+    refuse_self_copy,
+)
 from ._engine import Report, Step, run, step_rule
 from ._errors import UsageError
 from ._hashing import digest
+from ._interfaces import Sink, Source, Window
 from ._mapping import Mappings
-from ._open import Endpoint, mappings_for, open_endpoints, parse_endpoint, refuse_self_copy
 from ._replay import Replay, retry_dead_letters
 from ._sync_state import SyncState, _utcnow
 from ._unchanged import INDEX_FILE, HashIndex, SkipUnchanged

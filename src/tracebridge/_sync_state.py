@@ -45,8 +45,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._endpoints import Counts, Page, Window
 from ._errors import BadCheckpointError, CheckpointError
+from ._interfaces import Counts, Page, Window
 from ._state import Checkpoint, DeadLetters, StateDir, write_atomically
 
 __all__ = [

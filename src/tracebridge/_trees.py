@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ._endpoints import Counts, Notes, Rejected
+from ._interfaces import Counts, Notes, Rejected
 from ._models import Span
 from ._stash import same
 

@@ -37,9 +37,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ._endpoints import Counts, Rejected, Sink, Unit, WriteResult
 from ._errors import CheckpointError
 from ._hashing import content_hash, digest
+from ._interfaces import Counts, Rejected, Sink, Unit, WriteResult
 from ._models import Thread
 
 __all__ = ["UNCHANGED_RULE", "SkipUnchanged"]

@@ -35,11 +35,11 @@ import httpx
 
 from ._config import Settings, load_settings
 from ._decoding import collecting, drain_into
-from ._endpoints import Source, Window
+from ._endpoint_specs import mappings_for, open_source, parse_endpoint
 from ._errors import UsageError
 from ._hashing import content_hash, score_content
+from ._interfaces import Source, Window
 from ._models import Thread, Trace
-from ._open import mappings_for, open_source, parse_endpoint
 
 __all__ = ["VerifyReport", "format_verify", "verify", "verify_endpoints"]
 

@@ -499,7 +499,7 @@ async def test_write_time_rerun_after_the_window_skips_what_was_written(tmp_path
 async def test_write_time_mode_through_settings_writes_old_data(tmp_path: Path) -> None:
     """`--opik-ids write-time` (settings `opik_ids`) switches `open_sink` to minted ids kept
     in the state directory."""
-    from tracebridge._open import open_sink, parse_endpoint
+    from tracebridge._endpoint_specs import open_sink, parse_endpoint
 
     fake = make_fake(enforce_time_window=True)
     settings = load_settings(
@@ -747,7 +747,7 @@ def _settings_for(fake: OpikFake, state: Path, **extra: Any) -> Any:
 
 
 def _open(fake: OpikFake, state: Path, **extra: Any) -> OpikApiSink:
-    from tracebridge._open import open_sink, parse_endpoint
+    from tracebridge._endpoint_specs import open_sink, parse_endpoint
 
     sink = open_sink(
         parse_endpoint("opik"),

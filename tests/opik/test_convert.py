@@ -14,7 +14,6 @@ import pytest
 
 from tests.opik_spec import load_spec, require_spec, validate_schema
 from tracebridge import IOValue, RecordError, Span, Trace
-from tracebridge._ids import is_uuid7, uuid7_ms
 from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
 from tracebridge._mapping import Mappings, default_mappings, load_mappings
 from tracebridge._opik.convert import (
@@ -25,6 +24,7 @@ from tracebridge._opik.convert import (
     trace_from_opik,
     trace_to_opik,
 )
+from tracebridge._opik.ids import is_uuid7, uuid7_ms
 from tracebridge._stash import same
 
 Json = dict[str, Any]

@@ -29,7 +29,7 @@ from opik.cli.main import cli as opik_cli
 import opik
 from tests.fakes.opik import OpikFake, parse_time
 from tracebridge import LangWatchFileSource, OpikDirSink, OpikDirSource, Score, Thread, Window
-from tracebridge._endpoints import Unit
+from tracebridge._interfaces import Unit
 from tracebridge._mapping import default_mappings
 from tracebridge._models import Trace
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import httpx
 
-from .._endpoints import Counts, Rejected, Unit, WriteResult
 from .._errors import QuotaError, ServerError
 from .._http import TRANSIENT_STATUSES, Api, error_message
+from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
 from .._time import to_ms

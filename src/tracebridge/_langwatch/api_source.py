@@ -29,9 +29,9 @@ from urllib.parse import quote
 
 import httpx
 
-from .._endpoints import Page, Rejected, Window
 from .._errors import RecordError, ServerError
 from .._http import Api, error_message
+from .._interfaces import Page, Rejected, Window
 from .._models import Thread, Trace
 from .._time import from_ms, to_ms
 from .convert import raw_counts, trace_from_wire

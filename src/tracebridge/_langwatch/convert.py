@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .._decoding import check_values, decoding, describe_validation_error
-from .._endpoints import Counts, Page
 from .._errors import RecordError
+from .._interfaces import Counts, Page
 from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
 from .._stash import (
     STASH_KEY,

@@ -21,9 +21,9 @@ import hashlib
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from .._endpoints import Counts, Notes, Rejected, Unit, Window
 from .._errors import RecordError, UsageError
-from .._files import FileSource, ThreadIndex
+from .._file_source import FileSource, ThreadIndex
+from .._interfaces import Counts, Notes, Rejected, Unit, Window
 from .._models import Thread, Trace
 from .._time import from_ms
 from .convert import raw_counts, trace_from_wire

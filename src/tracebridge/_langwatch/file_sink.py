@@ -27,8 +27,8 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from .._decoding import describe_validation_error
-from .._endpoints import Counts, Rejected, Unit, WriteResult
 from .._errors import CheckpointError, LockedError, UsageError
+from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._locks import PathLock
 from .._models import Thread, Trace
 from .._state import open_atomically

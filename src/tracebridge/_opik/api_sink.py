@@ -9,7 +9,7 @@ message and the rest is written. A `too_old` refusal means the server enforces t
 window (§3.1, §10): in `source-time` mode chosen by the user that stops the run with the option to
 use; when the user chose no mode, the sink switches to `write-time` (minted ids, kept in the
 state directory), sends the batch again with them and says so in a warning. On Opik Cloud, which
-has the window on (§11), `write-time` is the default (`_open.py`).
+has the window on (§11), `write-time` is the default (`_endpoint_specs.py`).
 
 A write-time id map that is new while the target project already holds copies from the same
 source (their `metadata.tracebridge.source` names it; one filtered trace list answers) would
@@ -30,20 +30,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from .._decoding import describe_validation_error
-from .._endpoints import Counts, Rejected, Unit, WriteResult
 from .._errors import ServerError, UsageError
 from .._http import Api, error_message
+from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._stash import STASH_KEY
 from .convert import (
     SCORES_IN_METADATA,
-    OpikIds,
-    SourceTimeIds,
     thread_data_to_opik,
     trace_to_opik,
 )
-from .ids import MintedIds
+from .ids import MintedIds, OpikIds, SourceTimeIds
 
 __all__ = ["MAX_BYTES", "MAX_ITEMS", "OpikApiSink"]
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .._endpoints import Page, Rejected, Window
 from .._errors import RecordError, ServerError, UsageError
 from .._http import Api, error_message
+from .._interfaces import Page, Rejected, Window
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._time import from_iso, to_iso

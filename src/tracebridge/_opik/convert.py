@@ -14,14 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from .._decoding import check_values, decoding, describe_validation_error, value_problem
-from .._endpoints import Counts, Rejected
 from .._errors import RecordError
-from .._ids import derived_uuid7
+from .._interfaces import Counts, Rejected
 from .._mapping import Mappings
 from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
 from .._stash import (
@@ -35,13 +34,12 @@ from .._stash import (
 )
 from .._time import from_iso, to_iso, to_ms
 from .._trees import break_cycles, unique_spans
+from .ids import OpikIds, SourceTimeIds
 from .wire import OErrorInfo, OScore, OSpan, OTrace
 
 __all__ = [
     "SCORES_IN_METADATA",
-    "OpikIds",
     "OpikTrace",
-    "SourceTimeIds",
     "io_to_json",
     "json_to_io",
     "raw_counts",
@@ -61,32 +59,6 @@ SCORES_IN_METADATA = (
 _SCORE_LIMIT = 1e9
 # Opik fields that belong to where a record is stored, not to the record: never carried over.
 _PLACE_FIELDS = frozenset({"project_id", "project_name"})
-
-
-class OpikIds(Protocol):
-    """How a record born elsewhere gets its Opik ids."""
-
-    def trace_id(self, trace: Trace) -> str: ...
-
-    def span_id(self, trace: Trace, span: Span) -> str: ...
-
-
-class SourceTimeIds:
-    """Ids derived from the source record: time field = its start, the rest from its identity."""
-
-    def trace_id(self, trace: Trace) -> str:
-        if trace.source.platform == PLATFORM:
-            return trace.id
-        src = trace.source
-        return derived_uuid7(trace.started_at, src.platform, src.project, "trace", src.id)
-
-    def span_id(self, trace: Trace, span: Span) -> str:
-        if trace.source.platform == PLATFORM:
-            return span.id
-        src = trace.source
-        return derived_uuid7(
-            span.started_at, src.platform, src.project, "span", f"{src.id}/{span.id}"
-        )
 
 
 @dataclass

@@ -32,9 +32,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .._endpoints import Counts, Rejected, Unit, Window, WriteResult
 from .._errors import CheckpointError, LockedError, RecordError, UsageError
-from .._files import FileSource, ThreadIndex
+from .._file_source import FileSource, ThreadIndex
+from .._interfaces import Counts, Rejected, Unit, Window, WriteResult
 from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
@@ -43,13 +43,13 @@ from .._state import temp_target, write_atomically
 from .._time import from_iso
 from .convert import (
     SCORES_IN_METADATA,
-    OpikIds,
     raw_counts,
     thread_data_from_opik,
     thread_data_to_opik,
     trace_from_opik,
     trace_to_opik,
 )
+from .ids import OpikIds
 
 __all__ = ["OpikDirSink", "OpikDirSource"]
 

@@ -1,13 +1,20 @@
-"""Ids minted at write time, for Opik servers that refuse ids older than their window.
+"""The Opik id policy, in one place: how a record born elsewhere gets its Opik ids.
 
-Newer Opik servers can refuse UUID v7 ids whose time field is more than ~24 h old (400
-`too_old`). In `write-time` mode each record gets a fresh v7 id the first time it is written,
-and the source-id → Opik-id map lives in the state directory (SQLite, so memory stays flat), so
-a rerun reuses the same ids: the map is what makes the writes idempotent (DESIGN.md invariant 1).
+Opik ids are UUID version 7 (DESIGN.md invariant 1). Two policies implement `OpikIds`:
 
-Ids are saved (`commit`) before the batch that uses them is sent, and marked acknowledged after
-the server accepted it. An id that was never acknowledged and is older than the smallest window
-a server can have (12 h) is replaced on the next run, since the server would refuse it.
+- `SourceTimeIds` (`--opik-ids source-time`): a *derived* id. The 48-bit millisecond field is the
+  source record's real start time, so Opik orders and partitions the record where it belongs;
+  the other 74 bits come from SHA-256 of `(source platform, source project, entity kind, source
+  id)`, so the same source record always gets the same id and a rerun is an upsert, not a
+  duplicate. A record born in Opik keeps its own id.
+- `MintedIds` (`--opik-ids write-time`): newer Opik servers can refuse UUID v7 ids whose time
+  field is more than ~24 h old (400 `too_old`). Each record gets a fresh v7 id the first time it
+  is written, and the source-id → Opik-id map lives in the state directory (SQLite, so memory
+  stays flat), so a rerun reuses the same ids: the map is what makes the writes idempotent.
+
+Minted ids are saved (`commit`) before the batch that uses them is sent, and marked acknowledged
+after the server accepted it. An id that was never acknowledged and is older than the smallest
+window a server can have (12 h) is replaced on the next run, since the server would refuse it.
 
 A map that is new (`started_empty`) knows nothing the target may already hold: the sink checks
 the target before minting with it (`OpikApiSink`), since ids minted again would duplicate what an
@@ -17,18 +24,97 @@ to write-time) are `adopt`ed, so the records keep them.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
-from .._ids import minted_uuid7, uuid7_ms
-from .._models import Span, Trace
+from .._models import Platform, Span, Trace
 from .._time import to_ms
 
-__all__ = ["MintedIds"]
+__all__ = [
+    "MintedIds",
+    "OpikIds",
+    "SourceTimeIds",
+    "derived_uuid7",
+    "is_uuid7",
+    "minted_uuid7",
+    "uuid7_ms",
+]
+
+PLATFORM: Platform = "opik"
 
 _SMALLEST_WINDOW = timedelta(hours=12)
+
+
+# ------------------------------------------------------------------------ UUID v7
+
+
+def _uuid7(ms: int, rest: bytes) -> str:
+    if not 0 <= ms < 1 << 48:
+        raise ValueError(f"timestamp {ms} ms does not fit UUID v7's 48-bit field")
+    raw = bytearray(ms.to_bytes(6, "big") + rest[:10])
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # variant 0b10
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def derived_uuid7(start: datetime, platform: str, project: str, kind: str, source_id: str) -> str:
+    """The Opik id of one source record: time field = `start`, the rest from its identity."""
+    key = "\x1f".join((platform, project, kind, source_id)).encode()
+    return _uuid7(to_ms(start), hashlib.sha256(key).digest())
+
+
+def minted_uuid7(now: datetime) -> str:
+    """A fresh random UUID v7 at `now`, for servers that refuse ids older than their window."""
+    return _uuid7(to_ms(now), os.urandom(10))
+
+
+def is_uuid7(value: str) -> bool:
+    """True when `value` is a UUID of version 7 and RFC variant."""
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return parsed.version == 7 and parsed.variant == uuid.RFC_4122
+
+
+def uuid7_ms(value: str) -> int:
+    """The millisecond time field of a UUID v7."""
+    return uuid.UUID(value).int >> 80
+
+
+# ---------------------------------------------------------------------- policies
+
+
+class OpikIds(Protocol):
+    """How a record born elsewhere gets its Opik ids."""
+
+    def trace_id(self, trace: Trace) -> str: ...
+
+    def span_id(self, trace: Trace, span: Span) -> str: ...
+
+
+class SourceTimeIds:
+    """Ids derived from the source record: time field = its start, the rest from its identity."""
+
+    def trace_id(self, trace: Trace) -> str:
+        if trace.source.platform == PLATFORM:
+            return trace.id
+        src = trace.source
+        return derived_uuid7(trace.started_at, src.platform, src.project, "trace", src.id)
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        if trace.source.platform == PLATFORM:
+            return span.id
+        src = trace.source
+        return derived_uuid7(
+            span.started_at, src.platform, src.project, "span", f"{src.id}/{span.id}"
+        )
 
 
 class MintedIds:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracebridge._ids import derived_uuid7, is_uuid7, minted_uuid7, uuid7_ms
+from tracebridge._opik.ids import derived_uuid7, is_uuid7, minted_uuid7, uuid7_ms
 from tracebridge._time import to_ms
 
 START = datetime(2026, 3, 8, 12, 0, 0, 123_000, tzinfo=UTC)

@@ -12,8 +12,8 @@ import anyio
 import httpx
 
 from ._config import Settings, load_settings
-from ._endpoints import Sink, Source
 from ._errors import UsageError
+from ._interfaces import Sink, Source
 from ._mapping import Mappings, load_mappings
 from ._models import Platform
 
@@ -226,8 +226,7 @@ def open_sink(
             project=project,  # the key's project id, when the API cannot tell
         )
     from ._opik.api import OpikApiSink, is_opik_cloud, opik_api
-    from ._opik.convert import OpikIds, SourceTimeIds
-    from ._opik.ids import MintedIds
+    from ._opik.ids import MintedIds, OpikIds, SourceTimeIds
 
     name = project or settings.opik_project or "Default Project"
     key = f"{settings.opik_url}\x1f{settings.opik_workspace}\x1f{name.casefold()}"

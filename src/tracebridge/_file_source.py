@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ._decoding import collecting, drain_into
-from ._endpoints import Counts, Notes, Page, Rejected, Unit, Window
 from ._failures import describe, is_record_failure
+from ._interfaces import Counts, Notes, Page, Rejected, Unit, Window
 
 __all__ = ["FileSource", "ThreadIndex", "locate", "paged"]
 
