@@ -47,8 +47,14 @@ class Clock:
 
 
 def _source(
-    opik: OpikFake, *, page_size: int = 100, rescan: timedelta | None = timedelta(days=1)
+    opik: OpikFake,
+    *,
+    page_size: int = 100,
+    rescan: timedelta | None = timedelta(days=1),
+    batch: int | None = None,
 ) -> OpikApiSource:
+    """The source; its trace listings ask for `batch` traces per answer (default: `page_size`,
+    so that mid-read changes land between answers)."""
     settings = load_settings(None, {"opik_url": opik.base_url}, environ={})
     return OpikApiSource(
         opik_api(settings, opik.transport),
@@ -57,6 +63,7 @@ def _source(
         page_size=page_size,
         rescan=rescan,
         now=opik.now,
+        batch=batch or page_size,
     )
 
 
@@ -426,7 +433,11 @@ class _Rewriting(httpx.AsyncBaseTransport):
 def _source_on(transport: httpx.AsyncBaseTransport, opik: OpikFake) -> OpikApiSource:
     settings = load_settings(None, {"opik_url": opik.base_url}, environ={})
     return OpikApiSource(
-        opik_api(settings, transport), project=PROJECT, mappings=default_mappings(), page_size=5
+        opik_api(settings, transport),
+        project=PROJECT,
+        mappings=default_mappings(),
+        page_size=5,
+        batch=5,
     )
 
 
