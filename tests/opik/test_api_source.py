@@ -1,7 +1,9 @@
-"""`OpikApiSource` against `OpikFake`: how a project is read (`reference/opik-api.md` §2.4–§2.6,
-§10): traces on the keyset stream, each thread whole through its traces, then the traces outside
-threads, spans per trace; always `truncate=false`. The update axis and mid-read changes are in
-`test_api_source_changes.py`."""
+"""`OpikApiSource` against `OpikFake`: how a project is read (`reference/opik-api.md` §2.4–§2.7,
+§10, §11): traces on the keyset stream in large batches, spans in bulk by `trace_id` range
+checked against each trace's `span_count`, threads gathered from the stream with their data from
+the thread listing, and the per-trace and per-thread reads where that cannot be trusted, each
+pinned by its requests; always `truncate=false` for traces and spans. The update axis, cursors
+and mid-read changes are in `test_api_source_changes.py`."""
 
 from __future__ import annotations
 

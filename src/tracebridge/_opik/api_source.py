@@ -602,7 +602,9 @@ class OpikApiSource:
                         loaded += 1
                         spans = await self.spans.read_window(ahead[loaded])
                     at = (position, index)
-                    await self._place(raw, spans[trace_id], at, page, state, views, members)
+                    await self._place(
+                        raw, spans[trace_id], at, page, state, views, members, member_filters
+                    )
                 position, index, taken = trace_id, index + 1, taken + 1
                 await self._bound_holds(index, page, state, member_filters)
                 if taken >= self.page_size:
@@ -629,17 +631,23 @@ class OpikApiSource:
         state: _Pass,
         views: dict[str, Json],
         members: _Members,
+        member_filters: list[dict[str, str]],
     ) -> None:
         """One stream trace, with its spans: alone, or into its held thread (delivered once all
-        its traces have come). A thread `_Members` does not trust is read on its own before."""
+        its traces have come), or its thread read on its own when `_Members` cannot count it."""
         thread_id = _thread_of(raw)
         if thread_id is None or thread_id in state.seen_threads:
             self._deliver(raw, spans, page, state)
             return
         held = state.holds.get(thread_id)
         if held is None:
-            view = views[thread_id]
-            held = state.holds[thread_id] = _Held(view, members.expected(view) or 1, *at)
+            view = views.get(thread_id)
+            expected = members.expected(view)
+            if view is None or expected is None:
+                known = [(raw, spans)]
+                await self._thread(thread_id, page, state, member_filters, known=known, view=view)
+                return
+            held = state.holds[thread_id] = _Held(view, expected, *at)
         held.records.append((raw, spans))
         state.held_traces += 1
         state.held_spans += len(spans)

@@ -20,7 +20,9 @@ What the range read is not trusted with, it reads per trace (`GET /spans?trace_i
   the first page's size, which is twice the expected count plus `_SLACK` and at least
   `_FIRST_PAGE`: other traces' spans interleave, e.g. a sparse set of changed traces on the
   update axis), counted in `SpanStats.sparse`; that first page is the only request spent on
-  finding it out.
+  finding it out. Such a window is first split once into groups of traces near in id time, at
+  the density its `total` showed (`_split`), and each group is read by range, or per trace
+  when it is a single trace or its range is sparse too.
 
 A trace whose `span_count` is 0 and that is alone in its window is not read at all.
 """
