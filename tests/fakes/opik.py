@@ -27,6 +27,10 @@ Behaviour follows /work/shared/reference/opik-api.md ("ref §N" below). Design c
   `last_updated_at`) is dropped silently, as the server does. The NDJSON streams ignore it.
   `dynamic_sorting=False` is a server that drops every `sorting` (`cannotUseDynamicSorting`,
   which the reference reports for very large workspaces, §2.5).
+* Reads stay cheap next to the code under test: an index (traces per project, spans per trace
+  in the table key order, the sorted trace ids a `trace_id` range bisects, scores per entity and
+  per thread) is built once per change of the tables, and views (span counts, aggregates,
+  scores) are built only for the rows an answer returns.
 * `GET /is-alive/ping` and `/is-alive/ver` (the server's health resource, outside
   `/v1/private`) need no credentials. The Python SDK pings the first before it sends: a failed
   ping parks its messages for a later replay, so a fake without it loses an SDK's writes.

@@ -216,6 +216,10 @@ class OpikApiSource:
     not return comes on its own. A page's cursor never passes the first trace of a thread
     still held, so a resumed read loses nothing (it may repeat units).
 
+    **Memory** does not grow with the project: one stream answer (`batch` traces), one span
+    window (5,000 spans), the held threads (the bounds above), and the ids of the threads read
+    in the pass.
+
     **Start axis** (`axis="started"`, what `migrate` copies): traces started in the window, in
     one listing; a thread brings its traces started in the window. Cursor `{"phase": "all",
     "after": <trace id>}`, then `{"done": true}`. Cursors of earlier versions: a page number
