@@ -517,3 +517,46 @@ async def test_a_window_that_cuts_a_thread_reads_that_thread_on_its_own() -> Non
     assert cut[0] == {"field": "thread_id", "operator": "=",
                       "value": "7d1e0c4b-3a2f-4e5d-8c7b-6a5f4e3d2c1b"}  # fmt: skip
     assert {f["field"] for f in cut[1:]} == {"start_time"}
+
+
+class _HidingFromThreadReads(httpx.AsyncBaseTransport):
+    """A server whose stream filtered on a `thread_id` misses one trace (`trace_id`): e.g. one
+    changed between the listing and the thread's read."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, trace_id: str) -> None:
+        self.inner, self.trace_id = inner, trace_id
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/traces/search") or '"=' not in request.content.decode():
+            return response
+        lines = (await response.aread()).decode().splitlines()
+        kept = [line for line in lines if json.loads(line)["id"] != self.trace_id]
+        return httpx.Response(200, content="".join(f"{line}\n" for line in kept).encode())
+
+
+@pytest.mark.anyio
+async def test_a_trace_its_thread_read_misses_comes_on_its_own_with_its_spans() -> None:
+    """A thread read on its own (here: missing from the listing) whose read misses one of its
+    traces that the stream lists after: that trace comes on its own, whole, once."""
+    opik = OpikFake()
+    rows = _seed_ten(opik, 30, 3)
+    thread_id = next(r["thread_id"] for r in rows if "thread_id" in r)
+    members = sorted((r for r in rows if r.get("thread_id") == thread_id), key=lambda r: r["id"])
+    assert len(members) >= 2
+    del opik.threads[(opik.project_id(PROJECT), thread_id)]
+    hidden = members[0]  # the oldest: the stream reaches it after the thread's read
+    settings = load_settings(None, {"opik_url": opik.base_url}, environ={})
+    source = OpikApiSource(
+        opik_api(settings, _HidingFromThreadReads(opik.transport, hidden["id"])),
+        project=PROJECT,
+        mappings=default_mappings(),
+    )
+    pages = await _pages(source)
+    threads, traces = _units(pages)
+    assert {t.id for t in threads[thread_id].traces} == {r["id"] for r in members[1:]}
+    alone = [u for p in pages for u in p.units if isinstance(u, Trace) and u.id == hidden["id"]]
+    assert len(alone) == 1
+    assert alone[0].thread_id == thread_id
+    assert {s.id for s in alone[0].spans} == {s["id"] for s in hidden["spans"]}
+    assert set(traces) == {r["id"] for r in rows}

@@ -600,15 +600,15 @@ class OpikApiSource:
                     await self._thread(thread_id, page, state, member_filters, view=view, also=raw)
                     state.pending.discard(trace_id)
                 else:
-                    if trace_id not in window_of:  # a trace its thread read did not return
-                        spans = await self.spans.read([raw])
-                    while trace_id not in spans:  # the next window: the last one's spans go
-                        loaded += 1
-                        spans = await self.spans.read_window(ahead[loaded])
+                    if trace_id in window_of:
+                        while trace_id not in spans:  # the next window: the last one's go
+                            loaded += 1
+                            spans = await self.spans.read_window(ahead[loaded])
+                        own = spans[trace_id]
+                    else:  # a trace its thread's own read did not return
+                        own = (await self.spans.read([raw]))[trace_id]
                     at = (position, index)
-                    await self._place(
-                        raw, spans[trace_id], at, page, state, views, members, member_filters
-                    )
+                    await self._place(raw, own, at, page, state, views, members, member_filters)
                 position, index, taken = trace_id, index + 1, taken + 1
                 await self._bound_holds(index, page, state, member_filters)
                 if taken >= self.page_size:
