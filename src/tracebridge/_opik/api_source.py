@@ -150,6 +150,7 @@ class _Pass:
     held_spans: int = 0
     notes: list[str] = field(default_factory=list)
     mismatched: int = 0  # span count mismatches reported so far
+    spans: BulkSpans | None = None  # the pass's span reader (`OpikApiSource._pass`)
 
 
 @dataclass
@@ -277,7 +278,19 @@ class OpikApiSource:
         self.rescan = rescan
         self._now = now or (lambda: datetime.now(UTC))
         self.label = f"opik ({api.name} project {project!r})"
-        self.spans = self._bulk_spans(_Pass())
+        #: The span reader of the latest pass (its `stats` say what bulk reads cost).
+        self.spans: BulkSpans = self._reader(self._pass())
+
+    def _pass(self, *, updated: bool = False) -> _Pass:
+        """A pass's state, with its span reader."""
+        state = _Pass(delivered=set() if updated else None)
+        state.spans = self.spans = self._bulk_spans(state)
+        return state
+
+    @staticmethod
+    def _reader(state: _Pass) -> BulkSpans:
+        assert state.spans is not None  # set by `_pass`
+        return state.spans
 
     def _bulk_spans(self, state: _Pass) -> BulkSpans:
         """Span reads whose per-trace warnings land in `state.notes` (put on the next page)."""
@@ -470,7 +483,7 @@ class OpikApiSource:
         if phase == "traces":  # an earlier version's second phase: the threads are all read
             filters.insert(0, {"field": "thread_id", "operator": "is_empty", "value": ""})
         members = _Members(updated=False, since=window.since, until=window.until)
-        state = _Pass()
+        state = self._pass()
 
         def cursor(position: str | None) -> dict[str, Any]:
             return {"phase": phase, "after": position}
@@ -494,8 +507,7 @@ class OpikApiSource:
             changed.insert(
                 0, {"field": "last_updated_at", "operator": ">=", "value": to_iso(since)}
             )
-        state = _Pass(delivered=set())
-        self.spans = self._bulk_spans(state)
+        state = self._pass(updated=True)
 
         def cursor(name: str, position: str | None) -> dict[str, Any]:
             return {"axis": "updated", "phase": name, "after": position, "until": to_iso(until)}
@@ -547,7 +559,7 @@ class OpikApiSource:
 
     def _noted(self, page: Page, state: _Pass) -> Page:
         """The page with the span reads' warnings gathered since the last one."""
-        mismatched = self.spans.stats.mismatched - state.mismatched
+        mismatched = self._reader(state).stats.mismatched - state.mismatched
         if mismatched:
             state.mismatched += mismatched
             page.warnings.append(
@@ -571,7 +583,7 @@ class OpikApiSource:
     ) -> AsyncIterator[Page]:
         """The units of one trace listing (the class doc's "Spans" and "Threads"): a page per
         `page_size` stream traces, its cursor at the last position nothing held is above."""
-        self.spans = self._bulk_spans(state)
+        reader = self._reader(state)
         position, index, taken = after, 0, 0
         page = Page(warnings=notes)
         async for batch, _ in self._keyset(_TRACES_STREAM, filters, after, self.batch):
@@ -587,7 +599,7 @@ class OpikApiSource:
             wanted = [
                 r for r in batch if _id(r) not in state.pending and _thread_of(r) not in alone
             ]
-            ahead = windows(wanted, self.spans.budget)
+            ahead = windows(wanted, reader.budget)
             window_of = {_id(r): n for n, group in enumerate(ahead) for r in group}
             spans: dict[str, list[Json]] = {}
             loaded = -1
@@ -603,10 +615,10 @@ class OpikApiSource:
                     if trace_id in window_of:
                         while trace_id not in spans:  # the next window: the last one's go
                             loaded += 1
-                            spans = await self.spans.read_window(ahead[loaded])
+                            spans = await reader.read_window(ahead[loaded])
                         own = spans[trace_id]
                     else:  # a trace its thread's own read did not return
-                        own = (await self.spans.read([raw]))[trace_id]
+                        own = (await reader.read([raw]))[trace_id]
                     at = (position, index)
                     await self._place(raw, own, at, page, state, views, members, member_filters)
                 position, index, taken = trace_id, index + 1, taken + 1
@@ -803,7 +815,8 @@ class OpikApiSource:
         raw = response.json()
         if not isinstance(raw, dict):
             raise ServerError(f"Opik answered GET trace {trace_id} with no trace")
-        spans = (await self.spans.read([raw])).get(_id(raw) or "", []) if _id(raw) else []
+        found = await self._reader(state).read([raw]) if _id(raw) else {}
+        spans = found.get(_id(raw) or "", [])
         thread = _thread_of(raw)
         if thread is not None and thread not in state.seen_threads:
             await self._thread(thread, page, state, [], known=[(raw, spans)])
@@ -853,7 +866,7 @@ class OpikApiSource:
         if also is not None and _id(also) not in ids | set(have):
             raws.append(also)
         missing = [r for r in raws if _id(r) not in have]
-        spans = await self.spans.read(missing) if missing else {}
+        spans = await self._reader(state).read(missing) if missing else {}
         records = [*have.values(), *((r, spans.get(_id(r) or "", [])) for r in missing)]
         state.pending |= ids - set(have)
         if state.delivered is not None:
