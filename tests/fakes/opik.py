@@ -27,6 +27,10 @@ Behaviour follows /work/shared/reference/opik-api.md ("ref §N" below). Design c
   `last_updated_at`) is dropped silently, as the server does. The NDJSON streams ignore it.
   `dynamic_sorting=False` is a server that drops every `sorting` (`cannotUseDynamicSorting`,
   which the reference reports for very large workspaces, §2.5).
+* Reads stay cheap next to the code under test: an index (traces per project, spans per trace
+  in the table key order, the sorted trace ids a `trace_id` range bisects, scores per entity and
+  per thread) is built once per change of the tables, and views (span counts, aggregates,
+  scores) are built only for the rows an answer returns.
 * `GET /is-alive/ping` and `/is-alive/ver` (the server's health resource, outside
   `/v1/private`) need no credentials. The Python SDK pings the first before it sends: a failed
   ping parks its messages for a later replay, so a fake without it loses an SDK's writes.
@@ -34,6 +38,7 @@ Behaviour follows /work/shared/reference/opik-api.md ("ref §N" below). Design c
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import datetime as dt
@@ -713,6 +718,7 @@ class OpikFake:
             if kind == "thread":
                 self._thread(project["id"], s["thread_id"])  # get-or-create
                 self.thread_scores[(project["id"], s["thread_id"], s["name"])] = row
+                self._generation += 1
             else:
                 table = self.trace_scores if kind == "trace" else self.span_scores
                 self._upsert(f"{kind}_score", table, (s["id"], s["name"]), row)
@@ -805,11 +811,7 @@ class OpikFake:
                 view[out] = _truncate(trace[field]) if truncate else trace[field]
         spans = [s for t in members for s in index.spans.get((project_id, t["id"]), [])]
         view.update(_span_totals(spans))
-        scores = [
-            _public_score(s)
-            for (p, t, _), s in self.thread_scores.items()
-            if p == project_id and t == thread_id
-        ]
+        scores = [_public_score(s) for s in index.thread_scores.get((project_id, thread_id), [])]
         if scores:
             view["feedback_scores"] = scores
         return view
@@ -873,16 +875,26 @@ class OpikFake:
         fast). Rows changed in place by a test, not through a write or a seeding helper, are
         not seen by it: change state through those."""
         stamp = (self._generation, *map(len, (self.traces, self.spans, self.trace_scores,
-                                           self.span_scores, self.duplicate_rows)))  # fmt: skip
+                                           self.span_scores, self.duplicate_rows,
+                                           self.thread_scores)))  # fmt: skip
         if self._indexed is not None and self._indexed[0] == stamp:
             return self._indexed[1]
         index = _Index()
         for span in self._rows("span"):
             index.spans.setdefault((span["project_id"], span["trace_id"]), []).append(span)
+        for spans in index.spans.values():  # the table key order, (trace, parent, id) DESC
+            spans.sort(key=lambda r: (r.get("parent_span_id", ""), r["id"]), reverse=True)
+        for project_id, trace_id in index.spans:
+            index.span_traces.setdefault(project_id, []).append(trace_id)
+        for keys in index.span_traces.values():
+            keys.sort()
         for trace in self._rows("trace"):
+            index.traces.setdefault(trace["project_id"], []).append(trace)
             if trace.get("thread_id"):
                 key = (trace["project_id"], trace["thread_id"])
                 index.members.setdefault(key, []).append(trace)
+        for (project_id, thread_id, _), score in self.thread_scores.items():
+            index.thread_scores.setdefault((project_id, thread_id), []).append(score)
         for kind, table in (("trace", self.trace_scores), ("span", self.span_scores)):
             for (entity, _), score in table.items():
                 index.scores.setdefault((kind, entity), []).append(score)
@@ -937,32 +949,46 @@ class OpikFake:
             view["feedback_scores"] = scores
         return view
 
-    def _select(
-        self,
-        kind: str,
-        project: dict,
-        source: Any,
-        truncate: bool,
-        *,
-        before: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict]:
-        """Rows of the project that pass the filters, as views, in the table's order; a
-        stream's cursor (`before`: ids below it) and `limit` cut the id DESC order."""
+    def _candidates(self, kind: str, project: dict, source: Any, stored: list[dict]) -> list:
+        """The project's rows a read can match, narrowed by the index (`trace_id=`, a
+        `thread_id` filter, a `trace_id` range on spans) before the filters run on them."""
         index = self._index()
-        filters = _parse_filters(source.get("filters"), kind)
-        derived = [f for f in filters if f["field"] in DERIVED_FIELDS]
-        stored = [f for f in filters if f["field"] not in DERIVED_FIELDS]
+        if kind == "span" and source.get("trace_id"):
+            return list(index.spans.get((project["id"], source["trace_id"]), []))
         thread = next(
             (f["value"] for f in stored if f["field"] == "thread_id" and f["operator"] == "="),
             None,
         )
-        if kind == "span" and source.get("trace_id"):  # the index only saves time
-            rows = list(index.spans.get((project["id"], source["trace_id"]), []))
-        elif kind == "trace" and isinstance(thread, str):
-            rows = list(index.members.get((project["id"], thread), []))
-        else:
-            rows = [r for r in self._rows(kind) if r["project_id"] == project["id"]]
+        if kind == "trace" and isinstance(thread, str):
+            return list(index.members.get((project["id"], thread), []))
+        if kind == "trace":
+            return list(index.traces.get(project["id"], []))
+        keys = index.span_traces.get(project["id"], [])
+        low, high = 0, len(keys)
+        for f in stored:  # a range on trace_id: bisect the sorted trace ids
+            value = f.get("value")
+            if f["field"] != "trace_id" or not isinstance(value, str):
+                continue
+            if f["operator"] == ">":
+                low = max(low, bisect.bisect_right(keys, value))
+            elif f["operator"] == ">=":
+                low = max(low, bisect.bisect_left(keys, value))
+            elif f["operator"] == "<":
+                high = min(high, bisect.bisect_left(keys, value))
+            elif f["operator"] == "<=":
+                high = min(high, bisect.bisect_right(keys, value))
+        return [s for key in keys[low:high] for s in index.spans[(project["id"], key)]]
+
+    def _matching(
+        self, kind: str, project: dict, source: Any, *, before: str | None = None
+    ) -> tuple[list[dict], list[dict]]:
+        """Rows of the project that pass the stored-field filters, in the table's order (a
+        stream's cursor, `before`: ids below it), and the filters on derived fields, left to
+        run on views."""
+        filters = _parse_filters(source.get("filters"), kind)
+        derived = [f for f in filters if f["field"] in DERIVED_FIELDS]
+        stored = [f for f in filters if f["field"] not in DERIVED_FIELDS]
+        rows = self._candidates(kind, project, source, stored)
         for field in ("trace_id", "type") if kind == "span" else ():
             if source.get(field):
                 rows = [r for r in rows if r[field] == source[field]]
@@ -974,6 +1000,23 @@ class OpikFake:
             rows.reverse()
         else:
             rows.sort(key=lambda r: r["id"], reverse=True)  # id DESC = newest first
+        return rows, derived
+
+    def _select(
+        self,
+        kind: str,
+        project: dict,
+        source: Any,
+        truncate: bool,
+        *,
+        before: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Rows of the project that pass the filters, as views, in the table's order; a
+        stream's cursor (`before`: ids below it) and `limit` cut the id DESC order. Views are
+        built only for the rows returned (and for those a derived-field filter looks at)."""
+        rows, derived = self._matching(kind, project, source, before=before)
+        index = self._index()
         views = []
         for row in rows:
             view = self._entity_view(kind, row, truncate, index)
@@ -986,10 +1029,21 @@ class OpikFake:
     def _list(self, request: httpx.Request, body: Any, kind: str) -> httpx.Response:
         params = request.url.params
         project = self._read_project(params)
-        views = self._select(kind, project, params, _flag(params, "truncate", False))
-        if kind == "trace" and self.dynamic_sorting:
-            views = _sorted(views, params.get("sorting"), "trace")
+        truncate = _flag(params, "truncate", False)
         sortable = sorted(SORTABLE["trace"]) if kind == "trace" else []
+        sorting = kind == "trace" and self.dynamic_sorting and params.get("sorting")
+        rows, derived = self._matching(kind, project, params)
+        if not derived and not sorting:  # views for the page's rows only
+            index = self._index()
+            return self._page(
+                request,
+                rows,
+                sortable=sortable,
+                view=lambda row: self._entity_view(kind, row, truncate, index),
+            )
+        views = self._select(kind, project, params, truncate)
+        if sorting:
+            views = _sorted(views, params.get("sorting"), "trace")
         return self._page(request, views, sortable=sortable)
 
     def _search(self, request: httpx.Request, body: Any, kind: str) -> httpx.Response:
@@ -1014,8 +1068,14 @@ class OpikFake:
         return httpx.Response(200, json=self._entity_view(kind, row, False, self._index()))
 
     def _page(
-        self, request: httpx.Request, items: list[dict], sortable: list[str] | None = None
+        self,
+        request: httpx.Request,
+        items: list[dict],
+        sortable: list[str] | None = None,
+        view: Callable[[dict], dict] | None = None,
     ) -> httpx.Response:
+        """One page of `items` (`page`, `size`, `total`), through `view` if given: only the
+        page's items are turned into views."""
         try:
             page = int(request.url.params.get("page", 1))
             size = int(request.url.params.get("size", 10))
@@ -1024,6 +1084,8 @@ class OpikFake:
         if page < 1 or size < 1:
             raise _errors(400, "page and size must be at least 1")
         content = items[(page - 1) * size : page * size]
+        if view is not None:
+            content = [view(item) for item in content]
         body = {"page": page, "size": len(content), "total": len(items), "content": content,
                 "sortableBy": sortable or []}  # fmt: skip
         return httpx.Response(200, json=body)
@@ -1149,9 +1211,18 @@ def _span_totals(spans: list[dict]) -> dict:
 
 @dataclasses.dataclass
 class _Index:
+    """What reads look rows up by, built once per change of the tables (`OpikFake._index`)."""
+
     spans: dict[tuple[str, str], list[dict]] = dataclasses.field(
         default_factory=dict
-    )  # (project, trace)
+    )  # (project, trace) -> its spans in the table key order
+    span_traces: dict[str, list[str]] = dataclasses.field(
+        default_factory=dict
+    )  # project -> ids of the traces that have spans, sorted (for trace_id ranges)
+    traces: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # project -> rows
+    thread_scores: dict[tuple[str, str], list[dict]] = dataclasses.field(
+        default_factory=dict
+    )  # (project, thread)
     members: dict[tuple[str, str], list[dict]] = dataclasses.field(
         default_factory=dict
     )  # (project, thread)

@@ -923,3 +923,118 @@ async def test_after_request_changes_state_between_two_answers(
     assert len(calls) == 1
     # "d" went first (newest `last_updated_at`): the pages shifted, b twice and c never.
     assert [x["content"][0]["id"] for x in (first, second, third)] == ["a", "b", "b"]
+
+
+# --- bulk reads: spans by trace_id range, threads filtered, views only for what is returned ---
+
+
+async def _spans_of_five_traces(client: httpx.AsyncClient) -> list[str]:
+    """Five traces (ids at 0, 10, 20, 30, 40 s) of three spans each, a child under a root;
+    their ids, oldest first."""
+    ids = [tid(10 * i) for i in range(5)]
+    await client.post(BATCH, json={"traces": [trace(id=i) for i in ids]})
+    spans = []
+    for n, trace_id in enumerate(ids):
+        root = tid(10 * n + 1)
+        spans += [span(trace_id, id=root), span(trace_id, id=tid(10 * n + 2), parent_span_id=root),
+                  span(trace_id, id=tid(10 * n + 3), parent_span_id=root)]  # fmt: skip
+    assert (await client.post(SPANS, json={"spans": spans})).status_code == 204
+    return ids
+
+
+async def list_spans(client: httpx.AsyncClient, filters: list[dict], **params: str) -> dict:
+    query = {"project_name": "P", "filters": json.dumps(filters), **params}
+    response = await client.get("/v1/private/spans", params=query)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.anyio
+async def test_spans_filter_on_a_trace_id_range_in_table_order(client: httpx.AsyncClient) -> None:
+    """ref §2.6, §11: `GET /spans` over the project with `trace_id` `>`/`<` (compared as text,
+    as `opik export` sends them): the spans of the traces inside, in the table key order
+    (trace_id, parent_span_id, id) DESC, paged by page/size with `total`; `>=`/`<=` include
+    the bound."""
+    ids = await _spans_of_five_traces(client)
+    inside = [{"field": "trace_id", "operator": ">", "value": ids[0]},
+              {"field": "trace_id", "operator": "<", "value": ids[4]}]  # fmt: skip
+    page1 = await list_spans(client, inside, size="4")
+    page2 = await list_spans(client, inside, size="4", page="2")
+    page3 = await list_spans(client, inside, size="4", page="3")
+    assert page1["total"] == page2["total"] == page3["total"] == 9
+    rows = page1["content"] + page2["content"] + page3["content"]
+    assert [s["trace_id"] for s in rows] == [ids[3]] * 3 + [ids[2]] * 3 + [ids[1]] * 3
+    keys = [(s["trace_id"], s.get("parent_span_id", ""), s["id"]) for s in rows]
+    assert keys == sorted(keys, reverse=True)
+    bounds = [{"field": "trace_id", "operator": ">=", "value": ids[1]},
+              {"field": "trace_id", "operator": "<=", "value": ids[2]}]  # fmt: skip
+    assert {s["trace_id"] for s in (await list_spans(client, bounds))["content"]} == set(ids[1:3])
+    below = [{"field": "trace_id", "operator": "<", "value": ids[0]}]
+    assert (await list_spans(client, below))["total"] == 0
+    # a bound that is no trace id (a UUID v7 floored to a millisecond) works the same way
+    low = str(uuid.UUID(int=(uuid7_ms(ids[4]) << 80) | (0x7 << 76) | (0x2 << 62)))
+    assert (await list_spans(client, [{"field": "trace_id", "operator": ">", "value": low}]))[
+        "total"
+    ] == 3
+
+
+@pytest.mark.anyio
+async def test_lists_turn_only_the_returned_rows_into_views(
+    fake: OpikFake, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake stays cheap: a page of a listing builds views (span counts, scores) for its own
+    rows, not for every row of the project; `total` still counts them all."""
+    await _spans_of_five_traces(client)
+    built: list[str] = []
+    view = fake._entity_view
+
+    def counting(kind: str, row: dict, *args: object) -> dict:
+        built.append(kind)
+        return view(kind, row, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fake, "_entity_view", counting)
+    page = await list_traces(client, size="2")
+    assert (page["total"], len(page["content"]), built) == (5, 2, ["trace", "trace"])
+    assert [t["span_count"] for t in page["content"]] == [3, 3]
+    built.clear()
+    spans = await list_spans(client, [], size="4", page="2")
+    assert (spans["total"], len(spans["content"]), built) == (15, 4, ["span"] * 4)
+
+
+@pytest.mark.anyio
+async def test_thread_listing_filters_on_start_end_and_last_updated(
+    client: httpx.AsyncClient,
+) -> None:
+    """ref §2.4, §2.7: threads filter on their own `start_time`, `end_time` (first start, last
+    end of their traces) and `last_updated_at` (newest trace's); a thread none of whose traces
+    ended has no `end_time` and no end filter holds it."""
+    await write_threads(client)
+    ended_after = [{"field": "end_time", "operator": ">=", "value": at(3)}]
+    assert [t["id"] for t in (await list_threads(client, filters=json.dumps(ended_after)))[
+        "content"]] == ["a"]  # fmt: skip
+    started = [{"field": "start_time", "operator": "<=", "value": at(1)}]
+    found = await list_threads(client, filters=json.dumps(started), size="1")
+    assert found["total"] == 2
+    assert [t["id"] for t in found["content"]] == ["a"]
+    changed = [{"field": "last_updated_at", "operator": ">=", "value": at(20)},
+               {"field": "start_time", "operator": ">=", "value": at(1)}]  # fmt: skip
+    assert {t["id"] for t in (await list_threads(client, filters=json.dumps(changed)))[
+        "content"]} == {"a", "c"}  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_a_thread_score_written_after_a_read_shows_in_the_next(
+    fake: OpikFake, client: httpx.AsyncClient
+) -> None:
+    """The fake's index is rebuilt after every change, thread scores included."""
+    await write_threads(client)
+    assert "feedback_scores" not in (await list_threads(client))["content"][0]
+    body = {"scores": [{"thread_id": "a", "name": "csat", "value": 3, "source": "ui",
+                        "project_name": "P"}]}  # fmt: skip
+    assert (await client.put(THREAD_SCORES, json=body)).status_code == 204
+    (a,) = [t for t in (await list_threads(client))["content"] if t["id"] == "a"]
+    assert [s["value"] for s in a["feedback_scores"]] == [3]
+    body["scores"][0]["value"] = 5
+    assert (await client.put(THREAD_SCORES, json=body)).status_code == 204
+    (a,) = [t for t in (await list_threads(client))["content"] if t["id"] == "a"]
+    assert [s["value"] for s in a["feedback_scores"]] == [5]

@@ -1,18 +1,23 @@
-"""`OpikApiSource` against `OpikFake`: how a project is read (`reference/opik-api.md` §2.4–§2.6,
-§10): traces on the keyset stream, each thread whole through its traces, then the traces outside
-threads, spans per trace; always `truncate=false`. The update axis and mid-read changes are in
-`test_api_source_changes.py`."""
+"""`OpikApiSource` against `OpikFake`: how a project is read (`reference/opik-api.md` §2.4–§2.7,
+§10, §11): traces on the keyset stream in large batches, spans in bulk by `trace_id` range
+checked against each trace's `span_count`, threads gathered from the stream with their data from
+the thread listing, and the per-trace and per-thread reads where that cannot be trusted, each
+pinned by its requests; always `truncate=false` for traces and spans. The update axis, cursors
+and mid-read changes are in `test_api_source_changes.py`."""
 
 from __future__ import annotations
 
 import json
 import random
+import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+import tracebridge._opik.api_source as opik_api_module
 from tracebridge import AuthError, Page, Thread, Trace, UsageError, Window, load_settings
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.api import OpikApiSource, opik_api
@@ -78,22 +83,38 @@ def _filters(params: httpx.QueryParams) -> list[Json]:
     return json.loads(raw) if raw else []
 
 
-@pytest.mark.anyio
-async def test_reads_traces_on_a_keyset_threads_whole_then_the_rest() -> None:
-    """§2.5/§9: traces are listed with the NDJSON stream (`id` DESC, `last_retrieved_id`), first
-    those with a `thread_id`, then the others; a thread comes whole once (its traces by the
-    stream filtered on `thread_id`, its own data from `/threads/retrieve`), never by the page
-    numbers of `GET /traces/threads` nor by the thread stream whose cursor repeats (§10);
-    §2.6: spans per trace, with `project_name`; every read says `truncate=false`."""
-    opik = OpikFake()
-    rows = _seed(opik, 200, 150)
-    threaded = {r["thread_id"] for r in rows if "thread_id" in r}
-    assert len(threaded) == 150
-    pages = await _pages(_source(opik))
-    threads, traces = _units(pages)
+def _routes(opik: OpikFake) -> Counter[str]:
+    """Requests by route: method and path below `/v1/private/`."""
+    return Counter(f"{r.method} {r.url.path.split('/v1/private/')[-1]}" for r in opik.requests)
 
-    assert set(threads) == threaded
-    assert set(traces) == {r["id"] for r in rows}
+
+def _seed_ten(opik: OpikFake, n_traces: int, n_threads: int, seed: int = 5) -> list[Json]:
+    """`n_traces` traces of 10 spans each, 1 in 5 outside threads, over `n_threads` threads
+    picked at random (a thread's turns are spread over the whole project)."""
+    rng = random.Random(seed)
+    threads = [f"conversation-{i}" for i in range(n_threads)]
+    rows, start = [], START
+    for i in range(n_traces):
+        start += timedelta(seconds=rng.randint(2, 45))
+        thread = None if i % 5 == 0 or not threads else rng.choice(threads)
+        trace, spans, scores, span_scores = opik_trace(
+            rng, trace_id=uuid7(to_ms(start), rng), start=start, thread_id=thread,
+            project_name=PROJECT, n_spans=10,
+        )  # fmt: skip
+        opik.add_trace(PROJECT, trace, spans, scores, span_scores)
+        rows.append({**trace, "spans": spans})
+    return rows
+
+
+def _check_read(pages: list[Page], rows: list[Json]) -> None:
+    """Every trace once, whole (spans), each in its thread when it has one, threads in order."""
+    threads, traces = _units(pages)
+    reads = Counter(
+        t.id for p in pages for u in p.units for t in (u.traces if isinstance(u, Thread) else [u])
+    )
+    assert set(reads) == {r["id"] for r in rows}
+    assert max(reads.values()) == 1
+    assert set(threads) == {r["thread_id"] for r in rows if "thread_id" in r}
     for row in rows:
         trace = traces[row["id"]]
         assert trace.thread_id == row.get("thread_id")
@@ -103,34 +124,64 @@ async def test_reads_traces_on_a_keyset_threads_whole_then_the_rest() -> None:
         starts = [t.started_at for t in thread.traces]
         assert starts == sorted(starts)
 
-    paths = [r.url.path for r in opik.requests]
-    assert not any(p.endswith(("/threads/search", "/traces/threads")) for p in paths)
-    streams = [
-        json.loads(r.content)
-        for r in opik.requests
-        if r.method == "POST" and r.url.path.endswith("/v1/private/traces/search")
-    ]
+
+@pytest.mark.anyio
+async def test_a_project_is_read_in_a_handful_of_requests() -> None:
+    """§2.5/§11: 1,000 traces of 10 spans: the traces in one stream answer (`limit` 2000),
+    their spans in two `GET /spans` on a `trace_id` range (5,000 spans each), the threads'
+    own data in one `GET /traces/threads`; no request per trace or per thread."""
+    opik = OpikFake()
+    rows = _seed_ten(opik, 1000, 200)
+    pages = await _pages(_source(opik))
+    _check_read(pages, rows)
+    assert _routes(opik) == {
+        "POST traces/search": 1,
+        "GET spans": 2,
+        "GET traces/threads": 1,
+    }
+    assert len(opik.requests) <= 10
+    threads = {r["thread_id"] for r in rows if "thread_id" in r}
+    assert sum(len(p.units) for p in pages) == len(threads) + 200  # threads, traces alone
+    assert all(len(p.warnings) == 0 for p in pages)
+
+
+@pytest.mark.anyio
+async def test_reads_traces_on_a_keyset_with_spans_by_trace_id_range() -> None:
+    """§2.5/§9: traces come from the NDJSON stream (`id` DESC, `last_retrieved_id`), each batch
+    once; spans from `GET /spans` over the project with a `trace_id` range (`>`/`<` UUID v7
+    bounds around the batch, §11), never `trace_id=` when the counts agree; the threads' data
+    from `GET /traces/threads`, never from the thread stream whose cursor repeats (§10), nor one
+    retrieve per thread; every read of traces or spans says `truncate=false`."""
+    opik = OpikFake()
+    rows = _seed(opik, 200, 150)
+    source = _source(opik, page_size=30)
+    source.batch = 70
+    pages = await _pages(source)
+    _check_read(pages, rows)
+    routes = _routes(opik)
+    assert routes["POST traces/search"] == 3  # 70 + 70 + 60
+    assert "POST traces/threads/search" not in routes
+    assert "POST traces/threads/retrieve" not in routes
+    streams = [json.loads(r.content) for r in opik.requests if r.url.path.endswith("/search")]
+    assert [b.get("last_retrieved_id") is not None for b in streams] == [False, True, True]
     assert all(b["truncate"] is False and b["project_name"] == PROJECT for b in streams)
-    listing = [b for b in streams if not any(f["operator"] == "=" for f in b["filters"])]
-    empty = {"field": "thread_id", "value": ""}
-    phases = [next(f["operator"] for f in b["filters"] if f["field"] == "thread_id")
-              for b in listing]  # fmt: skip
-    assert phases == ["is_not_empty"] * 2 + ["is_empty"]  # 160 threaded traces, 40 others
-    assert all(
-        {**empty, "operator": op} in b["filters"] for b, op in zip(listing, phases, strict=True)
-    )
-    assert [("last_retrieved_id" in b) for b in listing] == [False, True, False]
-    by_thread = [f["value"] for b in streams for f in b["filters"] if f["operator"] == "="]
-    assert sorted(by_thread) == sorted(threaded)  # one keyset read per thread
-    retrieved = [json.loads(r.content)["thread_id"] for r in opik.requests
-                 if r.url.path.endswith("/threads/retrieve")]  # fmt: skip
-    assert sorted(retrieved) == sorted(threaded)
-    for request in opik.requests:
-        if request.method == "GET":
-            assert request.url.params["truncate"] == "false"
-            assert request.url.params["project_name"] == PROJECT
-    span_reads = _gets(opik, "/v1/private/spans")
-    assert sorted(p["trace_id"] for p in span_reads) == sorted(r["id"] for r in rows)
+    assert all(b["filters"] == [] and b["limit"] == 70 for b in streams)
+    ids = sorted((r["id"] for r in rows), reverse=True)
+    for params in _gets(opik, "/v1/private/spans"):
+        assert params["truncate"] == "false"
+        assert params["project_name"] == PROJECT
+        assert "trace_id" not in params
+        low, high = _filters(params)
+        assert (low["field"], low["operator"], high["field"], high["operator"]) == (
+            "trace_id", ">", "trace_id", "<",
+        )  # fmt: skip
+        inside = [i for i in ids if low["value"] < i < high["value"]]
+        assert inside  # the bounds hold trace ids, and are UUID v7 ids themselves
+        assert {uuid.UUID(low["value"]).version, uuid.UUID(high["value"]).version} == {7}
+    for params in _gets(opik, "/v1/private/traces/threads"):
+        assert params["project_name"] == PROJECT
+    assert len(pages) == 7  # 30 stream traces a page, and the last
+    assert [p.cursor for p in pages][-1] == {"done": True}
 
 
 @pytest.mark.anyio
@@ -312,3 +363,200 @@ async def test_a_server_that_pages_by_fewer_items_than_asked_loses_nothing() -> 
     )
     _, traces = _units(await _pages(source))
     assert len(traces) == len(seeded) == 60
+
+
+# --- where the bulk read is not trusted: the fallbacks, each pinned by its requests -------------
+
+
+class _DroppingSpan(httpx.AsyncBaseTransport):
+    """A server whose `trace_id` range answers miss one span (`span_id`)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, span_id: str) -> None:
+        self.inner, self.span_id = inner, span_id
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/spans") or "filters" not in request.url.params:
+            return response
+        body = json.loads(await response.aread())
+        body["content"] = [s for s in body["content"] if s["id"] != self.span_id]
+        return httpx.Response(200, json=body)
+
+
+def _span_reads_by_trace(opik: OpikFake) -> list[str]:
+    return [p["trace_id"] for p in _gets(opik, "/v1/private/spans") if "trace_id" in p]
+
+
+@pytest.mark.anyio
+async def test_a_span_written_after_the_trace_listing_costs_one_read_of_that_trace() -> None:
+    """A span written between the trace listing and the span read: its trace's grouped spans
+    disagree with its `span_count`, so that trace alone is read again (`trace_id=`), and the
+    page says so."""
+    opik = OpikFake()
+    rows = _seed_ten(opik, 60, 0)
+    target = rows[17]
+    rng = random.Random(8)
+    late = {**target["spans"][3], "id": uuid7(to_ms(START), rng), "name": "written late"}
+
+    def write_span() -> None:
+        opik.add_trace(PROJECT, {k: v for k, v in target.items() if k != "spans"}, [late])
+
+    opik.after_request(1, write_span, path_contains="/traces/search")
+    pages = await _pages(_source(opik))
+    _, traces = _units(pages)
+    assert _span_reads_by_trace(opik) == [target["id"]]
+    assert "written late" in {s.name for s in traces[target["id"]].spans}
+    assert len(traces[target["id"]].spans) == 11
+    assert _routes(opik) == {"POST traces/search": 1, "GET spans": 2}
+    assert any("1 trace(s) had another span count" in w for p in pages for w in p.warnings)
+
+
+@pytest.mark.anyio
+async def test_a_span_missing_from_the_range_read_costs_one_read_of_that_trace() -> None:
+    """Fewer spans in the range answer than the trace's `span_count` (a page shifted under
+    page/size): that trace is read on its own and comes whole; the others are not."""
+    opik = OpikFake()
+    rows = _seed_ten(opik, 60, 12)
+    target = rows[40]
+    settings = load_settings(None, {"opik_url": opik.base_url}, environ={})
+    source = OpikApiSource(
+        opik_api(settings, _DroppingSpan(opik.transport, target["spans"][5]["id"])),
+        project=PROJECT,
+        mappings=default_mappings(),
+    )
+    pages = await _pages(source)
+    _check_read(pages, rows)
+    assert _span_reads_by_trace(opik) == [target["id"]]
+    assert source.spans.stats.mismatched == 1
+
+
+@pytest.mark.anyio
+async def test_a_thread_missing_from_the_listing_is_read_on_its_own() -> None:
+    """§3.2: a thread Opik has not created yet is not in `GET /traces/threads`: it alone is read
+    by the stream filtered on its `thread_id` and retrieved (404: a warning); the other threads
+    cost nothing of their own."""
+    opik = OpikFake()
+    rows = _seed(opik, 40, 8)
+    pending = next(r["thread_id"] for r in rows if "thread_id" in r)
+    del opik.threads[(opik.project_id(PROJECT), pending)]
+    pages = await _pages(_source(opik))
+    _check_read(pages, rows)
+    by_thread = [
+        f["value"]
+        for r in opik.requests
+        if r.url.path.endswith("/traces/search")
+        for f in json.loads(r.content)["filters"]
+        if f["field"] == "thread_id"
+    ]
+    assert by_thread == [pending]
+    retrieved = [json.loads(r.content)["thread_id"] for r in opik.requests
+                 if r.url.path.endswith("/threads/retrieve")]  # fmt: skip
+    assert retrieved == [pending]
+    assert any(pending in w and "thread record" in w for p in pages for w in p.warnings)
+
+
+@pytest.mark.anyio
+async def test_a_thread_whose_turns_are_far_apart_is_read_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A held thread waits at most `_HOLD_DISTANCE` stream traces for its next turn (and all
+    held traces are bounded): past that, it is read by the stream filtered on its `thread_id`,
+    once, with its data from the listing (no retrieve), and comes whole once."""
+    monkeypatch.setattr(opik_api_module, "_HOLD_DISTANCE", 5)
+    opik = OpikFake()
+    rng = random.Random(4)
+    rows: list[Json] = []
+    for i in range(30):
+        start = START + timedelta(minutes=i)
+        thread = "far-apart" if i in (0, 29) else "near" if i in (10, 11, 12) else None
+        trace, spans, _, _ = opik_trace(
+            rng, trace_id=uuid7(to_ms(start), rng), start=start, thread_id=thread,
+            project_name=PROJECT, n_spans=3,
+        )  # fmt: skip
+        opik.add_trace(PROJECT, trace, spans)
+        rows.append({**trace, "spans": spans})
+    pages = await _pages(_source(opik, page_size=4))
+    _check_read(pages, rows)
+    by_thread = [
+        f["value"]
+        for r in opik.requests
+        if r.url.path.endswith("/traces/search")
+        for f in json.loads(r.content)["filters"]
+        if f["field"] == "thread_id"
+    ]
+    assert by_thread == ["far-apart"]
+    assert "POST traces/threads/retrieve" not in _routes(opik)
+    threads, _ = _units(pages)
+    assert len(threads["far-apart"].traces) == 2
+
+
+@pytest.mark.anyio
+async def test_a_window_that_cuts_a_thread_reads_that_thread_on_its_own() -> None:
+    """A thread that started before `since` cannot be counted from the window's traces: it is
+    read by the stream filtered on its `thread_id` and the window; a thread inside the window
+    costs no request of its own."""
+    opik = OpikFake()
+    _window_project(opik)
+    rng = random.Random(2)
+    inside = START + timedelta(days=3, hours=2)
+    for minutes in (0, 3):
+        start = inside + timedelta(minutes=minutes)
+        opik.add_trace(PROJECT, *opik_trace(
+            rng, trace_id=uuid7(to_ms(start), rng), start=start, thread_id="inside",
+            project_name=PROJECT, n_spans=2,
+        ))  # fmt: skip
+    since, until = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 6, tzinfo=UTC)
+    threads, _ = _units(await _pages(_source(opik), Window(since, until)))
+    assert set(threads) == {"7d1e0c4b-3a2f-4e5d-8c7b-6a5f4e3d2c1b", "inside"}
+    (cut,) = [
+        filters
+        for r in opik.requests
+        if r.url.path.endswith("/traces/search")
+        and (filters := json.loads(r.content)["filters"])[0]["field"] == "thread_id"
+    ]
+    assert cut[0] == {"field": "thread_id", "operator": "=",
+                      "value": "7d1e0c4b-3a2f-4e5d-8c7b-6a5f4e3d2c1b"}  # fmt: skip
+    assert {f["field"] for f in cut[1:]} == {"start_time"}
+
+
+class _HidingFromThreadReads(httpx.AsyncBaseTransport):
+    """A server whose stream filtered on a `thread_id` misses one trace (`trace_id`): e.g. one
+    changed between the listing and the thread's read."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, trace_id: str) -> None:
+        self.inner, self.trace_id = inner, trace_id
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/traces/search") or '"=' not in request.content.decode():
+            return response
+        lines = (await response.aread()).decode().splitlines()
+        kept = [line for line in lines if json.loads(line)["id"] != self.trace_id]
+        return httpx.Response(200, content="".join(f"{line}\n" for line in kept).encode())
+
+
+@pytest.mark.anyio
+async def test_a_trace_its_thread_read_misses_comes_on_its_own_with_its_spans() -> None:
+    """A thread read on its own (here: missing from the listing) whose read misses one of its
+    traces that the stream lists after: that trace comes on its own, whole, once."""
+    opik = OpikFake()
+    rows = _seed_ten(opik, 30, 3)
+    thread_id = next(r["thread_id"] for r in rows if "thread_id" in r)
+    members = sorted((r for r in rows if r.get("thread_id") == thread_id), key=lambda r: r["id"])
+    assert len(members) >= 2
+    del opik.threads[(opik.project_id(PROJECT), thread_id)]
+    hidden = members[0]  # the oldest: the stream reaches it after the thread's read
+    settings = load_settings(None, {"opik_url": opik.base_url}, environ={})
+    source = OpikApiSource(
+        opik_api(settings, _HidingFromThreadReads(opik.transport, hidden["id"])),
+        project=PROJECT,
+        mappings=default_mappings(),
+    )
+    pages = await _pages(source)
+    threads, traces = _units(pages)
+    assert {t.id for t in threads[thread_id].traces} == {r["id"] for r in members[1:]}
+    alone = [u for p in pages for u in p.units if isinstance(u, Trace) and u.id == hidden["id"]]
+    assert len(alone) == 1
+    assert alone[0].thread_id == thread_id
+    assert {s.id for s in alone[0].spans} == {s["id"] for s in hidden["spans"]}
+    assert set(traces) == {r["id"] for r in rows}

@@ -1,9 +1,11 @@
 """`opik` as a source: the Opik REST API's paged reads (`OpikApiSource` and its cursors).
 
-Contract (`reference/opik-api.md` §2.4–§2.7, §9, §10): traces on the keyset NDJSON stream
-(`id` DESC, `last_retrieved_id`), a thread whole through its traces (no thread listing has a
-working cursor), spans per trace; on the start axis by `start_time`, on the update axis by
-`last_updated_at` plus the re-read rules for what does not move it (`OpikApiSource`'s
+Contract (`reference/opik-api.md` §2.4–§2.7, §9–§11): traces on the keyset NDJSON stream
+(`id` DESC, `last_retrieved_id`) in large batches, their spans in bulk (`bulk_spans.py`: a
+project-wide `GET /spans` on a `trace_id` range, checked against each trace's `span_count`),
+threads gathered from the stream and their own data from the thread listing in bulk, with a
+per-thread read where that cannot be trusted; on the start axis by `start_time`, on the update
+axis by `last_updated_at` plus the re-read rules for what does not move it (`OpikApiSource`'s
 docstring). Resume cursors are plain dicts the checkpoint stores.
 
 We read the REST API over our own `_http.Api` rather than the `opik` SDK: the SDK exposes no
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +28,7 @@ from .._interfaces import Page, Rejected, Window
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._time import from_iso, to_iso
+from .bulk_spans import BulkSpans, last_page, windows
 from .convert import (
     raw_counts,
     thread_data_from_opik,
@@ -34,8 +37,14 @@ from .convert import (
 
 __all__ = ["DEFAULT_RESCAN", "OpikApiSource"]
 
+Json = dict[str, Any]
 _LIST_SIZE = 500  # traces or spans per read; Opik sets no maximum (reference §2.5)
 _STREAM_LIMIT = 2000  # the NDJSON streams' maximum `limit` (§2.4–§2.6, the spec)
+_THREAD_PAGE = 1000  # threads per `GET /traces/threads` page when their data is read in bulk
+#: Bounds on the traces held for threads not complete yet (`OpikApiSource`, "Threads").
+_HOLD_TRACES = 1000
+_HOLD_SPANS = 20_000
+_HOLD_DISTANCE = 2000  # stream traces a held thread may wait for its next turn
 _TRACES_STREAM = "v1/private/traces/search"
 _SPANS_STREAM = "v1/private/spans/search"
 #: How far before a pass's `since` the score re-read looks (class doc of `OpikApiSource`).
@@ -45,20 +54,11 @@ _PAGE_CURSOR = (
     "the resume cursor is a page number from an earlier tracebridge: its phase is read again "
     "from the start (records come twice, nothing is lost)"
 )
-
-
-def _last_page(body: dict[str, Any], read: int, size: int) -> bool:
-    """True after the last page: an empty one, or once `read` (items so far) reaches `total`.
-
-    Without `total`, a short page ends it. A server that pages by a smaller `size` than asked
-    for still reports `total`, so nothing is cut short.
-    """
-    if not body["content"]:
-        return True
-    total = body.get("total")
-    if isinstance(total, int):
-        return read >= total
-    return len(body["content"]) < size
+_THREADS_CURSOR = (
+    "the resume cursor is in the threads phase of an earlier tracebridge, which read threads "
+    "and other traces apart: the read starts over (records come twice, nothing is lost)"
+)
+_MS = timedelta(milliseconds=1)
 
 
 def _id(raw: Any) -> str | None:
@@ -76,6 +76,13 @@ def _pinned(value: Any) -> datetime | None:
     """The `until` a resume cursor pinned, or None when it holds none that reads."""
     try:
         return from_iso(value) if value else None
+    except ValueError:
+        return None
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        return from_iso(value)
     except ValueError:
         return None
 
@@ -111,15 +118,68 @@ def _scored_between(raw: dict[str, Any], since: datetime, until: datetime) -> bo
     return False
 
 
+#: A trace as read: its wire record and its spans.
+_Record = tuple[Json, list[Json]]
+
+
+@dataclass
+class _Held:
+    """A thread whose traces are being gathered from the stream: `expected` of them (its
+    `number_of_messages` / 2, §2.4), `resume` the stream position before its first one (a page
+    cursor must not pass it while the thread is held), `first` that trace's stream index."""
+
+    view: Json
+    expected: int
+    resume: str | None
+    first: int
+    records: list[_Record] = field(default_factory=list)
+
+
 @dataclass
 class _Pass:
     """What one pass has delivered: threads (read whole once), the traces a thread read
     delivered before the stream reached them, and, on the update axis, every trace delivered
-    (the re-read phases skip those)."""
+    (the re-read phases skip those); the threads held for their next turns, and the warnings
+    of span reads not yet put on a page."""
 
     seen_threads: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)
     delivered: set[str] | None = None
+    holds: dict[str, _Held] = field(default_factory=dict)
+    held_traces: int = 0
+    held_spans: int = 0
+    notes: list[str] = field(default_factory=list)
+    mismatched: int = 0  # span count mismatches reported so far
+    spans: BulkSpans | None = None  # the pass's span reader (`OpikApiSource._pass`)
+
+
+@dataclass
+class _Members:
+    """When a thread's traces can be gathered from the stream, and how many there are: on the
+    start axis when the thread lies inside the window (its first start at or after `since`, its
+    last end at or before `until`), on the update axis when the pass reads everything (no
+    `since`) or the thread was created at or after `since` (so all its traces changed in the
+    window, barring clock skew). Otherwise (and when its count is off) it is read on its own."""
+
+    updated: bool
+    since: datetime | None
+    until: datetime | None
+
+    def expected(self, view: Json | None) -> int | None:
+        count = view.get("number_of_messages") if view else None
+        if view is None or not isinstance(count, int) or isinstance(count, bool) or count < 2:
+            return None
+        if self.updated:
+            created = _moment(view.get("created_at"))
+            if self.since is not None and (created is None or created < self.since):
+                return None
+        else:
+            first, last = _moment(view.get("start_time")), _moment(view.get("end_time"))
+            if self.since is not None and (first is None or first < self.since):
+                return None
+            if self.until is not None and (last is None or last > self.until):
+                return None
+        return count // 2
 
 
 class OpikApiSource:
@@ -131,22 +191,41 @@ class OpikApiSource:
     one lands before the cursor. Each answer must come in strictly descending ids below the
     cursor, else the read stops with a `ServerError` rather than trust it; an `ErrorMessage`
     line in the stream (§2.4) is one too. A batch shorter than `limit` ends a listing (the spec
-    bounds `limit` to 1–2000, and the server sends that many when it has them).
+    bounds `limit` to 1–2000, and the server sends that many when it has them). The main
+    listings ask for `batch` traces (2000) per answer and yield pages of `page_size` of them.
 
-    Threads are read through their traces, not listed: the thread stream's cursor repeats its
-    first page (§10) and `GET /traces/threads` has page numbers only, under which a thread updated
-    mid-read shifted the pages (one thread skipped, another read twice). A trace with a
-    `thread_id` brings its whole thread once per pass (its traces by the stream filtered on
-    `thread_id`, its own data — scores, tags, status — from `POST /traces/threads/retrieve`; a
-    thread Opik has not created yet, §3.2, comes without them and with a warning). A trace of a
-    thread read earlier in the pass that the thread read did not return comes on its own. Spans
-    are read per trace with `GET /spans` page/size (the span stream's rate limit is far lower,
-    §11), and a span count that changes during that read is reported in a warning.
+    **Spans** come in bulk (`bulk_spans.py`): the spans of a window of consecutive traces (up to
+    5,000 spans) in one `GET /spans` on a `trace_id` range, grouped locally and checked against
+    each trace's `span_count`; a trace that disagrees is read again on its own (`GET /spans?
+    trace_id=`, page/size), and a count that changes during that read is reported in a warning.
+    A page says how many traces disagreed.
 
-    **Start axis** (`axis="started"`, what `migrate` copies): traces started in the window, first
-    those in threads (each thread with its traces started in the window), then the others.
-    Cursor `{"phase": "threads" | "traces", "after": <last id>}`, then `{"done": true}`. A
-    page-number cursor of an earlier version restarts its phase.
+    **Threads** are read through their traces: the thread stream's cursor repeats its first page
+    (§10) and `GET /traces/threads` has page numbers only, under which a thread updated mid-read
+    shifts the pages, so it is never the listing of what to copy. It gives, in bulk, the thread
+    data (scores, tags, status; one filtered listing per stream batch, narrowed to the batch's
+    start times) and `number_of_messages` (twice the thread's trace count). A thread's traces
+    are gathered from the stream as it reaches them and the thread is delivered whole once all
+    have come (`_Members` says when that can be trusted): a conversation whose turns are near in
+    time costs no request of its own. Held traces are bounded (`_HOLD_TRACES` traces,
+    `_HOLD_SPANS` spans, `_HOLD_DISTANCE` stream traces of waiting); a thread past a bound, one
+    not found in the listing or not trusted, and every thread still held at the end of a
+    listing is read on its own: its traces by the stream filtered on `thread_id` (spans in
+    bulk), its data from `POST /traces/threads/retrieve` when the listing did not give it (a
+    thread Opik has not created yet, §3.2, comes without them and with a warning). Each thread
+    comes once per pass; a trace of a thread read earlier in the pass that the thread read did
+    not return comes on its own. A page's cursor never passes the first trace of a thread
+    still held, so a resumed read loses nothing (it may repeat units).
+
+    **Memory** does not grow with the project: one stream answer (`batch` traces), one span
+    window (5,000 spans), the held threads (the bounds above), and the ids of the threads read
+    in the pass.
+
+    **Start axis** (`axis="started"`, what `migrate` copies): traces started in the window, in
+    one listing; a thread brings its traces started in the window. Cursor `{"phase": "all",
+    "after": <trace id>}`, then `{"done": true}`. Cursors of earlier versions: a page number
+    restarts its phase, the `threads` phase restarts the read (both with a warning), the
+    `traces` phase (threads all read) resumes the traces outside threads.
 
     **Update axis** (`axis="updated"`, what `sync` follows): `until` is the window's, or now when
     it has none (pinned in the cursor). Phases, each a keyset stream:
@@ -189,14 +268,41 @@ class OpikApiSource:
         page_size: int = 100,
         rescan: timedelta | None = DEFAULT_RESCAN,
         now: Callable[[], datetime] | None = None,
+        batch: int = _STREAM_LIMIT,
     ) -> None:
         self.api = api
         self.project = project
         self.mappings = mappings
         self.page_size = page_size
+        self.batch = batch
         self.rescan = rescan
         self._now = now or (lambda: datetime.now(UTC))
         self.label = f"opik ({api.name} project {project!r})"
+        #: The span reader of the latest pass (its `stats` say what bulk reads cost).
+        self.spans: BulkSpans = self._reader(self._pass())
+
+    def _pass(self, *, updated: bool = False) -> _Pass:
+        """A pass's state, with its span reader."""
+        state = _Pass(delivered=set() if updated else None)
+        state.spans = self.spans = self._bulk_spans(state)
+        return state
+
+    @staticmethod
+    def _reader(state: _Pass) -> BulkSpans:
+        assert state.spans is not None  # set by `_pass`
+        return state.spans
+
+    def _bulk_spans(self, state: _Pass) -> BulkSpans:
+        """Span reads whose per-trace warnings land in `state.notes` (put on the next page)."""
+
+        async def page(number: int, size: int, filters: list[dict[str, str]]) -> Json:
+            return await self._get_page("v1/private/spans", number, size, filters)
+
+        async def per_trace(trace_id: str) -> list[Json]:
+            found = self._all("v1/private/spans", [], state.notes, trace_id=trace_id)
+            return [s async for s in found]
+
+        return BulkSpans(page, per_trace)
 
     def _window_filters(self, window: Window) -> list[dict[str, str]]:
         filters = []
@@ -252,7 +358,7 @@ class OpikApiSource:
                     seen.add(item_id)
                 yield item
             read += len(body["content"])
-            if _last_page(body, read, _LIST_SIZE):
+            if last_page(body, read, _LIST_SIZE):
                 break
             page += 1
         if len(totals) > 1:
@@ -328,13 +434,9 @@ class OpikApiSource:
             if len(items) < limit:
                 return
 
-    async def _trace(
-        self, raw: dict[str, Any], warnings: list[str]
+    def _trace(
+        self, raw: dict[str, Any], spans: list[Json]
     ) -> tuple[Trace | None, Rejected | None]:
-        spans = [
-            s
-            async for s in self._all("v1/private/spans", [], warnings, trace_id=str(raw.get("id")))
-        ]
         try:
             return trace_from_opik(raw, spans, project=self.project, mappings=self.mappings), None
         except RecordError as exc:
@@ -369,24 +471,27 @@ class OpikApiSource:
     async def _starts(
         self, window: Window, resume: dict[str, Any], notes: list[str]
     ) -> AsyncIterator[Page]:
-        phases = ("threads", "traces")
-        phase, after = resume.get("phase", "threads"), _position(resume)
-        if phase not in phases or (after is None and "page" in resume):
+        phase, after = resume.get("phase", "all"), _position(resume)
+        if ("page" in resume and after is None) or phase not in ("all", "threads", "traces"):
             notes.append(_PAGE_CURSOR)
-            phase = phase if phase in phases else "threads"
+            phase, after = ("traces" if phase == "traces" else "all"), None
+        elif phase == "threads":
+            notes.append(_THREADS_CURSOR)
+            phase, after = "all", None
         window_filters = self._window_filters(window)
-        state = _Pass()
-        for name in phases[phases.index(phase) :]:
-            operator = "is_not_empty" if name == "threads" else "is_empty"
-            filters = [{"field": "thread_id", "operator": operator, "value": ""}, *window_filters]
-            async for batch, position in self._keyset(
-                _TRACES_STREAM, filters, after, self.page_size
-            ):
-                page = Page(cursor={"phase": name, "after": position}, warnings=notes)
-                notes = []
-                await self._units(batch, page, state, window_filters)
-                yield page
-            after = None
+        filters = list(window_filters)
+        if phase == "traces":  # an earlier version's second phase: the threads are all read
+            filters.insert(0, {"field": "thread_id", "operator": "is_empty", "value": ""})
+        members = _Members(updated=False, since=window.since, until=window.until)
+        state = self._pass()
+
+        def cursor(position: str | None) -> dict[str, Any]:
+            return {"phase": phase, "after": position}
+
+        async for page in self._gather(
+            filters, after, state, notes, cursor, members, window_filters, None
+        ):
+            yield page
 
     async def _changes(
         self, since: datetime | None, until: datetime, resume: dict[str, Any], notes: list[str]
@@ -402,19 +507,25 @@ class OpikApiSource:
             changed.insert(
                 0, {"field": "last_updated_at", "operator": ">=", "value": to_iso(since)}
             )
-        state = _Pass(delivered=set())
+        state = self._pass(updated=True)
 
         def cursor(name: str, position: str | None) -> dict[str, Any]:
             return {"axis": "updated", "phase": name, "after": position, "until": to_iso(until)}
 
         for name in phases[phases.index(phase) :]:
             if name == "changed":
-                async for batch, position in self._keyset(
-                    _TRACES_STREAM, changed, after, self.page_size
+                members = _Members(updated=True, since=since, until=until)
+                async for page in self._gather(
+                    changed,
+                    after,
+                    state,
+                    notes,
+                    lambda position: cursor("changed", position),
+                    members,
+                    [],
+                    since,
                 ):
-                    page = Page(cursor=cursor(name, position), warnings=notes)
                     notes = []
-                    await self._units(batch, page, state, [])
                     yield page
             elif name == "spans" and since is not None:  # without, "changed" read it all
                 async for batch, position in self._keyset(
@@ -424,7 +535,7 @@ class OpikApiSource:
                     notes = []
                     for trace_id in dict.fromkeys(str(s.get("trace_id")).lower() for s in batch):
                         await self._by_id(trace_id, page, state)
-                    yield page
+                    yield self._noted(page, state)
             elif rescan is not None and since is not None and name == "scores":
                 horizon = [
                     {"field": "start_time", "operator": ">=", "value": to_iso(since - rescan)},
@@ -438,13 +549,209 @@ class OpikApiSource:
                     for raw in batch:
                         if _scored_between(raw, since, until):
                             await self._by_id(_id(raw) or "", page, state, raw.get("thread_id"))
-                    yield page
+                    yield self._noted(page, state)
             elif rescan is not None and since is not None and name == "thread_scores":
                 async for page in self._thread_scores(since, until, rescan, state, notes):
                     page.cursor = cursor(name, None)
                     notes = []
-                    yield page
+                    yield self._noted(page, state)
             after = None
+
+    def _noted(self, page: Page, state: _Pass) -> Page:
+        """The page with the span reads' warnings gathered since the last one."""
+        mismatched = self._reader(state).stats.mismatched - state.mismatched
+        if mismatched:
+            state.mismatched += mismatched
+            page.warnings.append(
+                f"{mismatched} trace(s) had another span count than their spans read in bulk "
+                "(spans written or deleted during the read): read again one by one"
+            )
+        page.warnings += state.notes
+        state.notes.clear()
+        return page
+
+    async def _gather(
+        self,
+        filters: list[dict[str, str]],
+        after: str | None,
+        state: _Pass,
+        notes: list[str],
+        cursor: Callable[[str | None], dict[str, Any]],
+        members: _Members,
+        member_filters: list[dict[str, str]],
+        since: datetime | None,
+    ) -> AsyncIterator[Page]:
+        """The units of one trace listing (the class doc's "Spans" and "Threads"): a page per
+        `page_size` stream traces, its cursor at the last position nothing held is above."""
+        reader = self._reader(state)
+        position, index, taken = after, 0, 0
+        page = Page(warnings=notes)
+        async for batch, _ in self._keyset(_TRACES_STREAM, filters, after, self.batch):
+            views = await self._views(batch, state, since)
+            alone = {  # threads read on their own: their spans come with their other traces
+                t
+                for t in map(_thread_of, batch)
+                if t is not None
+                and t not in state.seen_threads
+                and t not in state.holds
+                and members.expected(views.get(t)) is None
+            }
+            wanted = [
+                r for r in batch if _id(r) not in state.pending and _thread_of(r) not in alone
+            ]
+            ahead = windows(wanted, reader.budget)
+            window_of = {_id(r): n for n, group in enumerate(ahead) for r in group}
+            spans: dict[str, list[Json]] = {}
+            loaded = -1
+            for raw in batch:
+                trace_id, thread_id = _id(raw) or "", _thread_of(raw)
+                if trace_id in state.pending:
+                    state.pending.discard(trace_id)  # delivered with its thread
+                elif thread_id in alone and thread_id not in state.seen_threads:
+                    view = views.get(thread_id)
+                    await self._thread(thread_id, page, state, member_filters, view=view, also=raw)
+                    state.pending.discard(trace_id)
+                else:
+                    if trace_id in window_of:
+                        while trace_id not in spans:  # the next window: the last one's go
+                            loaded += 1
+                            spans = await reader.read_window(ahead[loaded])
+                        own = spans[trace_id]
+                    else:  # a trace its thread's own read did not return
+                        own = (await reader.read([raw]))[trace_id]
+                    at = (position, index)
+                    await self._place(raw, own, at, page, state, views, members, member_filters)
+                position, index, taken = trace_id, index + 1, taken + 1
+                await self._bound_holds(index, page, state, member_filters)
+                if taken >= self.page_size:
+                    page.cursor = cursor(self._settled(state, position))
+                    yield self._noted(page, state)
+                    page, taken = Page(), 0
+        for thread_id in list(state.holds):  # what the listing did not complete
+            await self._fall_back(thread_id, page, state, member_filters)
+        page.cursor = cursor(position)
+        yield self._noted(page, state)
+
+    @staticmethod
+    def _settled(state: _Pass, position: str | None) -> str | None:
+        """Where a resume may start: before the first trace of the oldest held thread."""
+        first = next(iter(state.holds.values()), None)
+        return first.resume if first is not None else position
+
+    async def _place(
+        self,
+        raw: Json,
+        spans: list[Json],
+        at: tuple[str | None, int],
+        page: Page,
+        state: _Pass,
+        views: dict[str, Json],
+        members: _Members,
+        member_filters: list[dict[str, str]],
+    ) -> None:
+        """One stream trace, with its spans: alone, or into its held thread (delivered once all
+        its traces have come), or its thread read on its own when `_Members` cannot count it."""
+        thread_id = _thread_of(raw)
+        if thread_id is None or thread_id in state.seen_threads:
+            self._deliver(raw, spans, page, state)
+            return
+        held = state.holds.get(thread_id)
+        if held is None:
+            view = views.get(thread_id)
+            expected = members.expected(view)
+            if view is None or expected is None:
+                known = [(raw, spans)]
+                await self._thread(thread_id, page, state, member_filters, known=known, view=view)
+                return
+            held = state.holds[thread_id] = _Held(view, expected, *at)
+        held.records.append((raw, spans))
+        state.held_traces += 1
+        state.held_spans += len(spans)
+        if len(held.records) >= held.expected:
+            self._release(thread_id, state)
+            state.seen_threads.add(thread_id)
+            self._unit(thread_id, held.records, held.view, page)
+
+    def _release(self, thread_id: str, state: _Pass) -> _Held:
+        held = state.holds.pop(thread_id)
+        state.held_traces -= len(held.records)
+        state.held_spans -= sum(len(spans) for _, spans in held.records)
+        if state.delivered is not None:
+            state.delivered |= {_id(raw) or "" for raw, _ in held.records}
+        return held
+
+    async def _bound_holds(
+        self, index: int, page: Page, state: _Pass, member_filters: list[dict[str, str]]
+    ) -> None:
+        """Past a bound on what is held, the oldest held threads are read on their own."""
+        while state.holds:
+            thread_id, oldest = next(iter(state.holds.items()))
+            if (
+                state.held_traces <= _HOLD_TRACES
+                and state.held_spans <= _HOLD_SPANS
+                and index - oldest.first <= _HOLD_DISTANCE
+            ):
+                return
+            await self._fall_back(thread_id, page, state, member_filters)
+
+    async def _fall_back(
+        self, thread_id: str, page: Page, state: _Pass, member_filters: list[dict[str, str]]
+    ) -> None:
+        held = self._release(thread_id, state)
+        await self._thread(
+            thread_id, page, state, member_filters, known=held.records, view=held.view
+        )
+
+    async def _views(
+        self, batch: list[Json], state: _Pass, since: datetime | None
+    ) -> dict[str, Json]:
+        """The thread data (`TraceThread`, §2.4) of the threads new in a stream batch, from
+        `GET /traces/threads` filtered to threads that can hold one of its traces (started by
+        the batch's last start, ended at or after its first; changed since `since`). A thread
+        not found there is read on its own."""
+        needed: set[str] = set()
+        starts: list[datetime] = []
+        for raw in batch:
+            thread_id = _thread_of(raw)
+            if thread_id is None or thread_id in state.seen_threads or thread_id in state.holds:
+                continue
+            start = _moment(raw.get("start_time"))
+            if start is not None:
+                needed.add(thread_id)
+                starts.append(start)
+        if not needed:
+            return {}
+        filters = [
+            {"field": "start_time", "operator": "<=", "value": to_iso(max(starts) + _MS)},
+            {"field": "end_time", "operator": ">=", "value": to_iso(min(starts) - _MS)},
+        ]
+        if since is not None:
+            filters.append({"field": "last_updated_at", "operator": ">=", "value": to_iso(since)})
+        found: dict[str, Json] = {}
+        number, read = 1, 0
+        while True:
+            body = await self._get_page(
+                "v1/private/traces/threads", number, _THREAD_PAGE, filters, truncate="true"
+            )
+            for view in body["content"]:
+                thread_id = view.get("id") if isinstance(view, dict) else None
+                if isinstance(thread_id, str) and thread_id in needed:
+                    found[thread_id] = {
+                        k: v for k, v in view.items() if k not in ("first_message", "last_message")
+                    }
+            read += len(body["content"])
+            if len(found) == len(needed) or last_page(body, read, _THREAD_PAGE):
+                return found
+            number += 1
+
+    def _deliver(self, raw: Json, spans: list[Json], page: Page, state: _Pass) -> None:
+        trace, rejected = self._trace(raw, spans)
+        if trace is not None:
+            page.units.append(trace)
+        if rejected is not None:
+            page.rejected.append(rejected)
+        if state.delivered is not None:
+            state.delivered.add(_id(raw) or "")
 
     async def _thread_scores(
         self,
@@ -474,7 +781,7 @@ class OpikApiSource:
                 ):
                     await self._thread(thread_id, page, state, [], view=view)
             read += len(body["content"])
-            done = _last_page(body, read, _LIST_SIZE)
+            done = last_page(body, read, _LIST_SIZE)
             if done and len(totals) > 1:
                 page.warnings.append(
                     "Opik's count of threads changed while they were listed page by page "
@@ -485,33 +792,6 @@ class OpikApiSource:
             if done:
                 return
             page_no += 1
-
-    async def _units(
-        self,
-        batch: list[dict[str, Any]],
-        page: Page,
-        state: _Pass,
-        member_filters: list[dict[str, str]],
-    ) -> None:
-        """Units of a stream answer: a trace outside threads alone, a thread whole (once per
-        pass), a trace its thread read did not return on its own (keeping its thread id)."""
-        for raw in batch:
-            trace_id, thread_id = _id(raw), _thread_of(raw)
-            if trace_id in state.pending:
-                state.pending.discard(trace_id)  # delivered with its thread
-            elif thread_id is not None and thread_id not in state.seen_threads:
-                await self._thread(thread_id, page, state, member_filters, known=raw)
-            else:
-                await self._one(raw, page, state)
-
-    async def _one(self, raw: dict[str, Any], page: Page, state: _Pass) -> None:
-        trace, rejected = await self._trace(raw, page.warnings)
-        if trace is not None:
-            page.units.append(trace)
-        if rejected is not None:
-            page.rejected.append(rejected)
-        if state.delivered is not None:
-            state.delivered.add(_id(raw) or "")
 
     async def _by_id(self, trace_id: str, page: Page, state: _Pass, thread_id: Any = None) -> None:
         """Read a trace again, whole (or its thread, when `thread_id` or the trace names one),
@@ -535,11 +815,13 @@ class OpikApiSource:
         raw = response.json()
         if not isinstance(raw, dict):
             raise ServerError(f"Opik answered GET trace {trace_id} with no trace")
+        found = await self._reader(state).read([raw]) if _id(raw) else {}
+        spans = found.get(_id(raw) or "", [])
         thread = _thread_of(raw)
         if thread is not None and thread not in state.seen_threads:
-            await self._thread(thread, page, state, [], known=raw)
+            await self._thread(thread, page, state, [], known=[(raw, spans)])
         else:
-            await self._one(raw, page, state)
+            self._deliver(raw, spans, page, state)
 
     async def _retrieve(self, thread_id: str) -> dict[str, Any] | None:
         """The thread's own record (`POST /traces/threads/retrieve`, §2.4); None when Opik has
@@ -566,23 +848,29 @@ class OpikApiSource:
         state: _Pass,
         member_filters: list[dict[str, str]],
         *,
-        known: dict[str, Any] | None = None,
+        known: Sequence[_Record] = (),
         view: dict[str, Any] | None = None,
+        also: Json | None = None,
     ) -> None:
-        """The thread as one unit: its traces that `member_filters` hold (all of them on the
-        update axis), with `known` (a trace already read) if the member read missed it."""
+        """The thread read on its own, as one unit: its traces that `member_filters` hold (all
+        of them on the update axis), their spans in bulk, with `known` (traces read already,
+        with their spans) kept as read and `also` (a trace read already, without its spans)
+        part of it even when the member read misses it; its data from `view`, else retrieved."""
         state.seen_threads.add(thread_id)
         filters = [{"field": "thread_id", "operator": "=", "value": thread_id}, *member_filters]
         raws: list[dict[str, Any]] = []
         async for batch, _ in self._keyset(_TRACES_STREAM, filters, None, _STREAM_LIMIT):
             raws += batch
-        ids = {_id(r) for r in raws}
-        known_id = _id(known)
-        if known is not None and known_id not in ids:
-            raws.append(known)
-        state.pending |= {i for i in ids if i is not None} - {known_id}
+        have = {_id(raw): (raw, spans) for raw, spans in known}
+        ids = {i for i in map(_id, raws) if i is not None}
+        if also is not None and _id(also) not in ids | set(have):
+            raws.append(also)
+        missing = [r for r in raws if _id(r) not in have]
+        spans = await self._reader(state).read(missing) if missing else {}
+        records = [*have.values(), *((r, spans.get(_id(r) or "", [])) for r in missing)]
+        state.pending |= ids - set(have)
         if state.delivered is not None:
-            state.delivered |= {i for i in (*ids, known_id) if i is not None}
+            state.delivered |= {i for i in (*ids, *have) if i is not None}
         if view is None:
             view = await self._retrieve(thread_id)
             if view is None:
@@ -591,9 +879,14 @@ class OpikApiSource:
                     "asynchronously): its traces are read without the thread's scores, tags "
                     "and status"
                 )
+        self._unit(thread_id, records, view, page)
+
+    def _unit(
+        self, thread_id: str, records: Sequence[_Record], view: Json | None, page: Page
+    ) -> None:
         traces: list[Trace] = []
-        for raw in raws:
-            trace, rejected = await self._trace(raw, page.warnings)
+        for raw, spans in records:
+            trace, rejected = self._trace(raw, spans)
             if trace is not None:
                 traces.append(trace)
             if rejected is not None:
