@@ -256,11 +256,14 @@ async def _file_row(row: Row, tmp: Path) -> dict[str, Any]:
     source, sink = row.path.split(":")
     where = {"langwatch-file": tmp / "lw.jsonl", "opik-dir": tmp / "opik"}
     to = {"opik-dir": tmp / "out", "langwatch-file": tmp / "back.jsonl"}
-    projects = {"target_project": PROJECT} if sink == "opik-dir" else {"source_project": PROJECT}
     settings = _settings(tmp)
     with _timed() as clock:
         report = await migrate(
-            f"{source}:{where[source]}", f"{sink}:{to[sink]}", settings=settings, **projects
+            f"{source}:{where[source]}",
+            f"{sink}:{to[sink]}",
+            settings=settings,
+            source_project=PROJECT if source == "opik-dir" else None,
+            target_project=PROJECT if sink == "opik-dir" else None,
         )
     return _numbers(report, clock, {})
 
@@ -292,11 +295,6 @@ async def _api_row(
         "langwatch": "langwatch",
         "opik": "opik",
     }
-    projects: dict[str, str] = {}
-    if source.startswith("opik"):
-        projects["source_project"] = PROJECT
-    if sink.startswith("opik"):
-        projects["target_project"] = "copy" if source == "opik" else PROJECT
     meters = {"LangWatch": Meter(), "Opik": Meter(count_items=wrap_opik is not None)}
     opik_transport: httpx.AsyncBaseTransport = LatencyTransport(
         meters["Opik"].transport(op.transport), latency_ms
@@ -310,7 +308,14 @@ async def _api_row(
     settings = _settings(tmp, lw, op)
     with _timed() as clock:
         report = await migrate(
-            where[source], to[sink], settings=settings, transports=transports, **projects
+            where[source],
+            to[sink],
+            settings=settings,
+            transports=transports,
+            source_project=PROJECT if source.startswith("opik") else None,
+            target_project=("copy" if source == "opik" else PROJECT)
+            if sink.startswith("opik")
+            else None,
         )
     used = {k: m for k, m in meters.items() if m.requests}
     return _numbers(report, clock, used), op, report, meters["Opik"]
@@ -341,7 +346,7 @@ def _opik_import_row(tmp: Path, latency_ms: float) -> dict[str, Any]:
     )
     clients: list[opik.Opik] = []
 
-    class Recorded(opik.Opik):  # type: ignore[misc]
+    class Recorded(opik.Opik):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             clients.append(self)
@@ -349,7 +354,7 @@ def _opik_import_row(tmp: Path, latency_ms: float) -> dict[str, Any]:
     opik.Opik = Recorded  # type: ignore[misc]
     meter = Meter()
     # respx patches every httpx client to the router and calls `router.handler` per request.
-    fake.router.handler = meter.sync_handler(fake.router.handler, latency_ms)  # type: ignore[method-assign]
+    fake.router.handler = meter.sync_handler(fake.router.handler, latency_ms)  # type: ignore[method-assign,assignment]
     files = [json.loads(p.read_text()) for p in (tmp / "opik").glob("*/projects/*/trace_*.json")]
     spans = sum(len(body["spans"]) for body in files)
     scores = sum(
@@ -436,6 +441,7 @@ def _child(args: argparse.Namespace) -> None:
     row = next(r for r in rows(False) if f"{r.path}@{r.scale}" == args.one)
     tmp = Path(args.dir)
     if args.prepare:
+        assert row.needs is not None
         anyio.run(_prepare, row.needs, args.traces, tmp)
         return
     numbers = anyio.run(_one, row, args.traces, tmp, args.latency_ms)
@@ -540,7 +546,8 @@ def main() -> None:
     n, latency_ms = args.traces, args.latency_ms
     load = os.getloadavg()
     started = time.perf_counter()
-    lines, results = [], []
+    lines: list[list[str]] = []
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         prepared: dict[tuple[str, int], Path] = {}
         for row in rows(args.quick):
