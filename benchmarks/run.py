@@ -1,6 +1,6 @@
 """Benchmarks: every copy path, with where its time goes.
 
-    python benchmarks/run.py [--traces N] [--latency-ms 20] [--quick] [--json FILE]
+    python benchmarks/run.py [--traces N] [--latency-ms 20] [--quick] [--json FILE] [--only TEXT]
 
 prints one table: for each path spans/s, records/s (traces + spans + scores read), requests per
 1,000 traces on each platform, peak resident memory, the result (`ok`, or `lossy` when a record
@@ -534,6 +534,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="per API request")
     parser.add_argument("--quick", action="store_true", help="the smoke run: 50 traces")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    parser.add_argument(
+        "--only", action="append", help="only the rows whose label contains this (repeatable)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
@@ -551,6 +554,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         prepared: dict[tuple[str, int], Path] = {}
         for row in rows(args.quick):
+            if args.only and not any(part in row.label for part in args.only):
+                continue
             size = n * row.scale
             tmp = Path(scratch) / f"{len(results)}"
             tmp.mkdir()

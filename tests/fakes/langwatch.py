@@ -309,6 +309,14 @@ def _truncate(value: Any, limit: int) -> Any:
     return value
 
 
+def _preview(value: Any, limit: int) -> Any:
+    """`_truncate`, skipped when the value's JSON text fits in `limit` (then no string in it
+    can be longer: ASCII-escaped JSON is never shorter than a string's UTF-8 bytes)."""
+    if value is None or len(jsonlib.dumps(value)) <= limit:
+        return value
+    return _truncate(value, limit)
+
+
 class LangWatchFake:
     """Stateful LangWatch: search (§3.1), single trace (§3.3), thread (§3.4), metadata PATCH
     (§3.5), collector (§5.1) and the key's project (`GET /api/me/project`, OpenAPI document).
@@ -608,7 +616,7 @@ class LangWatchFake:
         if preview:
             for holder in [out, *out["spans"]]:
                 for key in ("input", "output"):
-                    holder[key] = _truncate(holder.get(key), self.preview_bytes)
+                    holder[key] = _preview(holder.get(key), self.preview_bytes)
         return out
 
     def _platform_url(self, trace_id: str) -> str:

@@ -967,3 +967,22 @@ def test_copies_of_stored_timestamps_are_plain_dicts(fake: LangWatchFake) -> Non
         assert type(copied) is dict
         assert copied == stamps
     assert json.loads(json.dumps(fake.traces["t"]))["timestamps"] == stamps
+
+
+async def test_previews_cut_by_utf8_bytes_whatever_the_shortcut(fake, client):
+    """The preview cuts each string leaf at `preview_bytes` UTF-8 bytes: multi-byte text, a
+    string of exactly the limit, and values that fit whole (the fast path) all come out right."""
+    fake.preview_bytes = 8
+    values = {
+        "accents": ("é" * 5, "é" * 4),  # 10 bytes -> 8
+        "exact": ("abcdefgh", "abcdefgh"),
+        "nested": (["short", {"k": "0123456789"}], ["short", {"k": "01234567"}]),
+        "small": ({"a": 1}, {"a": 1}),
+    }
+    for name, (value, _) in values.items():
+        io = {"type": "json", "value": value}
+        fake.add_trace(read_trace(name, NOW, input=io, output=None))
+    page = (await search(client)).json()
+    got = {t["trace_id"]: t["input"]["value"] for t in page["traces"]}
+    assert got == {name: want for name, (_, want) in values.items()}
+    assert {t["trace_id"]: t["output"] for t in page["traces"]} == dict.fromkeys(values)
