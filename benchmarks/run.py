@@ -35,6 +35,7 @@ extras (`pip install -e '.[test]'`).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import resource
@@ -191,15 +192,19 @@ class Meter:
 
         return metered
 
-    def transport(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        """`inner`, metered."""
+    def transport(
+        self, inner: httpx.AsyncBaseTransport, *, timed: bool = True
+    ) -> httpx.AsyncBaseTransport:
+        """`inner`, metered; `timed=False` only counts (around waits, where CPU time would be
+        other tasks')."""
         meter = self
 
         class Metered(httpx.AsyncBaseTransport):
             async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
                 start = time.thread_time()
                 response = await inner.handle_async_request(request)
-                meter._record(request, response, time.thread_time() - start)
+                cpu = time.thread_time() - start if timed else 0.0
+                meter._record(request, response, cpu)
                 return response
 
         return Metered()
@@ -207,9 +212,12 @@ class Meter:
 
 def _batch_items(request: httpx.Request) -> int:
     """Items in an Opik batch write (each is one event of Opik Cloud's budget)."""
+    content = request.content
     try:
-        body = json.loads(request.content or b"null")
-    except ValueError:
+        if request.headers.get("content-encoding") == "gzip":
+            content = gzip.decompress(content)
+        body = json.loads(content or b"null")
+    except (ValueError, OSError):
         return 0
     if not isinstance(body, dict):
         return 0
@@ -233,9 +241,9 @@ def _timed() -> Iterator[Clock]:
 
 
 def _numbers(
-    report: Report, clock: Clock, meters: dict[str, Meter], extra: dict[str, Any] | None = None
+    report: Report, clock: Clock, sent: dict[str, Meter], fake_cpu: float
 ) -> dict[str, Any]:
-    fake_cpu = sum(m.cpu for m in meters.values())
+    """The row's numbers; `sent` counts the requests the bridge sent, per platform."""
     return {
         "traces": report.read.traces,
         "spans": report.read.spans,
@@ -243,9 +251,8 @@ def _numbers(
         "seconds": clock.wall,
         "cpu": clock.cpu,
         "fake_cpu": fake_cpu,
-        "requests": {name: m.requests for name, m in meters.items()},
+        "requests": {name: m.requests for name, m in sent.items() if m.requests},
         "result": "lossy" if report.lossy else "ok",
-        **(extra or {}),
     }
 
 
@@ -265,7 +272,7 @@ async def _file_row(row: Row, tmp: Path) -> dict[str, Any]:
             source_project=PROJECT if source == "opik-dir" else None,
             target_project=PROJECT if sink == "opik-dir" else None,
         )
-    return _numbers(report, clock, {})
+    return _numbers(report, clock, {}, 0.0)
 
 
 async def _api_row(
@@ -295,15 +302,16 @@ async def _api_row(
         "langwatch": "langwatch",
         "opik": "opik",
     }
-    meters = {"LangWatch": Meter(), "Opik": Meter(count_items=wrap_opik is not None)}
-    opik_transport: httpx.AsyncBaseTransport = LatencyTransport(
-        meters["Opik"].transport(op.transport), latency_ms
-    )
-    if wrap_opik is not None:
+    fakes = {"LangWatch": Meter(), "Opik": Meter()}  # what the fakes cost
+    sent = {"LangWatch": Meter(), "Opik": Meter(count_items=True)}  # what the bridge sent
+    opik_transport: httpx.AsyncBaseTransport = fakes["Opik"].transport(op.transport)
+    if wrap_opik is not None:  # a 429 costs a round trip too: the limiter sits behind latency
         opik_transport = wrap_opik(opik_transport)
     transports = {
-        "langwatch": LatencyTransport(meters["LangWatch"].transport(lw.transport), latency_ms),
-        "opik": opik_transport,
+        "langwatch": sent["LangWatch"].transport(
+            LatencyTransport(fakes["LangWatch"].transport(lw.transport), latency_ms), timed=False
+        ),
+        "opik": sent["Opik"].transport(LatencyTransport(opik_transport, latency_ms), timed=False),
     }
     settings = _settings(tmp, lw, op)
     with _timed() as clock:
@@ -317,8 +325,8 @@ async def _api_row(
             if sink.startswith("opik")
             else None,
         )
-    used = {k: m for k, m in meters.items() if m.requests}
-    return _numbers(report, clock, used), op, report, meters["Opik"]
+    numbers = _numbers(report, clock, sent, sum(m.cpu for m in fakes.values()))
+    return numbers, op, report, sent["Opik"]
 
 
 def _opik_import_row(tmp: Path, latency_ms: float) -> dict[str, Any]:
@@ -381,8 +389,8 @@ def _opik_import_row(tmp: Path, latency_ms: float) -> dict[str, Any]:
     }
 
 
-#: A rate-limit hook: wraps the (metered, latency-delayed) Opik fake transport in a rate
-#: limiter and returns it with the budget it enforces, in events (batch items) per minute.
+#: A rate-limit hook: wraps the Opik fake's transport in a rate limiter and returns it with the
+#: budget it enforces, in events (batch items) per minute. Latency is added in front of it.
 RateLimitHook = Callable[[httpx.AsyncBaseTransport], tuple[httpx.AsyncBaseTransport, float]]
 
 
@@ -397,8 +405,10 @@ def rate_limited_opik() -> RateLimitHook | None:
 async def _rate_limited_row(
     row: Row, n: int, tmp: Path, latency_ms: float, hook: RateLimitHook
 ) -> dict[str, Any]:
-    """`opik-dir → opik` through a rate-limited Opik: the share of the budget used, the share of
-    requests answered 429 and the items lost (read by the source, not in the fake)."""
+    """`opik-dir → opik` through a rate-limited Opik: the share of the budget used (batch items
+    accepted per minute of the run), the share of requests answered 429, and the items lost
+    (reported written yet not in the fake, dead-lettered, or lost by the source; records
+    skipped by a documented rule are not lost)."""
     budget: list[float] = []
 
     def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
@@ -410,13 +420,15 @@ async def _rate_limited_row(
     numbers, fake, report, meter = await _api_row(base, n, tmp, latency_ms, wrap)
     minutes = numbers["seconds"] / 60
     rows_in_fake = sum(
-        len(t) for t in (fake.traces, fake.spans, fake.trace_scores, fake.span_scores)
+        len(t)
+        for t in (fake.traces, fake.spans, fake.trace_scores, fake.span_scores, fake.thread_scores)
     )
-    read = report.read.traces + report.read.spans + report.read.scores
+    written = report.written.traces + report.written.spans + report.written.scores
     numbers |= {
         "budget_used": meter.items_accepted / (budget[0] * minutes) if minutes else 0.0,
         "share_429": meter.statuses.get(429, 0) / max(1, meter.requests),
-        "items_lost": max(0, read - rows_in_fake),
+        # claimed written yet not in the fake, dead-lettered, or lost by the source
+        "items_lost": max(0, written - rows_in_fake) + report.dead_lettered.total() + report.lost,
     }
     return numbers
 
