@@ -1,202 +1,614 @@
-"""Benchmarks: records/s, requests per 1000 traces and peak memory for each copy path.
+"""Benchmarks: every copy path, with where its time goes.
 
-    python benchmarks/run.py [--traces N]
+    python benchmarks/run.py [--traces N] [--latency-ms 20] [--quick] [--repeat K] [--only TEXT]
+                             [--json FILE]
 
-Each path runs in a child process of its own, so its peak resident memory (`ru_maxrss`) is its
-own and timing carries no tracing overhead. File paths run at N and 4×N traces: the memory column
-shows whether memory grows with the project (it should not, beyond an index of where each record
-is). API paths run against the stateful fakes in `tests/fakes`, in-process: their times are the
-bridge's CPU cost and the fake's, not a network's, and their memory includes the fake's copy of
-the data. Needs the test extras (`pip install -e '.[test]'`).
+prints one table: for each path spans/s, records/s (traces + spans + scores read), requests per
+1,000 traces on each platform, peak resident memory, the result (`ok`, or `lossy` when a record
+was dead-lettered or lost), and the split of wall time into the fake, the bridge and waiting.
+
+How it measures:
+
+* Each row runs in a child process of its own, so its peak RSS (`ru_maxrss`) is its own. Inputs
+  (a LangWatch export, an `opik-dir` folder) are written by another child first, so their
+  memory is not counted; an API source's fake is seeded in the timed child (outside the timed
+  part), so that row's memory includes the fake's copy of the data.
+* File paths run at N and 10×N traces: their memory column shows whether memory grows with the
+  project (it should not, beyond an index of where each record is).
+* API paths run against the stateful fakes in `tests/fakes` (in-process, no sockets), behind
+  `tests/fakes/latency.py`: every request takes `--latency-ms` more (half before the fake sees
+  it, half after), as a network round trip would.
+* The split, measured in the timed run itself (no profiler): `fake` is the CPU time spent
+  inside the fakes' handlers (per-thread CPU clock around each call), `bridge` the rest of the
+  process's CPU time, `wait` the wall time in which the process used no CPU (latency waits,
+  fsync, and the scheduler on a busy machine). Shares of wall time; with threads (the `opik`
+  SDK) CPU can exceed wall.
+* `opik-dir → opik` runs next to Opik's own `opik import` (the `opik` SDK, a test extra) loading
+  the same folder into the same fake at the same latency: the importer runs in-process, its
+  httpx clients patched to the fake by respx, as `tests/opik/test_opik_import.py` runs it.
+* The rate-limited Opik row runs `opik-dir → opik` through a rate-limit wrapper around the Opik
+  fake: see `rate_limited_opik` (filled in once `tests/fakes/rate_limit.py` exists).
+
+`--quick` is the smoke run the tests use: 50 traces unless `--traces` is given. `--repeat K`
+keeps each row's fastest of K runs (a shared machine's noise only ever slows a run down).
+Needs the test extras (`pip install -e '.[test]'`).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.factories import langwatch_project, opik_project
 from tests.fakes.langwatch import LangWatchFake
+from tests.fakes.latency import LatencyTransport
 from tests.fakes.opik import OpikFake
 
-from tracebridge import Report, load_settings, migrate
+from tracebridge import Report, Settings, load_settings, migrate
 
 NOW = datetime.now(UTC)
-PATHS = ("langwatch-file:opik-dir", "opik-dir:langwatch-file", "langwatch:opik", "opik:langwatch")
+PROJECT, WORKSPACE, OPIK_KEY = "b", "default", "opik-bench-key"
+OPIK_IMPORT = "opik import"
+RATE_LIMITED = "opik-dir → opik, rate-limited"
 
 
-def _write_langwatch_file(path: Path, n: int) -> None:
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: `source:sink` (or one of the two named rows above), its size as a
+    multiple of --traces, and the input it needs prepared ("lw-file", "opik-dir" or none)."""
+
+    path: str
+    scale: int = 1
+    needs: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.path.replace(":", " → ")
+
+
+def rows(quick: bool) -> list[Row]:
+    """Every path, in table order."""
+    del quick  # every path runs in the smoke run too: that is what keeps the script honest
+    return [
+        Row("langwatch-file:opik-dir", 1, "lw-file"),
+        Row("opik-dir:langwatch-file", 1, "opik-dir"),
+        Row("langwatch-file:opik-dir", 10, "lw-file"),
+        Row("opik-dir:langwatch-file", 10, "opik-dir"),
+        Row("opik-dir:opik", 1, "opik-dir"),
+        Row(OPIK_IMPORT, 1, "opik-dir"),
+        Row("langwatch-file:langwatch", 1, "lw-file"),
+        Row("opik:opik-dir"),
+        Row("langwatch:langwatch-file"),
+        Row("langwatch:opik"),
+        Row("opik:langwatch"),
+        Row(RATE_LIMITED, 1, "opik-dir"),
+    ]
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def _langwatch_traces(n: int) -> Iterator[dict[str, Any]]:
+    """The LangWatch corpus: n traces over n/5 threads, started 10 days ago (inside the
+    collector's 31-day window), one 250-span trace, a 64 KB+ input every 50th trace."""
     start_ms = int((NOW - timedelta(days=10)).timestamp() * 1000)
-    with path.open("w", encoding="utf-8") as handle:
-        for trace in langwatch_project(
-            n, max(1, n // 5), seed=7, start_ms=start_ms, big_input_every=50
-        ):
+    yield from langwatch_project(
+        n, max(1, n // 5), seed=7, start_ms=start_ms, huge_trace_spans=250, big_input_every=50
+    )
+
+
+def _seed_opik(fake: OpikFake, n: int) -> None:
+    for trace, spans, scores, span_scores in opik_project(
+        n,
+        max(1, n // 5),
+        seed=4,
+        start=NOW - timedelta(days=5),
+        project_name=PROJECT,
+        huge_trace_spans=250,
+    ):
+        fake.add_trace(PROJECT, trace, spans, scores, span_scores)
+
+
+def _settings(tmp: Path, lw: LangWatchFake | None = None, op: OpikFake | None = None) -> Settings:
+    values: dict[str, Any] = {"state_dir": tmp / f"state-{time.monotonic_ns()}"}
+    if lw is not None:
+        values |= {"langwatch_api_key": lw.api_key, "langwatch_endpoint": lw.base_url}
+    if op is not None:
+        values |= {"opik_url": op.base_url, "opik_api_key": OPIK_KEY, "opik_workspace": WORKSPACE}
+    return load_settings(None, values, environ={})
+
+
+async def _prepare(needs: str, n: int, tmp: Path) -> None:
+    """Write the row's input into `tmp`: `lw.jsonl` (a LangWatch export), and for "opik-dir"
+    also `opik/` (the same traces as an Opik export folder, written by tracebridge)."""
+    source = tmp / "lw.jsonl"
+    with source.open("w", encoding="utf-8") as handle:
+        for trace in _langwatch_traces(n):
             handle.write(json.dumps(trace, ensure_ascii=False) + "\n")
-
-
-async def _one(path: str, n: int, tmp: Path) -> dict[str, Any]:
-    """Run one path on `n` traces; the numbers as a dict."""
-    settings = load_settings(None, {"state_dir": tmp / "state"}, environ={})
-    requests: dict[str, int] = {}
-    if path.startswith(("langwatch-file", "opik-dir")):
-        source = tmp / "lw.jsonl"
-        _write_langwatch_file(source, n)
-        if path == "opik-dir:langwatch-file":  # prepare the folder, then time the way back
-            await migrate(
-                f"langwatch-file:{source}",
-                f"opik-dir:{tmp / 'out'}",
-                target_project="b",
-                settings=settings,
-            )
-            settings = load_settings(None, {"state_dir": tmp / "state2"}, environ={})
-            start = time.perf_counter()
-            report = await migrate(
-                f"opik-dir:{tmp / 'out'}",
-                f"langwatch-file:{tmp / 'back.jsonl'}",
-                source_project="b",
-                settings=settings,
-            )
-        else:
-            start = time.perf_counter()
-            report = await migrate(
-                f"langwatch-file:{source}",
-                f"opik-dir:{tmp / 'out'}",
-                target_project="b",
-                settings=settings,
-            )
-    else:
-        lw, op = LangWatchFake(), OpikFake()
-        if path == "langwatch:opik":
-            start_ms = int((NOW - timedelta(days=10)).timestamp() * 1000)
-            for trace in langwatch_project(
-                n,
-                max(1, n // 5),
-                seed=3,
-                start_ms=start_ms,
-                huge_trace_spans=250,
-                big_input_every=50,
-            ):
-                lw.add_trace(trace)
-            projects = {"target_project": "b"}
-        else:
-            for trace, spans, scores, span_scores in opik_project(
-                n,
-                max(1, n // 5),
-                seed=4,
-                start=NOW - timedelta(days=5),
-                project_name="b",
-                huge_trace_spans=250,
-            ):
-                op.add_trace("b", trace, spans, scores, span_scores)
-            projects = {"source_project": "b"}
-        settings = load_settings(
-            None,
-            {
-                "langwatch_api_key": "sk-lw-test",
-                "langwatch_endpoint": lw.base_url,
-                "opik_url": op.base_url,
-                "state_dir": tmp / "s",
-            },
-            environ={},
-        )
-        source, sink = path.split(":")
-        start = time.perf_counter()
+    if needs == "opik-dir":
         report = await migrate(
-            source,
-            sink,
-            settings=settings,
-            transports={"langwatch": lw.transport, "opik": op.transport},
-            **projects,
+            f"langwatch-file:{source}",
+            f"opik-dir:{tmp / 'opik'}",
+            target_project=PROJECT,
+            settings=_settings(tmp),
         )
-        requests = {"LangWatch": len(lw.requests), "Opik": len(op.requests)}
-    seconds = time.perf_counter() - start
-    return _numbers(report, seconds, requests)
+        if report.lossy:
+            raise SystemExit(f"preparing the opik-dir folder lost records: {report}")
 
 
-def _numbers(report: Report, seconds: float, requests: dict[str, int]) -> dict[str, Any]:
-    traces = report.read.traces
+# --- measuring ---------------------------------------------------------------------------------
+
+
+class Meter:
+    """Counts a fake's requests and answers, and the CPU time spent inside its handler (the
+    calling thread's CPU clock around each call: a fake's handler runs synchronously, so this
+    is exactly the fake's share, also when the `opik` SDK calls it from its own threads)."""
+
+    def __init__(self, *, count_items: bool = False) -> None:
+        self.requests = 0
+        self.statuses: dict[int, int] = {}
+        self.cpu = 0.0
+        self.items_accepted = 0  # batch items in answered-2xx writes (count_items only)
+        self._count_items = count_items
+        self._lock = threading.Lock()
+
+    def _record(self, request: httpx.Request, response: httpx.Response, cpu: float) -> None:
+        with self._lock:
+            self.requests += 1
+            self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
+            self.cpu += cpu
+            if self._count_items and response.is_success and request.method in ("POST", "PUT"):
+                self.items_accepted += _batch_items(request)
+
+    def sync_handler(
+        self, handler: Callable[[httpx.Request], httpx.Response], latency_ms: float
+    ) -> Callable[[httpx.Request], httpx.Response]:
+        """`handler` (a respx router's), metered and `latency_ms` slower (for sync clients)."""
+
+        def metered(request: httpx.Request) -> httpx.Response:
+            time.sleep(latency_ms / 2000)
+            start = time.thread_time()
+            response = handler(request)
+            self._record(request, response, time.thread_time() - start)
+            time.sleep(latency_ms / 2000)
+            return response
+
+        return metered
+
+    def transport(
+        self, inner: httpx.AsyncBaseTransport, *, timed: bool = True
+    ) -> httpx.AsyncBaseTransport:
+        """`inner`, metered; `timed=False` only counts (around waits, where CPU time would be
+        other tasks')."""
+        meter = self
+
+        class Metered(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                start = time.thread_time()
+                response = await inner.handle_async_request(request)
+                cpu = time.thread_time() - start if timed else 0.0
+                meter._record(request, response, cpu)
+                return response
+
+        return Metered()
+
+
+def _batch_items(request: httpx.Request) -> int:
+    """Items in an Opik batch write (each is one event of Opik Cloud's budget)."""
+    content = request.content
+    try:
+        if request.headers.get("content-encoding") == "gzip":
+            content = gzip.decompress(content)
+        body = json.loads(content or b"null")
+    except (ValueError, OSError):
+        return 0
+    if not isinstance(body, dict):
+        return 0
+    return sum(len(v) for k, v in body.items() if isinstance(v, list) and k != "tags")
+
+
+@dataclass
+class Clock:
+    """Wall and process CPU time of the timed part."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextmanager
+def _timed() -> Iterator[Clock]:
+    clock = Clock()
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield clock
+    clock.wall, clock.cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _numbers(
+    report: Report, clock: Clock, sent: dict[str, Meter], fake_cpu: float
+) -> dict[str, Any]:
+    """The row's numbers; `sent` counts the requests the bridge sent, per platform."""
     return {
-        "traces": traces,
-        "records": traces + report.read.spans + report.read.scores,
-        "seconds": seconds,
-        "requests": {k: v * 1000 / max(1, traces) for k, v in requests.items()},
-        "lossy": report.lossy,
+        "traces": report.read.traces,
+        "spans": report.read.spans,
+        "records": report.read.traces + report.read.spans + report.read.scores,
+        "seconds": clock.wall,
+        "cpu": clock.cpu,
+        "fake_cpu": fake_cpu,
+        "requests": {name: m.requests for name, m in sent.items() if m.requests},
+        "result": "lossy" if report.lossy else "ok",
     }
 
 
-def _child(path: str, n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        numbers = anyio.run(_one, path, n, Path(tmp))
+# --- the rows ----------------------------------------------------------------------------------
+
+
+async def _file_row(row: Row, tmp: Path) -> dict[str, Any]:
+    source, sink = row.path.split(":")
+    where = {"langwatch-file": tmp / "lw.jsonl", "opik-dir": tmp / "opik"}
+    to = {"opik-dir": tmp / "out", "langwatch-file": tmp / "back.jsonl"}
+    settings = _settings(tmp)
+    with _timed() as clock:
+        report = await migrate(
+            f"{source}:{where[source]}",
+            f"{sink}:{to[sink]}",
+            settings=settings,
+            source_project=PROJECT if source == "opik-dir" else None,
+            target_project=PROJECT if sink == "opik-dir" else None,
+        )
+    return _numbers(report, clock, {}, 0.0)
+
+
+async def _api_row(
+    row: Row,
+    n: int,
+    tmp: Path,
+    latency_ms: float,
+    wrap_opik: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+) -> tuple[dict[str, Any], OpikFake, Report, Meter]:
+    """A path with an API end (or two): the fakes seeded as the source needs, then timed."""
+    source, sink = row.path.split(":")
+    lw, op = LangWatchFake(), OpikFake(api_key=OPIK_KEY, workspace=WORKSPACE)
+    if source == "langwatch":
+        for trace in _langwatch_traces(n):
+            lw.add_trace(trace)
+    elif source == "opik":
+        _seed_opik(op, n)
+    where = {
+        "langwatch-file": f"langwatch-file:{tmp / 'lw.jsonl'}",
+        "opik-dir": f"opik-dir:{tmp / 'opik'}",
+        "langwatch": "langwatch",
+        "opik": "opik",
+    }
+    to = {
+        "langwatch-file": f"langwatch-file:{tmp / 'back.jsonl'}",
+        "opik-dir": f"opik-dir:{tmp / 'out'}",
+        "langwatch": "langwatch",
+        "opik": "opik",
+    }
+    fakes = {"LangWatch": Meter(), "Opik": Meter()}  # what the fakes cost
+    sent = {"LangWatch": Meter(), "Opik": Meter(count_items=True)}  # what the bridge sent
+    opik_transport: httpx.AsyncBaseTransport = fakes["Opik"].transport(op.transport)
+    if wrap_opik is not None:  # a 429 costs a round trip too: the limiter sits behind latency
+        opik_transport = wrap_opik(opik_transport)
+    transports = {
+        "langwatch": sent["LangWatch"].transport(
+            LatencyTransport(fakes["LangWatch"].transport(lw.transport), latency_ms), timed=False
+        ),
+        "opik": sent["Opik"].transport(LatencyTransport(opik_transport, latency_ms), timed=False),
+    }
+    settings = _settings(tmp, lw, op)
+    with _timed() as clock:
+        report = await migrate(
+            where[source],
+            to[sink],
+            settings=settings,
+            transports=transports,
+            source_project=PROJECT if source.startswith("opik") else None,
+            target_project=("copy" if source == "opik" else PROJECT)
+            if sink.startswith("opik")
+            else None,
+        )
+    numbers = _numbers(report, clock, sent, sum(m.cpu for m in fakes.values()))
+    return numbers, op, report, sent["Opik"]
+
+
+def _opik_import_row(tmp: Path, latency_ms: float) -> dict[str, Any]:
+    """Opik's own `opik import` loading the `opik-dir` folder into the Opik fake, in-process
+    (click entry point), every request through the fake at `latency_ms`; timed until its
+    clients have ended (their background threads flushed)."""
+    from click.testing import CliRunner
+    from opik.api_objects import connection_resources
+    from opik.cli.main import cli as opik_cli
+
+    import opik
+
+    fake = OpikFake(api_key=OPIK_KEY, workspace=WORKSPACE)
+    config = tmp / "opik.config"
+    config.write_text("")
+    os.environ.update(
+        {
+            "OPIK_URL_OVERRIDE": fake.base_url,
+            "OPIK_WORKSPACE": WORKSPACE,
+            "OPIK_API_KEY": OPIK_KEY,
+            "OPIK_CONFIG_PATH": str(config),
+            "OPIK_SENTRY_ENABLE": "false",
+            "OPIK_ANALYTICS_ENABLE": "false",
+        }
+    )
+    clients: list[opik.Opik] = []
+
+    class Recorded(opik.Opik):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            clients.append(self)
+
+    opik.Opik = Recorded  # type: ignore[misc]
+    meter = Meter()
+    # respx patches every httpx client to the router and calls `router.handler` per request.
+    fake.router.handler = meter.sync_handler(fake.router.handler, latency_ms)  # type: ignore[method-assign,assignment]
+    files = [json.loads(p.read_text()) for p in (tmp / "opik").glob("*/projects/*/trace_*.json")]
+    spans = sum(len(body["spans"]) for body in files)
+    scores = sum(
+        len(item.get("feedback_scores") or [])
+        for body in files
+        for item in [body["trace"], *body["spans"]]
+    )
+    args = ["import", WORKSPACE, PROJECT, "traces", "--path", str(tmp / "opik")]
+    with fake.router, _timed() as clock:
+        result = CliRunner().invoke(opik_cli, args, catch_exceptions=False)
+        for client in clients:
+            client.end()
+        connection_resources.MANAGER.close_all()
+    complete = result.exit_code == 0 and len(fake.traces) == len(files) and len(fake.spans) == spans
+    return {
+        "traces": len(files),
+        "spans": spans,
+        "records": len(files) + spans + scores,
+        "seconds": clock.wall,
+        "cpu": clock.cpu,
+        "fake_cpu": meter.cpu,
+        "requests": {"Opik": meter.requests},
+        "result": "ok" if complete else "lossy",
+    }
+
+
+#: A rate-limit hook: wraps the Opik fake's transport in a rate limiter and returns it with the
+#: budget it enforces, in events (batch items) per minute. Latency is added in front of it.
+RateLimitHook = Callable[[httpx.AsyncBaseTransport], tuple[httpx.AsyncBaseTransport, float]]
+
+
+def rate_limited_opik() -> RateLimitHook | None:
+    """FILL IN AFTER MERGING `tests/fakes/rate_limit.py` (the pace branch): return a function
+    that wraps the transport it is given in that rate limiter (Opik Cloud's event buckets,
+    `Opik-*-Remaining-Limit` headers, 429 + `RateLimit-Reset`) and returns the wrapper with its
+    budget in events per minute. Until then the row reads "not measured"."""
+    return None
+
+
+async def _rate_limited_row(
+    row: Row, n: int, tmp: Path, latency_ms: float, hook: RateLimitHook
+) -> dict[str, Any]:
+    """`opik-dir → opik` through a rate-limited Opik: the share of the budget used (batch items
+    accepted per minute of the run), the share of requests answered 429, and the items lost
+    (reported written yet not in the fake, dead-lettered, or lost by the source; records
+    skipped by a documented rule are not lost)."""
+    budget: list[float] = []
+
+    def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        limited, per_minute = hook(inner)
+        budget.append(per_minute)
+        return limited
+
+    base = Row("opik-dir:opik", row.scale, row.needs)
+    numbers, fake, report, meter = await _api_row(base, n, tmp, latency_ms, wrap)
+    minutes = numbers["seconds"] / 60
+    rows_in_fake = sum(
+        len(t)
+        for t in (fake.traces, fake.spans, fake.trace_scores, fake.span_scores, fake.thread_scores)
+    )
+    written = report.written.traces + report.written.spans + report.written.scores
+    numbers |= {
+        "budget_used": meter.items_accepted / (budget[0] * minutes) if minutes else 0.0,
+        "share_429": meter.statuses.get(429, 0) / max(1, meter.requests),
+        # claimed written yet not in the fake, dead-lettered, or lost by the source
+        "items_lost": max(0, written - rows_in_fake) + report.dead_lettered.total() + report.lost,
+    }
+    return numbers
+
+
+async def _one(row: Row, n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
+    if row.path == OPIK_IMPORT:
+        return _opik_import_row(tmp, latency_ms)
+    if row.path == RATE_LIMITED:
+        hook = rate_limited_opik()
+        if hook is None:
+            return {"skipped": "not measured: tests/fakes/rate_limit.py is not merged yet"}
+        return await _rate_limited_row(row, n, tmp, latency_ms, hook)
+    if {"langwatch", "opik"} & set(row.path.split(":")):
+        return (await _api_row(row, n, tmp, latency_ms))[0]
+    return await _file_row(row, tmp)
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def _child(args: argparse.Namespace) -> None:
+    row = next(r for r in rows(False) if f"{r.path}@{r.scale}" == args.one)
+    tmp = Path(args.dir)
+    if args.prepare:
+        anyio.run(_prepare, "opik-dir", args.traces, tmp)
+        return
+    numbers = anyio.run(_one, row, args.traces, tmp, args.latency_ms)
     numbers["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(numbers))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--traces", type=int, default=1000)
-    parser.add_argument("--one", choices=PATHS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        _child(args.one, args.traces)
-        return
-    n = args.traces
-    runs = (
-        [(p, n) for p in PATHS[:2]] + [(p, 4 * n) for p in PATHS[:2]] + [(p, n) for p in PATHS[2:]]
-    )
-    rows = [
-        (
-            "path",
-            "traces",
-            "traces/s",
-            "records/s",
-            "requests per 1000 traces",
-            "peak RSS",
-            "result",
-        )
+def _run_child(row: Row, n: int, tmp: Path, latency_ms: float, *, prepare: bool) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        f"{row.path}@{row.scale}",
+        "--traces",
+        str(n),
+        "--dir",
+        str(tmp),
+        "--latency-ms",
+        str(latency_ms),
     ]
-    for path, size in runs:
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", path, "--traces", str(size)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        rows.append(
-            (
-                path.replace(":", " → "),
-                str(r["traces"]),
-                f"{r['traces'] / r['seconds']:,.0f}",
-                f"{r['records'] / r['seconds']:,.0f}",
-                " / ".join(f"{k} {v:,.0f}" for k, v in r["requests"].items()) or "-",
-                f"{r['peak_mib']:,.0f} MiB",
-                "lossy" if r["lossy"] else "ok",
-            )
+    done = subprocess.run(
+        [*command, *(["--prepare"] if prepare else [])], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        print(f"{row.label} ({'preparing' if prepare else 'timed run'}) failed:\n{tail}")
+        return {"error": f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1]) if not prepare else {}
+
+
+def _cells(row: Row, r: dict[str, Any]) -> list[str]:
+    if "error" in r or "skipped" in r:
+        return [row.label, *[""] * 7, r.get("error") or r["skipped"]]
+    wall = r["seconds"]
+    fake = r["fake_cpu"] / wall
+    bridge = max(0.0, r["cpu"] - r["fake_cpu"]) / wall
+    wait = max(0.0, wall - r["cpu"]) / wall
+    cells = [
+        row.label,
+        f"{r['traces']:,}",
+        f"{wall:,.1f}",
+        f"{r['spans'] / wall:,.0f}",
+        f"{r['records'] / wall:,.0f}",
+        " / ".join(f"{k} {v * 1000 / max(1, r['traces']):,.0f}" for k, v in r["requests"].items())
+        or "-",
+        f"{r['peak_mib']:,.0f} MiB",
+        f"{fake:.0%} / {bridge:.0%} / {wait:.0%}",
+        r["result"],
+    ]
+    if "budget_used" in r:
+        cells[-1] += (
+            f" (budget used {r['budget_used']:.0%}, 429s {r['share_429']:.1%},"
+            f" items lost {r['items_lost']})"
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
+    return cells
+
+
+HEADER = [
+    "path",
+    "traces",
+    "seconds",
+    "spans/s",
+    "records/s",
+    "requests per 1,000 traces",
+    "peak RSS",
+    "fake / bridge / wait",
+    "result",
+]
+
+
+def _print_table(lines: list[list[str]]) -> None:
+    table = [HEADER, *lines]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
+    for i, line in enumerate(table):
         print(
             "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w)
-                for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
+                c.ljust(w) if j in (0, len(HEADER) - 1) else c.rjust(w)
+                for j, (c, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
         )
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    print("records = traces + spans + scores read; API paths run against in-process fakes")
-    print("(their time and memory include the fakes').")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--traces", type=int, help="traces per path (default 1000; --quick 50)")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="per API request")
+    parser.add_argument("--quick", action="store_true", help="the smoke run: 50 traces")
+    parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each row this many times, keep the fastest"
+    )
+    parser.add_argument(
+        "--only", action="append", help="only the rows whose label contains this (repeatable)"
+    )
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.traces is None:
+        args.traces = 50 if args.quick else 1000
+    if args.one:
+        _child(args)
+        return
+    n, latency_ms = args.traces, args.latency_ms
+    load = os.getloadavg()
+    started = time.perf_counter()
+    lines: list[list[str]] = []
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared: dict[int, Path] = {}
+        for row in rows(args.quick):
+            if args.only and not any(part in row.label for part in args.only):
+                continue
+            size = n * row.scale
+            tmp = Path(scratch) / f"{len(results)}"
+            tmp.mkdir()
+            if row.needs is not None:
+                key = size  # one child writes both inputs of a size: fewer interpreters
+                if key not in prepared:
+                    prepared[key] = tmp
+                    result = _run_child(row, size, tmp, latency_ms, prepare=True)
+                    if "error" in result:
+                        lines.append(_cells(row, result))
+                        results.append({"path": row.label, **result})
+                        continue
+                for name in ("lw.jsonl", "opik"):  # the input, shared (read-only) by the rows
+                    if (prepared[key] / name).exists() and prepared[key] != tmp:
+                        (tmp / name).symlink_to(prepared[key] / name)
+            runs = []
+            for _ in range(args.repeat):  # each run writes a fresh output
+                shutil.rmtree(tmp / "out", ignore_errors=True)
+                (tmp / "back.jsonl").unlink(missing_ok=True)
+                runs.append(_run_child(row, size, tmp, latency_ms, prepare=False))
+            timed = [r for r in runs if "seconds" in r]
+            result = min(timed, key=lambda r: r["seconds"]) if timed else runs[0]
+            lines.append(_cells(row, result))
+            results.append({"path": row.label, "scale": row.scale, **result})
+    _print_table(lines)
+    print(
+        f"{n:,} traces per path (file paths also at {10 * n:,}); API requests at "
+        f"{latency_ms:g} ms each; fake / bridge / wait: CPU in the fakes, other CPU, no CPU"
+        f" (latency, I/O, a busy machine); load average {load[0]:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores; "
+        f"{time.perf_counter() - started:,.0f} s in all."
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if any("error" in r or r.get("result") == "lossy" for r in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

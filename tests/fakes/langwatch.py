@@ -31,11 +31,21 @@ The change axis (§3.1 `dateField: "updated"`, §3.6, §5.1) as modelled:
   long after it was answered, yet carries the write's time as its `updated_at` (the pessimistic
   reading: a reader whose pass ended before it became readable needs a lookback to meet it);
 * `after_request(n, callback)`: state changed *during* a read, e.g. between two pages of a scroll.
+
+Cost: the fake is indexed so that a request costs what its answer holds, not what the project
+holds (benchmarks time the bridge against it). Search bisects a sorted (date, trace_id) index per
+date field; a thread read looks its traces up by thread id; answers are built from shallow copies
+(the response body is encoded at once, so nothing aliases state after the request). The index
+follows every change the fake makes, and a test's direct edit of a stored trace's
+`timestamps` (e.g. `fake.traces[id]["timestamps"]["updated_at"] = ...`) or a trace added to or
+removed from `fake.traces`; after editing a stored trace's `metadata["thread_id"]` by hand, call
+`fake.reindex()`. Filtered searches (`filters`, `query`) still test every trace of the date window.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import hashlib
 import json as jsonlib
@@ -49,6 +59,123 @@ import respx
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+
+_AFTER_ANY_ID = "\U0010ffff"  # sorts after every trace id: (date, _AFTER_ANY_ID) ends a date
+
+
+class _Stamps(dict[str, Any]):
+    """A stored trace's `timestamps`: a dict that calls `on_change` after every change, so the
+    fake's date index follows the fake's own writes and a test's direct edits alike. Copies
+    (`copy`, `deepcopy`, pickling) are plain dicts."""
+
+    __slots__ = ("on_change",)
+
+    def __init__(self, values: dict[str, Any], on_change: Callable[[], None]) -> None:
+        super().__init__(values)
+        self.on_change = on_change
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.on_change()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.on_change()
+
+    def __ior__(self, other: Any) -> _Stamps:  # type: ignore[override,misc]
+        super().update(other)
+        self.on_change()
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.on_change()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        value = super().setdefault(key, default)
+        self.on_change()
+        return value
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self.on_change()
+        return value
+
+    def popitem(self) -> tuple[str, Any]:
+        item = super().popitem()
+        self.on_change()
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self.on_change()
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
+
+
+class _Traces(dict[str, dict[str, Any]]):
+    """`fake.traces`: a dict that calls `on_change(trace_id)` when a trace is put in or taken
+    out (`on_change(None)`: anything may have changed), so the index follows a test's direct
+    edits. Copies are plain dicts."""
+
+    __slots__ = ("on_change",)
+
+    def __init__(self, on_change: Callable[[str | None], None]) -> None:
+        super().__init__()
+        self.on_change = on_change
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        super().__setitem__(key, value)
+        self.on_change(key)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.on_change(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self.on_change(key)
+        return value
+
+    def popitem(self) -> tuple[str, dict[str, Any]]:
+        item = super().popitem()
+        self.on_change(item[0])
+        return item
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        value = super().setdefault(key, default)
+        self.on_change(key)
+        return value
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.on_change(None)
+
+    def __ior__(self, other: Any) -> _Traces:  # type: ignore[override,misc]
+        super().update(other)
+        self.on_change(None)
+        return self
+
+    def clear(self) -> None:
+        super().clear()
+        self.on_change(None)
+
+    def __copy__(self) -> dict[str, dict[str, Any]]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -182,6 +309,14 @@ def _truncate(value: Any, limit: int) -> Any:
     return value
 
 
+def _preview(value: Any, limit: int) -> Any:
+    """`_truncate`, skipped when the value's JSON text fits in `limit` (then no string in it
+    can be longer: ASCII-escaped JSON is never shorter than a string's UTF-8 bytes)."""
+    if value is None or len(jsonlib.dumps(value)) <= limit:
+        return value
+    return _truncate(value, limit)
+
+
 class LangWatchFake:
     """Stateful LangWatch: search (§3.1), single trace (§3.3), thread (§3.4), metadata PATCH
     (§3.5), collector (§5.1) and the key's project (`GET /api/me/project`, OpenAPI document).
@@ -215,7 +350,7 @@ class LangWatchFake:
         # server without it (404, as any unknown path).
         self.project_slug, self.me_endpoint = project_slug, me_endpoint
         self.preview_bytes = preview_bytes
-        self.traces: dict[str, dict[str, Any]] = {}
+        self.traces: dict[str, dict[str, Any]] = _Traces(self._traces_changed)
         self.requests: list[httpx.Request] = []
         self.plan_limit_reached = False
         self.unserializable: set[str] = set()
@@ -230,6 +365,14 @@ class LangWatchFake:
         self._span_recorded: dict[tuple[str, str], int] = {}  # (trace, span) -> last recorded
         self._in_flight: list[tuple[int, tuple[Any, ...]]] = []  # (readable at, _store args)
         self._hooks: list[dict[str, Any]] = []
+        # The index (see the module docstring): trace id -> (started_at, updated_at, thread id)
+        # as indexed; per date field a sorted list of (date, trace id); thread id -> trace ids.
+        self._indexed: dict[str, tuple[Any, Any, Any]] = {}
+        self._by_date: dict[str, list[tuple[Any, str]]] = {"started_at": [], "updated_at": []}
+        self._by_thread: dict[str, set[str]] = {}
+        self._stale: set[str] = set()
+        self._rebuild = False
+        self._watched = self.traces  # another dict put in `traces` is indexed anew
 
         self.router = respx.MockRouter(base_url=self.base_url, assert_all_called=False)
         routes: list[tuple[str, str, Callable[..., httpx.Response]]] = [
@@ -263,7 +406,7 @@ class LangWatchFake:
         ts.setdefault("started_at", min(starts) if starts else self.now())
         ts.setdefault("inserted_at", self.now())
         ts.setdefault("updated_at", ts["inserted_at"])
-        self.traces[stored["trace_id"]] = stored
+        self._keep(stored)
 
     def after_request(
         self,
@@ -279,6 +422,16 @@ class LangWatchFake:
         self._hooks.append(
             {"left": n, "callback": callback, "path": path_contains, "method": method}
         )
+
+    def reindex(self) -> None:
+        """Rebuild the search and thread index from `traces` (only needed after editing a
+        stored trace's `metadata["thread_id"]` by hand; everything else is followed)."""
+        self._indexed.clear()
+        self._by_thread.clear()
+        for dates in self._by_date.values():
+            dates.clear()
+        self._stale = set(self.traces)
+        self._refresh()
 
     def settle(self) -> None:
         """Make every write still in flight (`ingest_delay_ms`) readable now."""
@@ -324,6 +477,57 @@ class LangWatchFake:
             return response
 
         return side_effect
+
+    def _keep(self, trace: dict[str, Any]) -> None:
+        """Store `trace` (new, or replacing one); the index follows it."""
+        self.traces[trace["trace_id"]] = trace
+        self._stale.add(trace["trace_id"])
+
+    def _traces_changed(self, trace_id: str | None) -> None:
+        if trace_id is None:
+            self._rebuild = True
+        else:
+            self._stale.add(trace_id)
+
+    def _refresh(self) -> None:
+        """Bring the index up to date: re-file the traces whose dates or thread changed since
+        (rebuilt whole after a bulk change of `traces`, or when another dict was put there)."""
+        if self._rebuild or self.traces is not self._watched:
+            self._rebuild, self._watched = False, self.traces
+            self._stale = set(self.traces)
+            self._indexed.clear()
+            self._by_thread.clear()
+            for dates in self._by_date.values():
+                dates.clear()
+        for trace_id in self._stale:
+            old = self._indexed.pop(trace_id, None)
+            if old is not None:
+                for field, date in zip(("started_at", "updated_at"), old[:2], strict=True):
+                    if date is not None:
+                        dates = self._by_date[field]
+                        del dates[bisect.bisect_left(dates, (date, trace_id))]
+                if old[2] is not None:
+                    self._by_thread[old[2]].discard(trace_id)
+            trace = dict.get(self.traces, trace_id)
+            if trace is None:
+                continue
+            ts, thread = trace["timestamps"], trace["metadata"].get("thread_id")
+            if not isinstance(ts, _Stamps):  # stored by the fake or by hand: follow its dates
+                ts = trace["timestamps"] = _Stamps(ts, self._date_changed(trace_id))
+            new = (ts.get("started_at"), ts.get("updated_at"), thread)
+            for field, date in zip(("started_at", "updated_at"), new[:2], strict=True):
+                if date is not None:
+                    bisect.insort(self._by_date[field], (date, trace_id))
+            if isinstance(thread, str):
+                self._by_thread.setdefault(thread, set()).add(trace_id)
+            self._indexed[trace_id] = new if isinstance(thread, str) else (*new[:2], None)
+        self._stale = set()
+
+    def _date_changed(self, trace_id: str) -> Callable[[], None]:
+        def changed() -> None:
+            self._stale.add(trace_id)
+
+        return changed
 
     def _ingest(self) -> None:
         """Apply the writes whose processing delay has passed (§5.1: ingestion is asynchronous)."""
@@ -402,13 +606,17 @@ class LangWatchFake:
         raise HTTPError(404, "Trace not found.")
 
     def _render(self, trace: dict[str, Any], *, spans: bool, preview: bool) -> dict[str, Any]:
-        out = copy.deepcopy(trace)
+        """The answer's copy of a stored trace. Shallow: callers only set top-level keys, and
+        the response encodes it at once (`httpx.Response(json=...)`)."""
+        out = dict(trace)
         if not spans:
             out["spans"] = []
+        elif preview:
+            out["spans"] = [dict(s) for s in trace["spans"]]
         if preview:
             for holder in [out, *out["spans"]]:
                 for key in ("input", "output"):
-                    holder[key] = _truncate(holder.get(key), self.preview_bytes)
+                    holder[key] = _preview(holder.get(key), self.preview_bytes)
         return out
 
     def _platform_url(self, trace_id: str) -> str:
@@ -451,7 +659,8 @@ class LangWatchFake:
 
         `{"traces": [...]}` (§3.4), or a bare array with `thread_shape="array"` (the doc page)."""
         self._authenticate(request)
-        hits = [t for t in self.traces.values() if t["metadata"].get("thread_id") == thread_id]
+        self._refresh()
+        hits = [self.traces[i] for i in self._by_thread.get(thread_id, ())]
         hits.sort(key=lambda t: (t["timestamps"]["started_at"], t["trace_id"]))
         traces = [self._render(t, spans=True, preview=False) for t in hits[: self.thread_cap]]
         for trace in traces:
@@ -475,19 +684,38 @@ class LangWatchFake:
         def key(t: dict[str, Any]) -> tuple[int, str]:
             return (t["timestamps"][date_key], t["trace_id"])
 
-        hits = [
-            t
-            for t in self.traces.values()
-            if q.start <= key(t)[0] <= upper and q.matches(t) and (q.query_matches(t))
-        ]
-        hits.sort(key=key, reverse=q.descending)
+        def hit(t: dict[str, Any]) -> bool:
+            return q.matches(t) and q.query_matches(t)
+
+        # Keys (date, trace_id) in the window, ascending: the asked ids, or a slice of the index.
+        self._refresh()
+        keys: list[tuple[Any, str]]
+        if q.trace_ids is not None:
+            asked = (self.traces.get(i) for i in set(q.trace_ids) if isinstance(i, str))
+            keys = sorted(key(t) for t in asked if t is not None and q.start <= key(t)[0] <= upper)
+            lo, hi = 0, len(keys)
+        else:
+            keys = self._by_date[date_key]
+            lo = bisect.bisect_left(keys, (q.start,))
+            hi = bisect.bisect_right(keys, (upper, _AFTER_ANY_ID))
+        unfiltered = q.trace_ids is None and not q.filters and q.query is None
+        total = max(0, hi - lo) if unfiltered else sum(hit(self.traces[k[1]]) for k in keys[lo:hi])
+        start, stop = lo, hi  # the part after the cursor
         if cursor:
             last = (cursor["lastTimestamp"], cursor["lastTraceId"])
-            hits_after = [t for t in hits if (key(t) < last if q.descending else key(t) > last)]
-        else:
-            hits_after = hits
-        page = hits_after[: q.page_size]
-        pagination: dict[str, Any] = {"totalHits": len(hits)}
+            if q.descending:
+                stop = max(lo, min(hi, bisect.bisect_left(keys, last, lo, hi)))
+            else:
+                start = min(hi, max(lo, bisect.bisect_right(keys, last, lo, hi)))
+        order = range(stop - 1, start - 1, -1) if q.descending else range(start, stop)
+        page: list[dict[str, Any]] = []
+        for i in order:
+            if len(page) == q.page_size:
+                break
+            trace = self.traces[keys[i][1]]
+            if unfiltered or hit(trace):
+                page.append(trace)
+        pagination: dict[str, Any] = {"totalHits": total}
         if len(page) == q.page_size:  # a scrollId only on full pages
             state = {
                 "lastTimestamp": key(page[-1])[0],
@@ -685,6 +913,8 @@ class LangWatchFake:
                 stored[key] = [_stringify(v) for v in value]
             else:
                 stored[key] = _stringify(value)
+        if stored.get("thread_id") != before.get("thread_id") and "trace_id" in trace:
+            self._stale.add(trace["trace_id"])  # filed under another thread now
         return stored != before
 
     def _store(
@@ -705,7 +935,7 @@ class LangWatchFake:
             trace |= {"timestamps": {"inserted_at": now, "updated_at": now}}
             trace |= {"spans": [], "evaluations": []}
             evaluations = self._pending_evaluations.pop(trace_id, []) + evaluations
-            self.traces[trace_id] = trace
+            self._keep(trace)
         changed = self._merge_metadata(trace, metadata)
         by_id = {s["span_id"]: s for s in trace["spans"]}
         for span in spans:

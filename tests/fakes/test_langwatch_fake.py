@@ -803,3 +803,186 @@ async def test_after_request_changes_state_between_two_pages(fake, client, clock
     ids, requests = await scroll_ids(client, dateField="updated", sortDirection="asc", pageSize=2)
     assert ids == ["t0", "t1", "t2"]
     assert requests == 2
+
+
+# ---- the index: answers as a full scan would give them, at the cost of the answer ------------
+
+
+def brute_force(fake: LangWatchFake, date_key: str, descending: bool) -> list[str]:
+    """Every trace id in search order, by scanning (what the fake did before its index)."""
+    traces = sorted(
+        fake.traces.values(),
+        key=lambda t: (t["timestamps"][date_key], t["trace_id"]),
+        reverse=descending,
+    )
+    return [t["trace_id"] for t in traces]
+
+
+async def test_scrolls_match_a_full_scan_while_traces_change_every_way(fake, client, clock):
+    """Random dates with ties; traces then change by collector writes, metadata PATCHes, a
+    test's direct edits of `timestamps` and direct inserts and deletes: every scroll, both date
+    fields, both directions, several page sizes, gives what sorting every trace would."""
+    import random
+
+    rng = random.Random(5)
+    clock.ms = NOW + 5_000  # after every date: the updated axis reads up to "now"
+    for i in range(120):
+        start = NOW - rng.randrange(40) * 1_000
+        fake.add_trace(read_trace(f"t{i:03}", start, start + rng.randrange(5) * 1_000))
+
+    async def check() -> None:
+        for field, date_key in (("occurred", "started_at"), ("updated", "updated_at")):
+            for direction in ("asc", "desc"):
+                for size in (1, 7, 50, 1000):
+                    clock.ms += 1  # the updated axis pins its snapshot at "now"
+                    ids, _ = await scroll_ids(
+                        client, dateField=field, sortDirection=direction, pageSize=size
+                    )
+                    assert ids == brute_force(fake, date_key, direction == "desc")
+                    page = (await search(client, dateField=field, pageSize=3)).json()
+                    assert page["pagination"]["totalHits"] == len(fake.traces)
+
+    await check()
+    clock.ms = NOW + 10_000
+    for i in rng.sample(range(120), 10):  # collector writes: new spans move updated_at
+        body = {"trace_id": f"t{i:03}", "spans": [span(f"new{i}", start=NOW - 90_000)]}
+        assert (await client.post("/api/collector", json=body)).status_code == 200
+    for i in rng.sample(range(120), 10):  # metadata PATCHes
+        clock.ms += 1
+        patch = await client.patch(f"/api/traces/t{i:03}/metadata", json={"metadata": {"k": i}})
+        assert patch.status_code == 200
+    for i in rng.sample(range(120), 10):  # a test's direct edits
+        fake.traces[f"t{i:03}"]["timestamps"]["updated_at"] = NOW - rng.randrange(40) * 1_000
+        fake.traces[f"t{i:03}"]["timestamps"]["started_at"] = NOW - rng.randrange(40) * 1_000
+    del fake.traces["t000"]
+    fake.traces["by-hand"] = read_trace("by-hand", NOW - 3_000)
+    await check()
+    fake.traces["by-hand"]["timestamps"]["started_at"] = NOW - 7_000  # followed from now on
+    await check()
+
+
+async def test_trace_ids_filters_and_query_page_as_a_scan_would(fake, client):
+    for i in range(30):
+        thread = {"thread_id": f"th{i % 3}"} if i % 4 else {}
+        fake.add_trace(read_trace(f"t{i:02}", NOW - (i % 6) * 1_000, metadata=thread))
+    asked = [f"t{i:02}" for i in range(0, 30, 2)] + ["missing"]
+    ids, _ = await scroll_ids(client, traceIds=asked, pageSize=4)
+    assert ids == [i for i in brute_force(fake, "started_at", True) if i in asked]
+    ids, _ = await scroll_ids(client, filters={"metadata.thread_id": ["th1"]}, pageSize=2)
+    in_th1 = [i for i in brute_force(fake, "started_at", True) if int(i[1:]) % 3 == 1]
+    assert ids == [i for i in in_th1 if int(i[1:]) % 4]
+    page = (await search(client, filters={"metadata.thread_id": ["th1"]}, pageSize=2)).json()
+    assert page["pagination"]["totalHits"] == len(ids)
+    negated = await scroll_ids(
+        client, filters={"metadata.thread_id": ["th1"]}, negateFilters=True, pageSize=5
+    )
+    assert sorted(negated[0]) == sorted(set(fake.traces) - set(ids))
+    ids, _ = await scroll_ids(client, query="in t1", pageSize=3)
+    assert sorted(ids) == [f"t{i}" for i in range(10, 20)]
+
+
+async def test_a_thread_read_follows_a_trace_moved_to_another_thread(fake, client):
+    fake.add_trace(read_trace("a", NOW - 5_000, metadata={"thread_id": "one"}))
+    fake.add_trace(read_trace("b", NOW - 4_000, metadata={"thread_id": "one"}))
+
+    async def thread(thread_id: str) -> list[str]:
+        answer = await client.get(f"/api/thread/{thread_id}")
+        return [t["trace_id"] for t in answer.json()["traces"]]
+
+    assert await thread("one") == ["a", "b"]
+    body = {"trace_id": "b", "spans": [span("s", start=NOW - 4_000)]}
+    body["metadata"] = {"thread_id": "two"}
+    assert (await client.post("/api/collector", json=body)).status_code == 200
+    assert (await thread("one"), await thread("two")) == (["a"], ["b"])
+    fake.traces["a"]["metadata"]["thread_id"] = "two"  # by hand: reindex() files it
+    fake.reindex()
+    assert (await thread("one"), await thread("two")) == ([], ["a", "b"])
+
+
+async def test_an_answer_is_a_copy_taken_when_it_was_sent(fake, client):
+    """Answers are built from shallow copies: a later write does not change a sent answer,
+    and a preview cut does not cut the stored trace."""
+    fake.preview_bytes = 4
+    fake.add_trace(
+        read_trace("t", NOW, spans=[span("s", input={"type": "text", "value": "x" * 9})])
+    )
+    page = (await search(client, includeSpans=True)).json()
+    assert page["traces"][0]["spans"][0]["input"]["value"] == "xxxx"
+    assert fake.traces["t"]["spans"][0]["input"]["value"] == "x" * 9
+    before = (await client.get("/api/traces/t")).json()
+    body = {"trace_id": "t", "spans": [span("s2")], "metadata": {"k": "v"}}
+    assert (await client.post("/api/collector", json=body)).status_code == 200
+    assert (before["metadata"], len(before["spans"])) == ({}, 1)
+    assert not {"ascii_tree", "platformUrl"} & fake.traces["t"].keys()
+
+
+async def test_a_request_looks_at_the_traces_it_answers_not_the_project(fake, client):
+    """The index at work: reading 100 of 3,000 traces, a thread of 10 or one trace looks at
+    about those traces, and never walks `fake.traces`."""
+    for i in range(3_000):
+        thread = {"thread_id": f"th{i % 300}"}
+        fake.add_trace(read_trace(f"t{i:04}", NOW - i * 1_000, metadata=thread))
+    await search(client, pageSize=1)  # the index is built once
+    looked: list[str] = []
+
+    class Counting(type(fake.traces)):  # type: ignore[misc]
+        __slots__ = ()
+
+        def __getitem__(self, key: str) -> Any:
+            looked.append(key)
+            return super().__getitem__(key)
+
+        def get(self, key: str, default: Any = None) -> Any:
+            looked.append(key)
+            return super().get(key, default)
+
+        def __iter__(self) -> Any:
+            raise AssertionError("a request walked every trace")
+
+        def values(self) -> Any:
+            raise AssertionError("a request walked every trace")
+
+    fake.traces.__class__ = Counting  # the same dict, counting
+    ids, requests = await scroll_ids(
+        client, startDate=NOW - 99_000, pageSize=20, dateField="updated"
+    )
+    assert (len(ids), requests) == (100, 6)  # 5 full pages and the empty one after
+    assert len(looked) <= 2 * len(ids)
+    looked.clear()
+    answer = await client.get("/api/thread/th7")
+    assert len(answer.json()["traces"]) == 10
+    assert len(looked) <= 20
+    looked.clear()
+    assert (await client.get("/api/traces/t0042")).status_code == 200
+    assert len(looked) <= 2
+
+
+def test_copies_of_stored_timestamps_are_plain_dicts(fake: LangWatchFake) -> None:
+    import copy
+    import pickle
+
+    fake.add_trace(read_trace("t", NOW))
+    stamps = fake.traces["t"]["timestamps"]
+    for copied in (copy.copy(stamps), copy.deepcopy(stamps), pickle.loads(pickle.dumps(stamps))):
+        assert type(copied) is dict
+        assert copied == stamps
+    assert json.loads(json.dumps(fake.traces["t"]))["timestamps"] == stamps
+
+
+async def test_previews_cut_by_utf8_bytes_whatever_the_shortcut(fake, client):
+    """The preview cuts each string leaf at `preview_bytes` UTF-8 bytes: multi-byte text, a
+    string of exactly the limit, and values that fit whole (the fast path) all come out right."""
+    fake.preview_bytes = 8
+    values = {
+        "accents": ("é" * 5, "é" * 4),  # 10 bytes -> 8
+        "exact": ("abcdefgh", "abcdefgh"),
+        "nested": (["short", {"k": "0123456789"}], ["short", {"k": "01234567"}]),
+        "small": ({"a": 1}, {"a": 1}),
+    }
+    for name, (value, _) in values.items():
+        io = {"type": "json", "value": value}
+        fake.add_trace(read_trace(name, NOW, input=io, output=None))
+    page = (await search(client)).json()
+    got = {t["trace_id"]: t["input"]["value"] for t in page["traces"]}
+    assert got == {name: want for name, (_, want) in values.items()}
+    assert {t["trace_id"]: t["output"] for t in page["traces"]} == dict.fromkeys(values)

@@ -1,0 +1,107 @@
+"""The benchmark script runs end to end (`--quick`: 50 traces per path), prints a row for every
+path the README's table promises, and no path loses a record; so the script cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+PATHS = (
+    "langwatch-file → opik-dir",
+    "opik-dir → langwatch-file",
+    "opik-dir → opik",
+    "opik import",
+    "langwatch-file → langwatch",
+    "opik → opik-dir",
+    "langwatch → langwatch-file",
+    "langwatch → opik",
+    "opik → langwatch",
+    "opik-dir → opik, rate-limited",
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+COLUMNS = ("spans/s", "records/s", "requests per 1,000 traces", "peak RSS", "fake / bridge / wait")
+
+
+def test_the_quick_benchmark_prints_every_path_and_loses_nothing(tmp_path: Path) -> None:
+    numbers = tmp_path / "numbers.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--latency-ms", "2", "--json", str(numbers)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    header, rule, *lines = done.stdout.splitlines()
+    assert all(column in header for column in COLUMNS)
+    assert set(rule) == {"-", " "}
+    rows = json.loads(numbers.read_text())
+    assert {row["path"] for row in rows} == set(PATHS)
+    for path in PATHS:  # each in the printed table too
+        assert any(line.startswith(path + " ") for line in lines), path
+    measured = [row for row in rows if "skipped" not in row]
+    assert [row["path"] for row in rows if "skipped" in row] == ["opik-dir → opik, rate-limited"]
+    assert all(row["result"] == "ok" for row in measured), rows
+    assert "lossy" not in done.stdout
+    files = [row for row in measured if row["path"] == "langwatch-file → opik-dir"]
+    assert sorted(row["traces"] for row in files) == [50, 500]  # N and 10×N
+    for row in measured:
+        assert row["traces"] >= 50, row
+        assert row["spans"] > row["traces"], row
+        assert 0 <= row["fake_cpu"] <= row["cpu"] + 0.05, row
+        if row["path"].endswith(("→ opik", "→ langwatch", "opik import")):
+            assert sum(row["requests"].values()) > 0, row  # an API sink made requests
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("benchmarks_run", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.anyio
+async def test_the_rate_limited_row_measures_what_the_hook_enforces(tmp_path: Path) -> None:
+    """The rate-limited row waits for `tests/fakes/rate_limit.py`; its arithmetic is ready:
+    here a limiter that answers the first write 429 once (then lets everything through) and
+    claims a budget of 60,000 events a minute."""
+    run = _script()
+    await run._prepare("opik-dir", 20, tmp_path)
+    refused: list[str] = []
+
+    class OneRefusal(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "POST" and request.url.path.endswith("/batch") and not refused:
+                refused.append(request.url.path)
+                return httpx.Response(429, headers={"RateLimit-Reset": "0"}, json={})
+            return await self.inner.handle_async_request(request)
+
+    def hook(inner: httpx.AsyncBaseTransport) -> tuple[httpx.AsyncBaseTransport, float]:
+        return OneRefusal(inner), 60_000.0
+
+    row = next(r for r in run.rows(True) if r.path == run.RATE_LIMITED)
+    numbers = await run._rate_limited_row(row, 20, tmp_path, 0, hook)
+    assert refused
+    assert numbers["result"] == "ok"
+    assert numbers["items_lost"] == 0
+    assert 0 < numbers["budget_used"] < 1
+    assert numbers["share_429"] == pytest.approx(1 / sum(numbers["requests"].values()))
