@@ -183,9 +183,8 @@ def run_commands(commands: list[Command], world: World) -> list[str]:
     failures = []
     for command in commands:
         result = invoke(_resolve(command.args, world), world.env)
-        if result.exit_code != 0 or result.exception and not isinstance(
-            result.exception, SystemExit
-        ):
+        escaped = result.exception is not None and not isinstance(result.exception, SystemExit)
+        if result.exit_code != 0 or escaped:
             failures.append(
                 f"{command}\n  exit {result.exit_code}\n  stdout: {result.stdout[-800:]}\n"
                 f"  stderr: {result.stderr[-800:]}"
@@ -331,8 +330,7 @@ def test_the_key_parser_sees_commented_keys_and_not_prose(tmp_path: Path) -> Non
 def _commands() -> Iterator[tuple[str, click.Command]]:
     yield "tracebridge", main
     assert isinstance(main, click.Group)
-    for name, command in sorted(main.commands.items()):
-        yield name, command
+    yield from sorted(main.commands.items())
 
 
 @pytest.mark.parametrize(("name", "command"), list(_commands()))
