@@ -361,3 +361,16 @@ def test_a_resumed_summary_shows_this_run_and_the_whole_job() -> None:
     assert job["spans"]["read"] == 150
     assert "note: the job's earlier runs dead-lettered 1 record, see st/dead-letters.jsonl" in text
     assert lines[-1].startswith("OK: ")  # this run's own verdict
+
+
+def test_status_shows_what_the_whole_migrate_job_did(tmp_path: Path) -> None:
+    assert to_opik_dir("OUT").exit_code == 0
+    (job,) = json.loads(invoke(["status", "--json"]).stdout)["jobs"]
+    counts = job["job_counts"]
+    assert counts["runs"] == 1
+    assert counts["read"]["traces"] == len(RECORDS)
+    assert counts["written"]["traces"] == len(RECORDS)
+    assert counts["started_at"].endswith("Z")
+    text = invoke(["status"]).stdout
+    assert "  whole job       1 run since " in text
+    assert f"read {sample_counts()['threads']} threads, {len(RECORDS)} traces" in text

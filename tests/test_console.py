@@ -15,6 +15,7 @@ from rich.console import Console
 import tracebridge.cli
 from tests.test_cli import FROM_SAMPLE, invoke, sample_counts
 from tracebridge._console import (
+    KINDS,
     LineProgress,
     LiveProgress,
     configure_logging,
@@ -95,22 +96,27 @@ def test_progress_for_picks_the_live_display_on_a_terminal_only() -> None:
 
 def test_the_live_display_shows_each_kind_with_counts_rate_and_an_eta() -> None:
     console, out = _terminal()
-    clock = itertools.count(0.0, 2.0)
-    progress = LiveProgress(console, clock=lambda: next(clock))
+    now = [0.0]
+    progress = LiveProgress(console, clock=lambda: now[0])
+    progress.start()  # as the CLI does, before the source's first page
     report = Report(run_id="r", expected_traces=100)
     for n in (10, 20, 30, 40):
+        now[0] += 2.0
         report.read = Counts(threads=n // 10, traces=n, spans=3 * n, scores=n // 2)
         report.result.written = Counts(traces=n - 5)
         progress(report)
     progress.finish()
     progress.finish()  # idempotent
     text = ANSI.sub("", out.getvalue())
-    last = {line.split()[0]: line for line in text.splitlines() if line.strip()}
-    assert set(last) >= {"threads", "traces", "spans", "scores"}
+    last = {
+        kind: line for line in text.splitlines() for kind in KINDS if f" {kind} " in f" {line} "
+    }
+    assert set(last) == set(KINDS)
     assert "read 40  written 35" in last["traces"]
     assert "read 120  written 0" in last["spans"]
-    assert re.search(r"\d+\.\d/s", last["traces"]), last["traces"]
-    assert re.search(r"0:00:\d\d", last["traces"]), last["traces"]  # the ETA, total known
+    assert "5.0/s" in last["traces"]  # 10 traces every 2 s
+    assert "0:00:12 0:00:08" in last["traces"]  # ETA (60 left at 5/s), elapsed
+    assert last["spans"].rstrip().endswith("15.0/s         0:00:08")  # no total: no ETA
 
 
 def test_a_log_line_during_the_live_display_is_printed_above_it() -> None:
@@ -124,6 +130,27 @@ def test_a_log_line_during_the_live_display_is_printed_above_it() -> None:
     finally:
         reset_logging()
     assert "Opik 503, retry 1 in 0.5 s" in ANSI.sub("", out.getvalue())
+
+
+def test_start_shows_the_display_before_the_first_page() -> None:
+    """A file's index pass or a slow first request: the rows are on screen, at 0."""
+    console, out = _terminal()
+    progress = LiveProgress(console)
+    progress.start()
+    progress.finish()
+    text = ANSI.sub("", out.getvalue())
+    assert all(re.search(rf"{kind} .*read 0 ", text) is None for kind in KINDS)  # no counts yet
+    assert all(kind in text for kind in KINDS)
+
+
+def test_a_resumed_job_starts_from_what_the_earlier_runs_read() -> None:
+    console, out = _terminal()
+    progress = LiveProgress(console)
+    progress.start()
+    before = JobCounts(runs=1, read=Counts(traces=100))
+    progress(Report(run_id="r", read=Counts(traces=5), expected_traces=200, job_before=before))
+    progress.finish()
+    assert "read 105  written 0" in ANSI.sub("", out.getvalue())
 
 
 def test_a_sync_pass_after_finish_starts_a_display_of_its_own() -> None:

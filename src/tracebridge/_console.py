@@ -31,7 +31,16 @@ from typing import Protocol
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
@@ -143,6 +152,10 @@ def progress_line(report: Report, seconds: float) -> str:
 class ProgressDisplay(Protocol):
     """An engine `on_page` callback that shows progress, and ends its display."""
 
+    def start(self) -> None:
+        """The run begins: show that it does, if the display can (before any page)."""
+        ...
+
     def __call__(self, report: Report) -> None: ...
 
     def finish(self) -> None: ...
@@ -161,6 +174,9 @@ class LineProgress:
         """`write(line)` puts a line on stderr; `clock` gives seconds (tests fake it)."""
         self._write, self._every, self._clock = write, every, clock
         self._start = self._last = clock()
+
+    def start(self) -> None:
+        """Nothing to show before the first page (the first line comes `every` seconds in)."""
 
     def __call__(self, report: Report) -> None:
         now = self._clock()
@@ -184,39 +200,50 @@ class _RateColumn(ProgressColumn):
 class LiveProgress:
     """On a terminal: a live display of the counts per kind, drawn by rich (module docstring).
 
-    The display starts with the first page, so a run that fails before reading anything leaves
-    no empty frame behind.
+    `start()` shows it before the first page (a file's index pass, a slow first request: the
+    spinner and the clock show the run is alive); otherwise the first page starts it. The first
+    page also sets where a resumed job's counts begin, so the rate is this run's.
     """
 
     def __init__(self, console: Console, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._console, self._clock = console, clock
         self._progress: RichProgress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._based = False
 
-    def _begin(self, report: Report) -> RichProgress:
+    def start(self) -> None:
+        """Show the display now, every count at 0 (idempotent)."""
+        if self._progress is not None:
+            return
         progress = RichProgress(
+            SpinnerColumn(finished_text=" "),
             TextColumn("{task.description:>7}"),
             BarColumn(bar_width=24),
             TextColumn("{task.fields[counts]}"),
             _RateColumn(),
             TimeRemainingColumn(),
+            TimeElapsedColumn(),
             console=self._console,
             get_time=self._clock,
             refresh_per_second=4,
             redirect_stdout=False,  # stdout is for the summary alone
         )
-        before = report.job_before.read if report.job_before is not None else Counts()
         for kind in KINDS:
-            self._tasks[kind] = progress.add_task(
-                kind, total=None, completed=getattr(before, kind), counts=""
-            )
+            self._tasks[kind] = progress.add_task(kind, total=None, counts="")
         progress.start()
-        self._progress = progress
+        self._progress, self._based = progress, False
         _live.append(self._console)
-        return progress
 
     def __call__(self, report: Report) -> None:
-        progress = self._progress or self._begin(report)
+        self.start()
+        progress = self._progress
+        assert progress is not None
+        if not self._based and report.job_before is not None:
+            # What the job's earlier runs read is where the rows start, no part of the rate.
+            for kind, task in self._tasks.items():
+                base = getattr(report.job_before.read, kind)
+                progress.reset(task, completed=base, total=None, counts="")
+        self._based = True
         verb = "would write" if report.dry_run else "written"
         read = _job_read(report)
         for kind, task in self._tasks.items():

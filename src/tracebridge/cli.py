@@ -348,6 +348,8 @@ def migrate_command(
         )
         used.append(settings)
         steps = import_steps(step_specs)
+        if progress is not None:
+            progress.start()
         try:
             return await migrate(
                 from_,
