@@ -36,7 +36,9 @@ from ._state import StateDir
 from ._sync import LANGWATCH_SPAN_DEDUPE, SyncJob, unchanged_destination
 from ._unchanged import INDEX_FILE, SkipUnchanged
 
-__all__ = ["Job", "migrate"]
+__all__ = ["MIGRATE_UNCHANGED_RULE", "Job", "migrate"]
+
+MIGRATE_UNCHANGED_RULE = "unchanged since an earlier run (--rewrite writes it again)"
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ async def migrate(
                 fingerprint=f"{target.mapping}|ids {ids}|shift {settings.shift_old_timestamps}",
                 settle=LANGWATCH_SPAN_DEDUPE if sink.kind == "langwatch" else None,
                 rewrite=rewrite or gone,
+                rule=MIGRATE_UNCHANGED_RULE,
             )
         except BaseException:
             with anyio.CancelScope(shield=True):

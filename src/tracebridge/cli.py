@@ -587,6 +587,8 @@ def sync_command(
                 _show(result, every)
 
         report: Report | None = None
+        if progress is not None:
+            progress.start()
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signals, stop, group.cancel_scope, got)
