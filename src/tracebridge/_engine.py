@@ -92,6 +92,7 @@ class Report:
     expected_traces: int | None = None
     #: What the earlier runs of a resumed job did (a state that keeps counts); None otherwise.
     job_before: JobCounts | None = None
+    #: When `run` began.
     started_at: datetime | None = None
 
     @property
@@ -360,7 +361,7 @@ async def run(
     """
     report = Report(run_id=uuid.uuid4().hex[:12], dry_run=dry_run, started_at=datetime.now(UTC))
     if isinstance(sink, SkipUnchanged):
-        report.unchanged = sink.unchanged  # the same object: it counts as the run goes
+        sink.unchanged = report.unchanged  # counted afresh for this run, as it goes
     window = window or Window()
     report.window = window
     dead_letters: DeadLetters | None = None

@@ -168,7 +168,8 @@ class SkipUnchanged:
         self.settle = settle
         self._now = now
         self.index = HashIndex(state_dir / INDEX_FILE)
-        #: What was skipped as unchanged so far (the engine's `Report.unchanged` is this object).
+        #: What was skipped as unchanged so far; the engine's `run` gives it its report's
+        #: `unchanged`, so each run counts afresh.
         self.unchanged = Counts()
 
     def _hash(self, unit: Unit) -> str:
