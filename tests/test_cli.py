@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,8 @@ RECORDS: list[dict[str, Any]] = [
 ]
 FROM_SAMPLE = f"langwatch-file:{SAMPLE}"
 COLUMNS = ("read", "written", "skipped", "dead-lettered")
+#: The table of a run that found units the destination already held (a rerun).
+RERUN_COLUMNS = ("read", "written", "unchanged", "skipped", "dead-lettered")
 KINDS = ("threads", "traces", "spans", "scores")
 #: Every variable tracebridge reads, unset so the outer environment cannot leak into a test.
 CLEAN_ENV: dict[str, str | None] = dict.fromkeys(
@@ -71,13 +74,17 @@ def assert_no_traceback(result: Result) -> None:
 
 
 def summary_table(stdout: str) -> dict[str, dict[str, int]]:
-    """The read / written / skipped / dead-lettered table of a summary, by kind."""
+    """The read / written / [unchanged /] skipped / dead-lettered table of a summary (the
+    first: this run's), by kind."""
     lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if tuple(line.split()) == COLUMNS)
+    start = next(
+        i for i, line in enumerate(lines) if tuple(line.split()) in (COLUMNS, RERUN_COLUMNS)
+    )
+    columns = tuple(lines[start].split())
     table: dict[str, dict[str, int]] = {}
     for line in lines[start + 1 : start + 1 + len(KINDS)]:
         kind, *numbers = line.split()
-        table[kind] = dict(zip(COLUMNS, map(int, numbers), strict=True))
+        table[kind] = dict(zip(columns, map(int, numbers), strict=True))
     assert tuple(table) == KINDS
     return table
 
@@ -477,6 +484,86 @@ def test_rerun_to_a_langwatch_file_adds_no_duplicate_lines(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert (tmp_path / "back.jsonl").read_text(encoding="utf-8") == first
     assert len(lines_by_trace_id(tmp_path / "back.jsonl")) == len(RECORDS)
+
+
+def test_a_rerun_that_changes_nothing_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    """The second run finds every unit in the destination's skip-unchanged index: it writes
+    nothing, its table has an `unchanged` column holding everything read, and the verdict says
+    nothing changed; the folder is as the first run left it."""
+    assert to_opik_dir("OUT").exit_code == 0
+    before = snapshot(tmp_path / "OUT")
+    again = to_opik_dir("OUT")
+    assert again.exit_code == 0, again.output
+    table = summary_table(again.stdout)
+    for kind, n in sample_counts().items():
+        assert (table[kind]["written"], table[kind]["unchanged"]) == (0, n), kind
+    assert table["traces"]["skipped"] == 0  # by other rules
+    records = sum(sample_counts().values())
+    assert f"skipped {records}: unchanged since an earlier run (--rewrite writes it again)" in (
+        again.stdout.splitlines()
+    )
+    assert again.stdout.splitlines()[-1].startswith("OK: nothing changed: unchanged ")
+    assert snapshot(tmp_path / "OUT") == before
+    document = json.loads(to_opik_dir("OUT", "--json").stdout)
+    assert document["unchanged"]["traces"] == len(RECORDS)
+    assert document["written"]["traces"] == 0
+
+
+def test_rewrite_sends_everything_again_and_a_rerun_after_it_is_unchanged(tmp_path: Path) -> None:
+    assert to_opik_dir("OUT").exit_code == 0
+    rewrite = to_opik_dir("OUT", "--rewrite")
+    assert rewrite.exit_code == 0, rewrite.output
+    table = summary_table(rewrite.stdout)
+    assert table["traces"]["written"] == len(RECORDS)
+    assert "unchanged" not in rewrite.stdout
+    assert len(trace_files(tmp_path / "OUT")) == len(RECORDS)
+    assert summary_table(to_opik_dir("OUT").stdout)["traces"]["unchanged"] == len(RECORDS)
+
+
+def test_a_rerun_writes_what_changed_and_counts_the_rest_unchanged(tmp_path: Path) -> None:
+    """One standalone trace edited in the input: that trace is written, nothing else."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(Path(SAMPLE).read_text(encoding="utf-8"), encoding="utf-8")
+    args = ["migrate", "--from", "langwatch-file:in.jsonl", "--to", "opik-dir:OUT"]
+    assert invoke(args).exit_code == 0
+    records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+    alone = next(r for r in records if not (r.get("metadata") or {}).get("thread_id"))
+    alone["metadata"] = {**(alone.get("metadata") or {}), "reviewed": "yes"}
+    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    again = invoke(args)
+    assert again.exit_code == 0, again.output
+    table = summary_table(again.stdout)
+    assert table["traces"]["written"] == 1
+    assert table["traces"]["unchanged"] == len(RECORDS) - 1
+    assert again.stdout.splitlines()[-1].startswith("OK: everything read was copied")
+
+
+def test_a_deleted_output_folder_is_written_again_without_asking(tmp_path: Path) -> None:
+    assert to_opik_dir("OUT").exit_code == 0
+    shutil.rmtree(tmp_path / "OUT")
+    again = to_opik_dir("OUT")
+    assert again.exit_code == 0, again.output
+    assert summary_table(again.stdout)["traces"]["written"] == len(RECORDS)
+    assert len(trace_files(tmp_path / "OUT")) == len(RECORDS)
+
+
+def test_a_dry_run_after_a_run_says_nothing_would_be_written() -> None:
+    assert to_opik_dir("OUT").exit_code == 0
+    dry = to_opik_dir("OUT", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert summary_table(dry.stdout)["traces"]["unchanged"] == len(RECORDS)
+    assert "nothing would be written" in dry.stdout.splitlines()[-1]
+
+
+def test_a_rerun_over_the_api_makes_no_write_request(fakes: tuple[LangWatchFake, OpikFake]) -> None:
+    lw, op = fakes
+    args = ["migrate", "--from", "langwatch", "--to", "opik", "--target-project", "demo"]
+    assert invoke(args, api_env(lw, op)).exit_code == 0
+    writes = len([r for r in op.requests if r.method != "GET"])
+    again = invoke(args, api_env(lw, op))
+    assert again.exit_code == 0, again.output
+    assert summary_table(again.stdout)["traces"]["unchanged"] == len(RECORDS)
+    assert len([r for r in op.requests if r.method != "GET"]) == writes
 
 
 # --- config file ------------------------------------------------------------------------------

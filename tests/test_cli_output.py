@@ -23,7 +23,7 @@ from tests.test_cli import (
     to_opik_dir,
     write_lossy_jsonl,
 )
-from tracebridge._console import Progress, configure_logging
+from tracebridge._console import configure_logging
 from tracebridge._engine import Report
 from tracebridge._interfaces import Counts
 from tracebridge._summary import verdict_line
@@ -50,6 +50,8 @@ REPORT_SCHEMA: dict[str, tuple[type, ...]] = {
     "window": (dict, type(None)),
     "lossy": (bool,),
     "exit_code": (int,),
+    "unchanged": (dict,),
+    "job": (dict, type(None)),
 }
 
 
@@ -63,13 +65,17 @@ def assert_report_schema(report: dict[str, Any]) -> None:
     assert set(report) == set(REPORT_SCHEMA)
     for key, types in REPORT_SCHEMA.items():
         assert isinstance(report[key], types), key
-    for key in ("read", "written", "skipped", "dead_lettered"):
+    for key in ("read", "written", "skipped", "dead_lettered", "unchanged"):
         assert set(report[key]) == set(KINDS), key
         assert all(type(n) is int for n in report[key].values()), key
     assert all(isinstance(k, str) and type(n) is int for k, n in report["skip_reasons"].items())
     assert all(isinstance(w, str) for w in report["warnings"])
     if report["window"] is not None:
         assert set(report["window"]) == {"since", "until", "axis"}
+    if report["job"] is not None:
+        counts = {"read", "written", "skipped", "unchanged", "dead_lettered"}
+        assert set(report["job"]) == {"runs", "started_at", "dead_letter_entries", "lost", *counts}
+        assert all(set(report["job"][key]) == set(KINDS) for key in counts)
 
 
 # --- --json -------------------------------------------------------------------------------------
@@ -303,22 +309,6 @@ def test_ctrl_c_exits_130_and_says_to_rerun(monkeypatch: pytest.MonkeyPatch) -> 
 # --- the console pieces -------------------------------------------------------------------------
 
 
-def test_progress_on_a_terminal_redraws_one_line_and_finish_ends_it() -> None:
-    out: list[tuple[str, bool]] = []
-    ticks = iter([0.0, 1.0, 6.0, 7.0, 12.0])
-    progress = Progress(
-        lambda text, nl: out.append((text, nl)), clock=lambda: next(ticks), redraw=True
-    )
-    report = Report(run_id="r", read=Counts(traces=60))
-    for _ in range(4):
-        progress(report)
-    assert [nl for _, nl in out] == [False, False]  # at 6 s and 12 s, redrawn in place
-    assert all(text.startswith("\r") for text, _ in out)
-    assert "10.0 traces/s (6 s)" in out[0][0]
-    progress.finish()
-    assert out[-1] == ("", True)
-
-
 def test_verbose_shows_info_messages_and_the_default_does_not(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -331,3 +321,56 @@ def test_verbose_shows_info_messages_and_the_default_does_not(
     configure_logging(logging.ERROR)
     log.warning("hidden by --quiet")
     assert capsys.readouterr().err.splitlines() == ["Opik 503, retry 1 in 0.5 s", "now shown"]
+
+
+def test_a_resumed_summary_shows_this_run_and_the_whole_job() -> None:
+    from datetime import UTC, datetime
+
+    from tests.test_cli import summary_table
+    from tracebridge._state import JobCounts
+    from tracebridge._summary import format_summary
+
+    before = JobCounts(
+        runs=1,
+        started_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+        read=Counts(traces=30, spans=90),
+        written=Counts(traces=29, spans=88),
+        dead_lettered=Counts(traces=1, spans=2),
+        dead_letter_entries=1,
+    )
+    report = Report(
+        run_id="r",
+        read=Counts(traces=20, spans=60),
+        resumed_after_pages=3,
+        job_before=before,
+        dead_letter_path="st/dead-letters.jsonl",
+    )
+    report.result.written.add(Counts(traces=20, spans=60))
+    text = format_summary(report)
+    lines = text.splitlines()
+    assert lines[0] == "resumed an interrupted run after 3 pages; this run:"
+    assert summary_table(text)["traces"] == {
+        "read": 20,
+        "written": 20,
+        "skipped": 0,
+        "dead-lettered": 0,
+    }
+    job_at = lines.index("the whole job since 2026-03-01T12:00:00.000Z (2 runs):")
+    job = summary_table("\n".join(lines[job_at + 1 :]))
+    assert job["traces"] == {"read": 50, "written": 49, "skipped": 0, "dead-lettered": 1}
+    assert job["spans"]["read"] == 150
+    assert "note: the job's earlier runs dead-lettered 1 record, see st/dead-letters.jsonl" in text
+    assert lines[-1].startswith("OK: ")  # this run's own verdict
+
+
+def test_status_shows_what_the_whole_migrate_job_did(tmp_path: Path) -> None:
+    assert to_opik_dir("OUT").exit_code == 0
+    (job,) = json.loads(invoke(["status", "--json"]).stdout)["jobs"]
+    counts = job["job_counts"]
+    assert counts["runs"] == 1
+    assert counts["read"]["traces"] == len(RECORDS)
+    assert counts["written"]["traces"] == len(RECORDS)
+    assert counts["started_at"].endswith("Z")
+    text = invoke(["status"]).stdout
+    assert "  whole job       1 run since " in text
+    assert f"read {sample_counts()['threads']} threads, {len(RECORDS)} traces" in text

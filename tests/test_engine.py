@@ -984,3 +984,86 @@ async def test_stop_while_the_source_is_slow_ends_the_run_at_once(tmp_path: Path
     checkpoint = state.load()
     assert checkpoint is not None
     assert (checkpoint.cursor, checkpoint.complete) == ({"next": 1}, False)
+
+
+# ------------------------------------------------------------------------- the whole job's counts
+
+
+@pytest.mark.anyio
+async def test_a_resumed_run_reports_this_run_and_the_whole_job(tmp_path: Path) -> None:
+    """The checkpoint keeps what the job's runs did through the last acknowledged page; a
+    resumed run reports its own counts and, as `job`, the whole job's: together exactly what
+    an uninterrupted run counts (the unacknowledged page is counted once, by the run that
+    wrote it)."""
+    pages = _pages(6)
+    uninterrupted = await run(MemorySource(pages), MemorySink())
+    error = await _failure(
+        MemorySource(pages), MemorySink(fail_on_call=4), state=StateDir(tmp_path, JOB)
+    )
+    assert _failed_with(error, ServerError)
+    saved = StateDir(tmp_path, JOB).load()
+    assert saved is not None
+    assert saved.counts is not None
+    assert (saved.counts.runs, saved.counts.read.traces, saved.counts.written.traces) == (1, 6, 6)
+
+    report = await run(MemorySource(pages), MemorySink(), state=StateDir(tmp_path, JOB))
+    assert report.read.traces == report.written.traces == 6
+    job = report.job
+    assert job is not None
+    assert job.runs == 2
+    assert job.read == uninterrupted.read
+    assert job.written == uninterrupted.written
+    assert job.started_at is not None
+    assert report.started_at is not None
+    assert job.started_at < report.started_at
+    document = report.to_dict()
+    assert document["job"]["runs"] == 2
+    assert document["job"]["read"]["traces"] == 12
+    assert document["job"]["started_at"].endswith("Z")
+
+    fresh = await run(MemorySource(pages), MemorySink(), state=StateDir(tmp_path, JOB))
+    assert fresh.job is None  # the job was complete: this run starts it over
+    assert fresh.to_dict()["job"] is None
+
+
+@pytest.mark.anyio
+async def test_the_whole_job_counts_dead_letters_of_earlier_runs(tmp_path: Path) -> None:
+    pages = _pages(4)
+    error = await _failure(
+        MemorySource(pages),
+        MemorySink(fail_on_call=3, reject=frozenset({"p0t1"})),
+        state=StateDir(tmp_path, JOB),
+    )
+    assert _failed_with(error, ServerError)
+    report = await run(MemorySource(pages), MemorySink(), state=StateDir(tmp_path, JOB))
+    assert not report.lossy  # this run's own verdict
+    assert report.job is not None
+    assert report.job.dead_lettered.traces == 1
+    assert report.job.dead_letter_entries == 1
+
+
+@pytest.mark.anyio
+async def test_the_latest_expected_total_a_page_gives_reaches_the_report() -> None:
+    pages = _pages(3)
+    pages[0].expected_traces = 7
+    pages[2].expected_traces = 6
+    seen: list[int | None] = []
+    report = await run(
+        MemorySource(pages), MemorySink(), on_page=lambda r: seen.append(r.expected_traces)
+    )
+    assert seen == [7, 7, 6]
+    assert report.expected_traces == 6
+
+
+@pytest.mark.anyio
+async def test_a_skip_unchanged_sink_fills_the_reports_unchanged_counts(tmp_path: Path) -> None:
+    from tracebridge import SkipUnchanged
+
+    first = await run(MemorySource(_pages(2)), SkipUnchanged(MemorySink(), tmp_path))
+    assert first.unchanged == Counts()
+    sink = MemorySink()
+    again = await run(MemorySource(_pages(2)), SkipUnchanged(sink, tmp_path))
+    assert again.unchanged == Counts(traces=4, spans=4)
+    assert again.skipped == again.unchanged
+    assert again.to_dict()["unchanged"] == {"threads": 0, "traces": 4, "spans": 4, "scores": 0}
+    assert sink.calls == 0

@@ -89,13 +89,20 @@ def settings_for(
     )
 
 
-async def migrate_all(lw: LangWatchFake, opik: OpikFake, settings: Settings) -> Report:
+async def migrate_all(
+    lw: LangWatchFake, opik: OpikFake, settings: Settings, *, rewrite: bool = False
+) -> Report:
     transports: dict[str, httpx.AsyncBaseTransport] = {
         "langwatch": lw.transport,
         "opik": opik.transport,
     }
     return await migrate(
-        "langwatch", "opik", target_project=PROJECT, settings=settings, transports=transports
+        "langwatch",
+        "opik",
+        target_project=PROJECT,
+        settings=settings,
+        transports=transports,
+        rewrite=rewrite,
     )
 
 
@@ -386,7 +393,7 @@ async def test_a_rerun_changes_nothing(
         assert list((tmp_path / "state").glob("opik-ids-*.sqlite"))
     requests = len(opik.requests)
 
-    again = await migrate_all(lw, opik, settings)
+    again = await migrate_all(lw, opik, settings, rewrite=True)  # unchanged ones too
     assert again.exit_code == 0
     assert again.written.traces == len(raws)  # everything was sent again...
     assert len(opik.requests) > requests

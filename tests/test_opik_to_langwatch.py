@@ -251,7 +251,9 @@ async def test_a_rerun_of_an_opik_project_duplicates_nothing(tmp_path: Path) -> 
     assert first.exit_code == 0
     before = {tid: _without_ingest_times(t) for tid, t in lw.traces.items()}
     n_requests = len(lw.requests)
-    second = await _migrate("opik", "langwatch", lw, opik, tmp_path, source_project=PROJECT)
+    second = await _migrate(
+        "opik", "langwatch", lw, opik, tmp_path, source_project=PROJECT, rewrite=True
+    )
     assert second.exit_code == 0
     assert second.written == first.written
     assert len(lw.requests) == 2 * n_requests  # the same requests again, none extra
@@ -376,7 +378,9 @@ async def test_langwatch_to_opik_to_langwatch_returns_the_original_records(
     assert again.exit_code == 0
     assert opik.row_count() == rows
     assert opik.duplicate_rows == {}
-    again = await _migrate("opik", "langwatch", back, opik, tmp_path / "b", source_project="mirror")
+    again = await _migrate(
+        "opik", "langwatch", back, opik, tmp_path / "b", source_project="mirror", rewrite=True
+    )
     assert again.exit_code == 0
     assert again.written.traces == len(original.traces)
     assert _counts(back) == counts

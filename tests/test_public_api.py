@@ -34,6 +34,7 @@ ALSO_PUBLIC = (
     "open_source",
     "open_sink",
     "StateDir",
+    "JobCounts",  # `Report.job`: what the whole job did, on a resumed run
     "LangWatchApiSource",
     "LangWatchApiSink",
     "OpikApiSource",

@@ -172,6 +172,7 @@ async def test_an_opik_project_round_trips_through_a_folder_as_itself(
         tmp_path / "s2",
         target_project="restored",
         opik_ids=opik_ids,
+        rewrite=True,  # unchanged ones too
     )
     assert again.exit_code == 0
     assert again.written == load.written  # everything sent again...
@@ -299,7 +300,9 @@ async def test_a_langwatch_export_loads_into_langwatch_as_itself(tmp_path: Path)
 
     counts = _langwatch_counts(other)
     snapshot = {tid: _comparable(t) for tid, t in other.traces.items()}
-    again = await _migrate(f"langwatch-file:{path}", "langwatch", other, opik, tmp_path / "s2")
+    again = await _migrate(
+        f"langwatch-file:{path}", "langwatch", other, opik, tmp_path / "s2", rewrite=True
+    )
     assert again.exit_code == 0
     assert again.written == load.written
     assert _langwatch_counts(other) == counts

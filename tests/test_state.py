@@ -14,9 +14,11 @@ import pytest
 from pydantic import SecretStr
 
 from tracebridge import CheckpointError, Rejected, Settings, UsageError, migrate
+from tracebridge._interfaces import Counts, Page
 from tracebridge._state import (
     Checkpoint,
     DeadLetters,
+    JobCounts,
     StateDir,
     open_atomically,
     temp_target,
@@ -137,6 +139,50 @@ def test_checkpoint_save_and_load(tmp_path: Path) -> None:
     assert loaded.updated_at is not None
     on_disk = json.loads(state.checkpoint_path.read_text())
     assert on_disk["schema_version"] == 1
+
+
+def test_the_checkpoint_keeps_the_jobs_counts_through_the_last_acknowledged_page(
+    tmp_path: Path,
+) -> None:
+    """A run's counts are saved with each acknowledged page, added to the earlier runs' when
+    it resumed the job; a completed job starts its counts over."""
+    state = StateDir(tmp_path, JOB)
+    assert state.begin() == (None, 0)
+    assert state.job_counts() is None
+    state.count(JobCounts(runs=1, read=Counts(traces=4)))
+    state.acknowledged(Page(cursor={"units_done": 4}))
+    state.end()
+
+    again = StateDir(tmp_path, JOB)
+    assert again.begin() == ({"units_done": 4}, 1)
+    before = again.job_counts()
+    assert before is not None
+    assert (before.runs, before.read.traces) == (1, 4)
+    again.count(JobCounts(runs=1, read=Counts(traces=6)))
+    again.finished()
+    again.end()
+    saved = StateDir(tmp_path, JOB).load()
+    assert saved is not None
+    assert saved.counts is not None
+    assert (saved.counts.runs, saved.counts.read.traces, saved.complete) == (2, 10, True)
+
+    fresh = StateDir(tmp_path, JOB)
+    fresh.begin()
+    assert fresh.job_counts() is None
+    fresh.end()
+
+
+def test_a_checkpoint_without_counts_still_loads(tmp_path: Path) -> None:
+    """Checkpoints of earlier versions have no `counts`: they resume, without job totals."""
+    state = StateDir(tmp_path, JOB)
+    state.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    state.checkpoint_path.write_text(
+        json.dumps({"schema_version": 1, "job": JOB, "cursor": {"n": 1}, "pages": 1}),
+        encoding="utf-8",
+    )
+    assert state.begin() == ({"n": 1}, 1)
+    assert state.job_counts() is None
+    state.end()
 
 
 def test_no_checkpoint_loads_as_none(tmp_path: Path) -> None:

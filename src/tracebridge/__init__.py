@@ -50,7 +50,7 @@ from ._migrate import migrate
 from ._models import CopyState, ErrorInfo, IOValue, Provenance, Score, Span, Thread, Trace
 from ._opik.api import OpikApiSink, OpikApiSource
 from ._opik.folder import OpikDirSink, OpikDirSource
-from ._state import StateDir
+from ._state import JobCounts, StateDir
 from ._summary import format_summary
 from ._sync import PassResult, sync
 from ._unchanged import SkipUnchanged
@@ -65,6 +65,7 @@ __all__ = [
     "ErrorInfo",
     "FatalError",
     "IOValue",
+    "JobCounts",
     "LangWatchApiSink",
     "LangWatchApiSource",
     "LangWatchFileSink",

@@ -43,7 +43,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -53,7 +53,8 @@ from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
 from ._interfaces import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._models import Thread, Trace
-from ._state import DeadLetters, JobState
+from ._state import DeadLetters, JobCounts, JobState, KeepsJobCounts
+from ._unchanged import SkipUnchanged
 
 __all__ = ["Report", "Step", "run", "step_rule"]
 
@@ -85,6 +86,14 @@ class Report:
     window: Window | None = None
     #: A stop request ended the run after an acknowledged page: not complete, resumable.
     stopped: bool = False
+    #: Units the destination already held unchanged (a `SkipUnchanged` sink): part of `skipped`.
+    unchanged: Counts = field(default_factory=Counts)
+    #: How many traces the source expects in the window (`Page.expected_traces`), if it said.
+    expected_traces: int | None = None
+    #: What the earlier runs of a resumed job did (a state that keeps counts); None otherwise.
+    job_before: JobCounts | None = None
+    #: When `run` began.
+    started_at: datetime | None = None
 
     @property
     def written(self) -> Counts:
@@ -102,6 +111,26 @@ class Report:
     def exit_code(self) -> int:
         return 1 if self.lossy else 0
 
+    def run_counts(self) -> JobCounts:
+        """This run's counts, as one run of its job."""
+        return JobCounts(
+            runs=1,
+            started_at=self.started_at,
+            read=replace(self.read),
+            written=replace(self.written),
+            skipped=replace(self.skipped),
+            unchanged=replace(self.unchanged),
+            dead_lettered=replace(self.dead_lettered),
+            dead_letter_entries=self.dead_letter_entries,
+            lost=self.lost,
+        )
+
+    @property
+    def job(self) -> JobCounts | None:
+        """What the whole job did, this run included, when this run resumed it; else None
+        (the job is this run)."""
+        return self.job_before.plus(self.run_counts()) if self.job_before is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data; a stable schema (fields are only ever added)::
 
@@ -112,11 +141,16 @@ class Report:
              "skip_reasons": {rule: int}, "warnings": [str], "lost": int,
              "dead_letter_entries": int, "dead_letter_path": str | null,
              "window": {"since": str | null, "until": str | null, "axis": str} | null,
-             "lossy": bool, "exit_code": int}
+             "lossy": bool, "exit_code": int,
+             "unchanged": {kind: int},          # part of "skipped": already in the destination
+             "job": {"runs": int, "started_at": str | null, "read" | "written" | "skipped" |
+                     "unchanged" | "dead_lettered": {kind: int}, "dead_letter_entries": int,
+                     "lost": int} | null}       # a resumed run: the whole job, this run included
 
         Times are ISO 8601 UTC.
         """
         window = self.window
+        job = self.job
         return {
             "schema": 1,
             "run_id": self.run_id,
@@ -143,6 +177,10 @@ class Report:
             else None,
             "lossy": self.lossy,
             "exit_code": self.exit_code,
+            "unchanged": asdict(self.unchanged),
+            "job": {**job.model_dump(mode="json"), "started_at": iso(job.started_at)}
+            if job is not None
+            else None,
         }
 
 
@@ -321,7 +359,9 @@ async def run(
     With `dry_run`, the sink maps and reports but writes nothing, and no state is written.
     With `stop`, setting the event ends the run early but cleanly (module docstring).
     """
-    report = Report(run_id=uuid.uuid4().hex[:12], dry_run=dry_run)
+    report = Report(run_id=uuid.uuid4().hex[:12], dry_run=dry_run, started_at=datetime.now(UTC))
+    if isinstance(sink, SkipUnchanged):
+        sink.unchanged = report.unchanged  # counted afresh for this run, as it goes
     window = window or Window()
     report.window = window
     dead_letters: DeadLetters | None = None
@@ -357,6 +397,8 @@ async def run(
         report.read.add(page.skipped)
         report.result.merge_notes(page)
         report.lost += page.lost
+        if page.expected_traces is not None:
+            report.expected_traces = page.expected_traces
         reject(page.rejected)
         pairs, failed = _apply_steps(steps, page.units, report.result)
         reject(failed)
@@ -370,6 +412,8 @@ async def run(
             result.rejected = []
             report.result.merge(result)
         if begun and state is not None:
+            if isinstance(state, KeepsJobCounts):
+                state.count(report.run_counts())
             state.acknowledged(page)
         if on_page is not None:
             on_page(report)
@@ -400,6 +444,8 @@ async def run(
         if state is not None and not dry_run:
             resume, report.resumed_after_pages = state.begin()
             begun = True
+            if isinstance(state, KeepsJobCounts):
+                report.job_before = state.job_counts()
             dead_letters = state.dead_letters(report.run_id)
             report.dead_letter_path = str(dead_letters.path)
         send, receive = anyio.create_memory_object_stream[Page](_PAGES_IN_FLIGHT)
@@ -414,6 +460,8 @@ async def run(
         sink_closed = True
         await sink.aclose()
         if begun and state is not None and not report.stopped:
+            if isinstance(state, KeepsJobCounts):
+                state.count(report.run_counts())
             state.finished()
     finally:
         with anyio.CancelScope(shield=True):

@@ -48,8 +48,11 @@ class ThreadIndex(Generic[L]):
         self.notes = Notes()
         #: A digest of the input as pass one read it; a resume on another input starts over.
         self.fingerprint = ""
+        #: Trace records indexed (each locator is one).
+        self.records = 0
 
     def add(self, thread_id: str | None, locator: L) -> None:
+        self.records += 1
         if thread_id is None:
             self._order.append((None, locator))
         elif thread_id in self._threads:
@@ -131,6 +134,7 @@ async def paged(
     """
     done, warning = _resume_at(index, resume)
     page = Page(rejected=list(index.rejected) if done == 0 else [])
+    page.expected_traces = index.records + index.notes.skipped.traces  # for progress only
     if warning:
         page.warnings.append(warning)
     if done == 0:

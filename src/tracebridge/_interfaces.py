@@ -134,6 +134,11 @@ class Page(Notes):
     #: On the update axis: the moment through which the source has seen every change, once
     #: this page is acknowledged (LangWatch `pagination.updatedThrough`); None when unknown.
     high_water: datetime | None = None
+    #: How many traces the source expects to yield in the whole window (every run of the job
+    #: together), when it knows: a file source after its index pass, LangWatch's search
+    #: `totalHits`, Opik's list `total`. Any page may say it; the latest one said wins. Only
+    #: progress reads it (a rate and an ETA): never a count the run is checked against.
+    expected_traces: int | None = None
 
 
 @dataclass

@@ -24,19 +24,21 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import CheckpointError, UsageError
-from ._interfaces import Page, Rejected, Unit
+from ._interfaces import Counts, Page, Rejected, Unit
 from ._locks import PathLock
 from ._models import Thread
 
 __all__ = [
     "Checkpoint",
     "DeadLetters",
+    "JobCounts",
     "JobState",
+    "KeepsJobCounts",
     "StateDir",
     "open_atomically",
     "temp_target",
@@ -47,8 +49,43 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 
+class JobCounts(BaseModel):
+    """What the runs of one job did, summed: kept in its checkpoint through the last
+    acknowledged page, so a resumed run can say what the whole job did since it started.
+
+    `skipped` includes `unchanged` (units the destination already held, `_unchanged.py`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    runs: int = 0
+    started_at: datetime | None = None
+    read: Counts = Field(default_factory=Counts)
+    written: Counts = Field(default_factory=Counts)
+    skipped: Counts = Field(default_factory=Counts)
+    unchanged: Counts = Field(default_factory=Counts)
+    dead_lettered: Counts = Field(default_factory=Counts)
+    dead_letter_entries: int = 0
+    lost: int = 0
+
+    def plus(self, other: JobCounts) -> JobCounts:
+        """Both sums: the runs of `self`, then those of `other` (its start is the later)."""
+        total = JobCounts(
+            runs=self.runs + other.runs,
+            started_at=self.started_at or other.started_at,
+            dead_letter_entries=self.dead_letter_entries + other.dead_letter_entries,
+            lost=self.lost + other.lost,
+        )
+        for kind in ("read", "written", "skipped", "unchanged", "dead_lettered"):
+            counts: Counts = getattr(total, kind)
+            counts.add(getattr(self, kind))
+            counts.add(getattr(other, kind))
+        return total
+
+
 class Checkpoint(BaseModel):
-    """Where a job stands: the source cursor after the last acknowledged page."""
+    """Where a job stands: the source cursor after the last acknowledged page, and what the
+    job's runs did through it (`counts`; absent in checkpoints of earlier versions)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +95,7 @@ class Checkpoint(BaseModel):
     complete: bool = False
     pages: int = 0
     updated_at: datetime | None = None
+    counts: JobCounts | None = None
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -175,6 +213,22 @@ class JobState(Protocol):
         ...
 
 
+@runtime_checkable
+class KeepsJobCounts(Protocol):
+    """A `JobState` that also keeps the job's counts (`StateDir`): the engine reads what the
+    earlier runs of a resumed job did after `begin`, and hands over this run's counts before
+    each `acknowledged` and `finished`, which save them with the checkpoint."""
+
+    def job_counts(self) -> JobCounts | None:
+        """After `begin`: what the earlier runs of the job did, when this run resumes it and
+        the checkpoint kept counts; None when this run starts the job."""
+        ...
+
+    def count(self, run: JobCounts) -> None:
+        """This run's counts so far (saved, with the earlier runs', by the next save)."""
+        ...
+
+
 def unit_entry(unit: Unit) -> tuple[Any, str | None]:
     """What a dead letter keeps of the canonical `unit` to re-send it, and a note when that is
     not the unit as JSON: `{"type": "thread"|"trace", "data": ...}`, with `data` as escaped JSON
@@ -278,6 +332,7 @@ class StateDir:
             root / f"{self.checkpoint_path.stem}.lock", f"this job's checkpoint in {root}"
         )
         self._checkpoint: Checkpoint | None = None
+        self._before: JobCounts | None = None
 
     def lock(self) -> None:
         """Take the job's lock; LockedError when another run holds it."""
@@ -340,10 +395,17 @@ class StateDir:
             self.unlock()
             raise
         if checkpoint is None or checkpoint.complete:
-            self._checkpoint = Checkpoint(job=self.job)
+            self._checkpoint, self._before = Checkpoint(job=self.job), None
             return None, 0
-        self._checkpoint = checkpoint
+        self._checkpoint, self._before = checkpoint, checkpoint.counts
         return checkpoint.cursor, checkpoint.pages
+
+    def job_counts(self) -> JobCounts | None:
+        return self._before
+
+    def count(self, run: JobCounts) -> None:
+        assert self._checkpoint is not None
+        self._checkpoint.counts = self._before.plus(run) if self._before is not None else run
 
     def acknowledged(self, page: Page) -> None:
         assert self._checkpoint is not None

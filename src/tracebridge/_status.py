@@ -18,6 +18,10 @@ scripts (JSON, schema below, stable: fields are only ever added).
    "last_pass": {"started_at", "ended_at": str | null, "read", "written", "skipped",
                  "dead_lettered": {threads, traces, spans, scores} | null, "lost": int} | null,
    "updated_at": str | null,
+   "job_counts": {"runs": int, "started_at": str | null,        # migrate: every run of the
+                  "read" | "written" | "skipped" | "unchanged" | "dead_lettered":  # job through
+                      {threads, traces, spans, scores},          # its last acknowledged page
+                  "dead_letter_entries": int, "lost": int} | null,
    "dead_letters": {"file": str, "entries": int, "shared": bool},
    "problem": str | null}],                      # why the checkpoint cannot be read
  "runs": [{"run_id", "command": "migrate" | "sync", "kind": "run" | "pass" | "retry",
@@ -40,6 +44,7 @@ from typing import Any
 
 from ._errors import TracebridgeError, UsageError
 from ._runs import recent_runs
+from ._state import Checkpoint
 from ._sync_state import CheckpointV2, read_checkpoint
 
 __all__ = ["format_status", "job_statuses"]
@@ -79,11 +84,23 @@ def _status(path: Path, root: Path) -> dict[str, Any]:
             "window": {"since": job.get("since"), "until": job.get("until")} if shared else None,
             "state": _state(checkpoint),
             **_progress(checkpoint),
+            "job_counts": _job_counts(path) if shared else None,
             "dead_letters": {"file": str(letters), "entries": _lines(letters), "shared": shared},
             "problem": problem,
         }
     )
     return status
+
+
+def _job_counts(path: Path) -> dict[str, Any] | None:
+    """What a migrate job's runs did, as its (v1) checkpoint keeps it; None when it keeps none."""
+    try:
+        counts = Checkpoint.model_validate_json(path.read_bytes()).counts
+    except (OSError, ValueError):
+        return None
+    if counts is None:
+        return None
+    return {**counts.model_dump(mode="json"), "started_at": _iso(counts.started_at)}
 
 
 def _state(checkpoint: CheckpointV2 | None) -> str:
@@ -203,6 +220,17 @@ def format_status(document: dict[str, Any]) -> str:
                     f"dead-lettered {_counts(last['dead_lettered'])}"
                     + (f"; lost {last['lost']}" if last["lost"] else "")
                 )
+        counts = job.get("job_counts")
+        if counts:
+            runs = f"{counts['runs']} run{'s' if counts['runs'] != 1 else ''}"
+            lines.append(f"  whole job       {runs} since {counts['started_at'] or '?'}")
+            lines.append(
+                f"                  read {_counts(counts['read'])}; "
+                f"written {_counts(counts['written'])}; "
+                f"unchanged {_counts(counts['unchanged'])}; "
+                f"dead-lettered {_counts(counts['dead_lettered'])}"
+                + (f"; lost {counts['lost']}" if counts["lost"] else "")
+            )
         letters = job["dead_letters"]
         shared = " (shared by the migrate jobs)" if letters["shared"] else ""
         lines.append(f"  dead letters    {letters['entries']} in {letters['file']}{shared}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._engine import Report
+from ._engine import Report, iso
+from ._interfaces import Counts
 
 __all__ = ["format_summary", "plural", "verdict_line"]
 
@@ -15,27 +16,37 @@ def plural(n: int, noun: str) -> str:
 
 
 _MAX_LINES = 10
+_KINDS = ("threads", "traces", "spans", "scores")
+
+
+def _table(
+    read: Counts, written: Counts, skipped: Counts, unchanged: Counts | None, dead: Counts
+) -> list[str]:
+    """Rows per kind: read, written, [unchanged,] skipped (by other rules), dead-lettered."""
+    columns: list[tuple[str, Counts]] = [("read", read), ("written", written)]
+    other = skipped
+    if unchanged is not None:
+        other = Counts(*(getattr(skipped, k) - getattr(unchanged, k) for k in _KINDS))
+        columns.append(("unchanged", unchanged))
+    columns += [("skipped", other), ("dead-lettered", dead)]
+    rows: list[tuple[str, ...]] = [("", *(name for name, _ in columns))]
+    rows += [(kind, *(str(getattr(c, kind)) for _, c in columns)) for kind in _KINDS]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns) + 1)]
+    return [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
 
 
 def format_summary(report: Report) -> str:
-    """Read / written / skipped / dead-lettered per kind, then rules, warnings and verdict."""
-    rows: list[tuple[str, ...]] = [("", "read", "written", "skipped", "dead-lettered")]
-    for kind in ("threads", "traces", "spans", "scores"):
-        rows.append(
-            (
-                kind,
-                *(
-                    str(getattr(counts, kind))
-                    for counts in (
-                        report.read,
-                        report.written,
-                        report.skipped,
-                        report.dead_lettered,
-                    )
-                ),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    """Read / written / [unchanged] / skipped / dead-lettered per kind (the unchanged column
+    when the destination already held some units: a rerun), then, for a resumed run, the same
+    for the whole job since it started; then rules, warnings and the verdict."""
+    job = report.job
+    show_unchanged = bool(report.unchanged.total() or (job and job.unchanged.total()))
     lines = []
     if report.source_label or report.sink_label:
         mode = (
@@ -45,14 +56,26 @@ def format_summary(report: Report) -> str:
         )
         lines.append(f"{report.source_label} -> {report.sink_label}{mode}")
     if report.resumed_after_pages:
-        lines.append(f"resumed an interrupted run after {report.resumed_after_pages} pages")
-    lines += [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        lines.append(
+            f"resumed an interrupted run after {report.resumed_after_pages} pages; this run:"
         )
-        for r in rows
-    ]
+    lines += _table(
+        report.read,
+        report.written,
+        report.skipped,
+        report.unchanged if show_unchanged else None,
+        report.dead_lettered,
+    )
+    if job is not None:
+        since = f" since {iso(job.started_at)}" if job.started_at else ""
+        lines.append(f"the whole job{since} ({plural(job.runs, 'runs')}):")
+        lines += _table(
+            job.read,
+            job.written,
+            job.skipped,
+            job.unchanged if show_unchanged else None,
+            job.dead_lettered,
+        )
     for rule, n in sorted(report.result.skip_reasons.items()):
         lines.append(f"skipped {n}: {rule}")
     warnings = report.result.warnings
@@ -62,6 +85,12 @@ def format_summary(report: Report) -> str:
         lines.append(f"warning: ... and {len(warnings) - _MAX_LINES} more")
     if report.dry_run:
         lines += [f"would write {line}" for line in report.result.plan]
+    if job is not None and job.dead_letter_entries > report.dead_letter_entries:
+        earlier = plural(job.dead_letter_entries - report.dead_letter_entries, "records")
+        lines.append(
+            f"note: the job's earlier runs dead-lettered {earlier}"
+            + (f", see {report.dead_letter_path}" if report.dead_letter_path else "")
+        )
     lines.append(verdict_line(report))
     return "\n".join(lines)
 
@@ -69,6 +98,14 @@ def format_summary(report: Report) -> str:
 def verdict_line(report: Report) -> str:
     """`OK: ...` or `LOSSY: ...` with the numbers, for scripts and CI logs."""
     if not report.lossy:
+        unchanged = report.unchanged
+        if unchanged.total() and not report.written.total():
+            verb = "would be written" if report.dry_run else "written"
+            return (
+                f"OK: nothing changed: unchanged {plural(unchanged.total(), 'records')} "
+                f"({plural(unchanged.traces, 'traces')}) the destination already holds, "
+                f"nothing {verb} (exit 0)"
+            )
         done = "would be copied" if report.dry_run else "copied"
         return f"OK: everything read was {done} or skipped by a rule above (exit 0)"
     parts = []

@@ -24,6 +24,11 @@ project, id) the content hash (`_hashing.content_hash`) the destination last ack
   new hash is not recorded, so every pass sends it again until one comes after the window and
   the span changes land too; a warning says so.
 
+`rule` names the skip (sync: `unchanged since the last pass`; migrate: `unchanged since an
+earlier run`). With `rewrite`, nothing is skipped: every unit is written, and its hash recorded
+as above (the escape hatch when the destination may have changed behind the index's back:
+`migrate --rewrite`).
+
 `fingerprint` is whatever besides the content changes what the sink would write (the mapping's
 fingerprint, the id mode): recorded with each hash, so changing it writes every unit once more.
 The destination is named by `destination`, by default the inner sink's label: give the job's own
@@ -150,15 +155,22 @@ class SkipUnchanged:
         destination: str | None = None,
         fingerprint: str = "",
         settle: timedelta | None = None,
+        rewrite: bool = False,
+        rule: str = UNCHANGED_RULE,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.inner = inner
+        self.rewrite = rewrite
+        self.rule = rule
         self.label = inner.label
         self.destination = destination if destination is not None else inner.label
         self._salt = f"|{digest(fingerprint)}" if fingerprint else ""
         self.settle = settle
         self._now = now
         self.index = HashIndex(state_dir / INDEX_FILE)
+        #: What was skipped as unchanged so far; the engine's `run` gives it its report's
+        #: `unchanged`, so each run counts afresh.
+        self.unchanged = Counts()
 
     def _hash(self, unit: Unit) -> str:
         return content_hash(unit) + self._salt
@@ -171,10 +183,11 @@ class SkipUnchanged:
         for unit in units:
             key, h = unit_key(unit), self._hash(unit)
             known = self.index.get(self.destination, key)
-            if known is not None and known[0] == h:
+            if known is not None and known[0] == h and not self.rewrite:
                 counts = Counts.of(unit)
+                self.unchanged.add(counts)
                 for kind in ("threads", "traces", "spans", "scores"):
-                    result.skip(getattr(counts, kind), kind, UNCHANGED_RULE)
+                    result.skip(getattr(counts, kind), kind, self.rule)
                 continue
             todo.append((unit, key, h))
             if known is not None and self.settle is not None and now - known[1] < self.settle:

@@ -30,10 +30,11 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
+from rich.console import Console
 
 from ._check import check_langwatch, check_opik
 from ._config import Settings, load_settings
-from ._console import Progress, configure_logging
+from ._console import ProgressDisplay, configure_logging, progress_for
 from ._engine import Report, first_cause
 from ._errors import TracebridgeError, UsageError
 from ._migrate import migrate
@@ -263,16 +264,17 @@ def _log_level(verbose: bool, quiet: bool, debug: bool) -> int:
     return logging.INFO if verbose else logging.WARNING
 
 
-def _progress(quiet: bool) -> Progress | None:
-    """A progress line on stderr every PROGRESS_EVERY seconds (redrawn on a terminal)."""
+def _progress(quiet: bool) -> ProgressDisplay | None:
+    """Progress on stderr: a live display on a terminal, else a line every PROGRESS_EVERY
+    seconds (`_console`); none with --quiet."""
     if quiet:
         return None
-    redraw = bool(getattr(sys.stderr, "isatty", lambda: False)())
 
-    def write(text: str, newline: bool) -> None:
-        click.echo(text, err=True, nl=newline)
+    def write(line: str) -> None:
+        click.echo(line, err=True)
 
-    return Progress(write, every=PROGRESS_EVERY, clock=_progress_clock, redraw=redraw)
+    console = Console(stderr=True)
+    return progress_for(console, write=write, every=PROGRESS_EVERY, clock=_progress_clock)
 
 
 @main.command("migrate")
@@ -287,6 +289,13 @@ def _progress(quiet: bool) -> Progress | None:
     is_flag=True,
     help="Read and map everything, write nothing, print what would be written.",
 )
+@click.option(
+    "--rewrite",
+    is_flag=True,
+    help="Write every record again, even those an earlier run wrote unchanged (by default a "
+    "rerun skips them and counts them as unchanged): for a destination someone else may have "
+    "changed or emptied since.",
+)
 @_step_option
 @_output_options
 @_run_options
@@ -298,6 +307,7 @@ def migrate_command(
     since: str | None,
     until: str | None,
     dry_run: bool,
+    rewrite: bool,
     step_specs: tuple[str, ...],
     as_json: bool,
     verbose: bool,
@@ -312,8 +322,10 @@ def migrate_command(
 ) -> None:
     """Copy one project from SRC to DST, then print what was read, written, skipped and lost.
 
-    Reruns are idempotent, and an interrupted run resumes from its checkpoint (Ctrl-C exits
-    130: rerun the same command). A non-dry run writes its report to STATE_DIR/runs/.
+    Reruns are idempotent and write only what changed: what an earlier run wrote unchanged is
+    counted as unchanged (--rewrite sends it again). An interrupted run resumes from its
+    checkpoint (Ctrl-C exits 130: rerun the same command) and its summary adds what the whole
+    job did. A non-dry run writes its report to STATE_DIR/runs/.
     Exit codes: 0 all copied, 1 finished but lossy, 2 usage error, 3 fatal error, 130
     interrupted.
     """
@@ -336,19 +348,26 @@ def migrate_command(
         )
         used.append(settings)
         steps = import_steps(step_specs)
-        return await migrate(
-            from_,
-            to,
-            source_project=source_project,
-            target_project=target_project,
-            since=start,
-            until=end,
-            dry_run=dry_run,
-            settings=settings,
-            mapping=mapping,
-            steps=steps,
-            on_page=progress,
-        )
+        if progress is not None:
+            progress.start()
+        try:
+            return await migrate(
+                from_,
+                to,
+                source_project=source_project,
+                target_project=target_project,
+                since=start,
+                until=end,
+                dry_run=dry_run,
+                settings=settings,
+                mapping=mapping,
+                steps=steps,
+                rewrite=rewrite,
+                on_page=progress,
+            )
+        finally:
+            if progress is not None:
+                progress.finish()  # before any error message: the display is off the screen
 
     try:
         report = _run(debug, work)
@@ -568,6 +587,8 @@ def sync_command(
                 _show(result, every)
 
         report: Report | None = None
+        if progress is not None:
+            progress.start()
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signals, stop, group.cancel_scope, got)
@@ -591,6 +612,9 @@ def sync_command(
                 group.cancel_scope.cancel()
         except BaseExceptionGroup as errors:
             raise first_cause(errors) from None
+        finally:
+            if progress is not None:
+                progress.finish()  # before any error message: the display is off the screen
         return report
 
     try:
