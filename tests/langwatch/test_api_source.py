@@ -134,6 +134,14 @@ async def test_the_scroll_repeats_its_parameters_and_runs_to_the_end(n: int, req
     assert pages[-1].cursor == {"done": True}
 
 
+@pytest.mark.anyio
+async def test_each_page_says_how_many_traces_the_window_holds() -> None:
+    """`Page.expected_traces` is the scroll's `totalHits` (for the progress's ETA)."""
+    raws = list(langwatch_project(450, 0, seed=3, start_ms=START_MS))
+    pages = await read_all(make_source(seeded(raws), page_size=200))
+    assert [page.expected_traces for page in pages] == [450] * len(pages)
+
+
 # --- threads ----------------------------------------------------------------------------------
 
 

@@ -289,6 +289,8 @@ class LangWatchApiSource:
         async for traces, pagination in self._scroll(body, (resume or {}).get("scroll_id"), notes):
             page = Page(lost=int(pagination.get("skipped") or 0), warnings=notes)
             notes = []
+            if isinstance(hits := pagination.get("totalHits"), int):
+                page.expected_traces = hits  # the window's, for the progress's ETA only
             await self._collect(traces, page, state, window)
             next_scroll = pagination.get("scrollId")
             page.cursor = {"scroll_id": next_scroll} if next_scroll else {"done": True}
