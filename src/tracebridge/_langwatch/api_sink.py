@@ -9,12 +9,17 @@ named rule; the packing of a trace into requests, their halving and `partialSucc
 `collector.py`'s. What is left here: the order of those steps, the dead letter of a thread whose
 every turn was refused, and the requests in flight.
 
-Requests in flight: the collector takes one trace per request, so units (a thread, or a lone
-trace) are posted `concurrency` at a time (`_inflight.in_order`); a thread's traces go in order,
-and so do the requests of one trace. Each unit keeps its outcome in a result of its own, merged
-in the order of the units: the result is the one a sequential write gives, and a unit whose post
-fails does not stop the others before its failure is raised. The sink's first unit is posted
-alone: a refused key or a used-up quota (402) then costs one request, not `concurrency`.
+Requests in flight: the collector takes one trace per request, and traces are posted
+`concurrency` at a time (`_inflight.InFlight`) while the next units are mapped; the requests of
+one trace go in order (the first carries the trace's metadata). A thread's traces go together
+too: LangWatch orders a thread by its traces' start times when it is read (§3.4) and builds each
+trace on its own, so the order of the posts carries nothing (a thread of 47 turns posted in order
+would be 47 round trips on the write's critical path); `thread_order=True` posts them one after
+the other all the same. Each post keeps its outcome in a result of its own, merged in the order
+of a sequential write (each unit's mapping and rules, then its posts): the result is the one a
+sequential write gives, and a post that fails does not stop the others before its failure is
+raised. The sink's first post goes alone: a refused key or a used-up quota (402) then costs one
+request, not `concurrency`.
 
 We post to the collector over our own `_http.Api` rather than the `langwatch` SDK (an
 OpenTelemetry exporter): it has no per-request split, no dead letters and no way to write a
@@ -32,7 +37,7 @@ from typing import Any
 import httpx
 
 from .._http import Api
-from .._inflight import in_order
+from .._inflight import InFlight
 from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
@@ -49,7 +54,7 @@ from .cutoff import CUTOFF, OLD_ORIGINAL, TOO_OLD, IngestionCutoff
 
 __all__ = ["CONCURRENCY", "CUTOFF", "LangWatchApiSink"]
 
-CONCURRENCY = 16  # collector requests in flight (one trace each)
+CONCURRENCY = 32  # collector requests in flight (one trace each)
 
 _Post = tuple[Trace, dict[str, Any]]  # a trace and the wire to post for it
 
@@ -68,12 +73,13 @@ class LangWatchApiSink:
         max_evaluations: int = 200,
         max_bytes: int = 9_500_000,
         concurrency: int = CONCURRENCY,
+        thread_order: bool = False,
         cutoff: IngestionCutoff | None = None,
     ) -> None:
         """`project` is the id of the project the API key writes to, as configured: used only
         when the API cannot tell (`target_project`). `cutoff` replaces the 31-day rule built
-        from `shift_old_timestamps` and `now`; `concurrency` is how many units are posted at
-        once."""
+        from `shift_old_timestamps` and `now`; `concurrency` is how many traces are posted at
+        once; `thread_order` posts a thread's traces one after the other."""
         self.api = api
         self.project = project
         self._target: tuple[str, ...] | None = None  # the target project's id (and slug)
@@ -83,6 +89,7 @@ class LangWatchApiSink:
             now=self._now, shift=shift_old_timestamps, target_project=self.target_project
         )
         self.concurrency = concurrency
+        self.thread_order = thread_order
         self._answered = False  # a post was answered: the next ones may go together
         self.label = "langwatch"
 
@@ -92,26 +99,32 @@ class LangWatchApiSink:
         return self.cutoff.shifted
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
-        own: list[WriteResult] = []
-        posts: list[list[_Post]] = []
-        for unit in units:
-            own.append(WriteResult())
-            posts.append(await self._prepare(unit, own[-1], dry_run))
-
-        def call(todo: list[_Post], result: WriteResult) -> Callable[[], Awaitable[None]]:
-            async def post() -> None:
-                for trace, wire in todo:
-                    await self.collector.write_trace(trace, wire, result)
-
-            return post
-
-        calls = [call(p, r) for p, r in zip(posts, own, strict=True) if p]
-        await in_order(calls, self.concurrency, first_alone=not self._answered)
-        self._answered = self._answered or bool(calls)
+        # What mapping and the rules said of each unit, then what each post did: merged in
+        # that order, it is the result of a sequential write.
+        own: list[list[WriteResult]] = []
+        async with InFlight(self.concurrency, first_alone=not self._answered) as flight:
+            for unit in units:
+                own.append([WriteResult()])
+                posts = await self._prepare(unit, own[-1][0], dry_run)
+                chains = [posts] if self.thread_order else [[post] for post in posts]
+                for chain in chains:
+                    own[-1].append(WriteResult())
+                    await flight.start(self._poster(chain, own[-1][-1]))
+                    self._answered = True
         result = WriteResult()
         for mine in own:
-            result.merge(mine)
+            for part in mine:
+                result.merge(part)
         return result
+
+    def _poster(self, posts: list[_Post], result: WriteResult) -> Callable[[], Awaitable[None]]:
+        """A call that posts `posts` (traces), one after the other."""
+
+        async def post() -> None:
+            for trace, wire in posts:
+                await self.collector.write_trace(trace, wire, result)
+
+        return post
 
     async def _prepare(self, unit: Unit, result: WriteResult, dry_run: bool) -> list[_Post]:
         """Map `unit`, apply the cutoff and the evaluation rule; what is left to post (nothing
