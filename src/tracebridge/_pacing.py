@@ -123,10 +123,12 @@ class Pacer:
             elif budget is not None:
                 left, seconds = budget
                 self._paced = True
+                # What is left plus what this request spent: at most the window's budget
+                # (others may have spent some too), so the largest seen is a safe estimate.
+                self._limit = max(self._limit or 0, left + events)
                 if probe:
                     self._remaining = max(0, left - self._in_flight)
                     self._reset_at = now + seconds
-                    self._limit = max(self._limit or 0, left + events)
                 elif self._remaining is not None:
                     self._remaining = min(self._remaining, left)
         if probe and self._probe is not None:
