@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from tracebridge import UsageError, load_settings
+from tracebridge._endpoint_specs import open_sink
+from tracebridge._langwatch.api import LangWatchApiSink
+from tracebridge._opik.api import OpikApiSink
 from tracebridge._pacing import Pacer, budget_headers
+from tracebridge.cli import main
 
 
 @pytest.fixture
@@ -182,3 +190,56 @@ async def test_both_budgets_apply_and_the_cap_is_the_smaller() -> None:
     assert pacer.batch_cap() == 200
     with pytest.raises(ValueError, match="at least 1"):
         Pacer(max_events_per_minute=0)
+
+
+# ------------------------------------------------------------------------ options and config
+
+
+def test_the_budget_and_concurrency_reach_the_sinks(tmp_path: Path) -> None:
+    """`--max-events-per-minute` / `[opik] max_events_per_minute`, and `[opik] concurrency`,
+    `[langwatch] concurrency` in the config file, reach the API sinks open_sink builds."""
+    config = tmp_path / "tracebridge.toml"
+    config.write_text(
+        "[opik]\nmax_events_per_minute = 900\nconcurrency = 2\n[langwatch]\nconcurrency = 5\n",
+        encoding="utf-8",
+    )
+    environ = {"LANGWATCH_API_KEY": "sk-lw-test"}
+    settings = load_settings(config, {"state_dir": tmp_path / "state"}, environ=environ)
+    opik = open_sink("opik", project="p", settings=settings)
+    assert isinstance(opik, OpikApiSink)
+    assert opik.api.pacer is not None
+    assert opik.api.pacer.max_events_per_minute == 900
+    assert opik.concurrency == 2
+    langwatch = open_sink("langwatch", settings=settings)
+    assert isinstance(langwatch, LangWatchApiSink)
+    assert langwatch.concurrency == 5
+    flag = load_settings(config, {"max_events_per_minute": 120}, environ=environ)
+    assert flag.max_events_per_minute == 120  # the flag wins over the file
+    defaults = load_settings(None, {}, environ=environ)
+    assert defaults.max_events_per_minute is None
+    assert (defaults.opik_concurrency, defaults.langwatch_concurrency) == (4, 32)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[opik]\nconcurrency = 0\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="concurrency"):
+        load_settings(bad, {}, environ=environ)
+
+
+def test_the_cli_takes_max_events_per_minute_on_migrate_and_sync() -> None:
+    runner = CliRunner()
+    for command in ("migrate", "sync"):
+        shown = runner.invoke(main, [command, "--help"])
+        assert "--max-events-per-minute" in shown.output
+        refused = runner.invoke(
+            main,
+            [
+                command,
+                "--from",
+                "langwatch-file:x.jsonl",
+                "--to",
+                "opik",
+                "--max-events-per-minute",
+                "0",
+            ],
+        )
+        assert refused.exit_code == 2
+        assert "max-events-per-minute" in refused.output
