@@ -42,6 +42,7 @@ __all__ = [
     "TRANSIENT_STATUSES",
     "Api",
     "RetryPolicy",
+    "encode_json",
     "error_message",
     "server_wait",
 ]
@@ -92,6 +93,13 @@ def server_wait(response: httpx.Response, now: datetime | None = None) -> float 
             continue
         return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
     return None
+
+
+def encode_json(value: Any) -> bytes:
+    """`value` as the compact UTF-8 JSON a request body carries.
+
+    NaN and infinities are not JSON: a record holding one fails alone (`ValueError`)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def error_message(response: httpx.Response) -> str:
@@ -146,6 +154,7 @@ class Api:
         path: str,
         *,
         json_body: Any = None,
+        json_bytes: bytes | None = None,
         params: Mapping[str, Any] | None = None,
         compress: bool = False,
         retry_statuses: frozenset[int] = TRANSIENT_STATUSES,
@@ -153,12 +162,12 @@ class Api:
     ) -> httpx.Response:
         """Send one request, retrying transient failures; return the final response.
 
+        `json_bytes` is a body already encoded by `encode_json` (a caller that measured it);
         `events` is what the request costs against a rate budget (the items of a batch)."""
-        content, headers = None, {}
+        content, headers = json_bytes, {}
         if json_body is not None:
-            # allow_nan=False: NaN is not JSON; a record holding one fails alone (ValueError).
-            text = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            content = text.encode()
+            content = encode_json(json_body)
+        if content is not None:
             headers["Content-Type"] = "application/json"
             if compress and len(content) >= _GZIP_FROM_BYTES:
                 content, headers["Content-Encoding"] = gzip.compress(content, 6), "gzip"

@@ -12,12 +12,11 @@ as a source span, written or lost.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import QuotaError, ServerError
-from .._http import TRANSIENT_STATUSES, Api, error_message
+from .._http import TRANSIENT_STATUSES, Api, encode_json, error_message
 from .._interfaces import Counts, Rejected, WriteResult
 from .._models import Trace
 from .._stash import STASH_KEY, parse_stash
@@ -40,7 +39,7 @@ class Limits:
 
     spans: int = 200
     evaluations: int = 200
-    bytes: int = 9_500_000  # of JSON; the server's limit is 10 MB
+    bytes: int = 9_500_000  # of the JSON body as sent; the server's limit is 10 MB
 
 
 @dataclass
@@ -50,36 +49,45 @@ class Request:
     body: dict[str, Any]
     spans: int
     evaluations: int
+    encoded: bytes | None = None  # `body` as sent, when it was measured
 
 
 def pack(wire: dict[str, Any], limits: Limits) -> list[Request]:
-    """The requests that carry `wire` (a trace in the collector's shape) within `limits`."""
+    """The requests that carry `wire` (a trace in the collector's shape) within `limits`, each
+    with its body encoded (measured once, sent as measured)."""
     spans = [_span_body(s) for s in wire["spans"]]
     evaluations = [_evaluation_body(e) for e in wire["evaluations"]]
     requests: list[Request] = []
     i = j = 0
     while i < len(spans) or j < len(evaluations) or not requests:
-        body: dict[str, Any] = {"trace_id": wire["trace_id"]}
+        head: dict[str, Any] = {"trace_id": wire["trace_id"]}
         if not requests:
-            body["metadata"] = wire["metadata"]
+            head["metadata"] = wire["metadata"]
         chunk_spans = spans[i : i + limits.spans]
         chunk_evals = evaluations[j : j + limits.evaluations]
+        body = _body(head, chunk_spans, chunk_evals)
+        encoded = encode_json(body)
         # The limit is on the whole body: halve the bigger part until it fits.
-        while (
-            len(chunk_spans) + len(chunk_evals) > 1
-            and _size({**body, "spans": chunk_spans, "evaluations": chunk_evals}) > limits.bytes
-        ):
+        while len(chunk_spans) + len(chunk_evals) > 1 and len(encoded) > limits.bytes:
             if len(chunk_spans) <= 1 or _size(chunk_evals) > _size(chunk_spans):
                 chunk_evals = chunk_evals[: len(chunk_evals) // 2]
             else:
                 chunk_spans = chunk_spans[: len(chunk_spans) // 2]
-        body["spans"] = chunk_spans
-        if chunk_evals:
-            body["evaluations"] = chunk_evals
-        requests.append(Request(body, len(chunk_spans), len(chunk_evals)))
+            body = _body(head, chunk_spans, chunk_evals)
+            encoded = encode_json(body)
+        requests.append(Request(body, len(chunk_spans), len(chunk_evals), encoded))
         i += len(chunk_spans)
         j += len(chunk_evals)
     return requests
+
+
+def _body(
+    head: dict[str, Any], spans: list[dict[str, Any]], evaluations: list[dict[str, Any]]
+) -> dict[str, Any]:
+    body = {**head, "spans": spans}
+    if evaluations:
+        body["evaluations"] = evaluations
+    return body
 
 
 def split(request: Request) -> tuple[Request, Request] | None:
@@ -150,7 +158,8 @@ class Collector:
         response = await self.api.send(
             "POST",
             "api/collector",
-            json_body=request.body,
+            json_body=request.body if request.encoded is None else None,
+            json_bytes=request.encoded,
             retry_statuses=TRANSIENT_STATUSES - {429},
         )
         if response.status_code == 402:
@@ -220,5 +229,5 @@ def _evaluation_body(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _size(value: Any) -> int:
-    """Bytes of `value` as JSON (a little more than the compact body `Api.send` sends)."""
-    return len(json.dumps(value, ensure_ascii=False).encode())
+    """Bytes of `value` as the JSON a body holds."""
+    return len(encode_json(value))
