@@ -65,8 +65,6 @@ _KEEP = Verdict("keep")
 class IngestionCutoff:
     """The 31-day rule of one LangWatch sink (module docstring)."""
 
-    rule = "langwatch 31-day ingestion cutoff"
-
     def __init__(
         self,
         *,
