@@ -24,6 +24,9 @@ from tracebridge import AuthError, RetriesExhausted, load_settings
 from tracebridge._http import TRANSIENT_STATUSES, Api, RetryPolicy
 from tracebridge._langwatch.api import langwatch_api
 from tracebridge._opik.api import opik_api
+from tracebridge._pacing import Pacer
+
+from .fakes.rate_limit import RateLimitedTransport
 
 KEY = "sk-secret-0123456789abcdef"
 BASE = "http://api.test/api"
@@ -383,4 +386,51 @@ async def test_the_key_travels_only_in_its_header(
             assert KEY not in text, f"the key leaked into the {where}"
     assert KEY not in str(caught.value)
     assert all(KEY not in record.getMessage() for record in caplog.records)
+    await api.aclose()
+
+
+# ----------------------------------------------------------------------------------- pacing
+
+
+@pytest.mark.anyio
+async def test_a_paced_api_waits_for_the_window_instead_of_a_429(clock: Clock) -> None:
+    """With a pacer, a request's `events` are spent against the budget Opik's headers tell;
+    one the window cannot hold waits exactly for the window's end (rate-limited fake)."""
+    server = Server(ok())
+    limited = RateLimitedTransport(server.transport, budgets={"Workspace": 100}, clock=clock)
+    api = Api(
+        name="Opik",
+        base_url=BASE,
+        headers={},
+        auth_variable="OPIK_API_KEY",
+        transport=limited,
+        policy=RetryPolicy(sleep=clock.sleep, clock=clock),
+        pacer=Pacer(clock=clock, sleep=clock.sleep),
+    )
+    for events in (1, 40, 50, 9):  # the first tells the budget; 100 in all
+        body = {"spans": [{}] * events} if events > 1 else None
+        response = await api.send("POST", "v1/private/spans/batch", json_body=body, events=events)
+        assert response.is_success
+    clock.now = 12.0
+    assert (
+        await api.send("POST", "v1/private/spans/batch", json_body={"spans": [{}] * 2}, events=2)
+    ).is_success
+    assert clock.waits == [48.0]  # the window opened at t=0 ends at t=60
+    assert limited.refused == 0
+    assert api.pacer is not None
+    assert api.pacer.waited == 48.0
+    await api.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_paced_429_still_waits_ratelimit_reset_and_tells_the_pacer(clock: Clock) -> None:
+    """Another client spent the window: the 429's `RateLimit-Reset` is waited once (the retry
+    policy), and the pacer, told by the 429, sends the retry as the next window's probe."""
+    limited = httpx.Response(429, headers={"RateLimit-Reset": "5"})
+    server = Server(limited, ok())
+    api = make_api(server, clock)
+    api.pacer = Pacer(clock=clock, sleep=clock.sleep)
+    assert (await api.send("POST", "v1/private/spans/batch", json_body={"spans": []})).is_success
+    assert clock.waits == [5.0]  # not 5 more on top from the pacer
+    assert len(server.requests) == 2
     await api.aclose()

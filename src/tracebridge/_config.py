@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveInt, SecretStr, ValidationError
 
 from ._decoding import describe_error
 from ._errors import UsageError
@@ -40,6 +40,9 @@ _FILE = {
     ("opik", "workspace"): "opik_workspace",
     ("opik", "project"): "opik_project",
     ("opik", "ids"): "opik_ids",
+    ("opik", "max_events_per_minute"): "max_events_per_minute",
+    ("opik", "concurrency"): "opik_concurrency",
+    ("langwatch", "concurrency"): "langwatch_concurrency",
     ("mapping", "langwatch_to_opik"): "mapping_to_opik",
     ("mapping", "opik_to_langwatch"): "mapping_to_langwatch",
     ("run", "state_dir"): "state_dir",
@@ -56,6 +59,9 @@ class Settings(BaseModel):
     to write-time at the first `too_old` refusal. Set, it is used as given.
     `force` lets a run go on past a safety check that would stop it (a new write-time id map
     while the target already holds copies from the source): it warns instead.
+    `max_events_per_minute` caps the events (batch items) sent to Opik in any minute; the
+    `*_concurrency` fields are the requests an API sink keeps in flight (`_pacing.py`,
+    `_inflight.py`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,6 +78,9 @@ class Settings(BaseModel):
     state_dir: Path = Path(".tracebridge")
     shift_old_timestamps: bool = False
     force: bool = False
+    max_events_per_minute: PositiveInt | None = None
+    opik_concurrency: PositiveInt = 4
+    langwatch_concurrency: PositiveInt = 32
 
 
 def _from_file(path: Path) -> dict[str, Any]:

@@ -224,9 +224,11 @@ def open_sink(
             langwatch_api(settings, transports.get("langwatch")),
             shift_old_timestamps=settings.shift_old_timestamps,
             project=project,  # the key's project id, when the API cannot tell
+            concurrency=settings.langwatch_concurrency,
         )
     from ._opik.api import OpikApiSink, is_opik_cloud, opik_api
     from ._opik.ids import MintedIds, OpikIds, SourceTimeIds
+    from ._pacing import Pacer
 
     name = project or settings.opik_project or "Default Project"
     key = f"{settings.opik_url}\x1f{settings.opik_workspace}\x1f{name.casefold()}"
@@ -234,14 +236,18 @@ def open_sink(
     id_map = settings.state_dir / f"opik-ids-{digest}.sqlite"
     mode, notice = _opik_id_mode(settings, id_map, cloud=is_opik_cloud(settings.opik_url))
     ids: OpikIds = MintedIds(id_map) if mode == "write-time" else SourceTimeIds()
+    api = opik_api(settings, transports.get("opik"))
+    # Opik Cloud's event budget, read from its answers, and the user's cap, if any.
+    api.pacer = Pacer(max_events_per_minute=settings.max_events_per_minute)
     return OpikApiSink(
-        opik_api(settings, transports.get("opik")),
+        api,
         project=name,
         mappings=mappings,
         ids=ids,
         switch_to=(lambda: MintedIds(id_map)) if mode == "auto" else None,
         force=settings.force,
         notice=notice,
+        concurrency=settings.opik_concurrency,
     )
 
 

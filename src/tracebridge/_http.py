@@ -10,6 +10,10 @@ variable to fix. Any other status is returned to the caller, who knows what it m
 Each retry is logged at WARNING on `tracebridge.http`: `Opik 503, retry 3 in 4.0 s (GET path)`
 (the status or the error's type, the retry's number, the wait), so the CLI shows it by default.
 
+With a `pacer` (`_pacing.Pacer`), every attempt first waits for the events it carries (`events`:
+the items of a batch, else 1) to fit the budget, and every answer (a 429 too) tells the pacer what
+is left of it; the retry wait above still honours `RateLimit-Reset` on a 429 that slips through.
+
 Tests pass a `transport` (the seam respx fakes plug into) and a `RetryPolicy` whose `sleep`
 records waits instead of sleeping.
 """
@@ -31,12 +35,14 @@ import anyio
 import httpx
 
 from ._errors import AuthError, RetriesExhausted
+from ._pacing import Pacer
 
 __all__ = [
     "TRANSIENT_ERRORS",
     "TRANSIENT_STATUSES",
     "Api",
     "RetryPolicy",
+    "encode_json",
     "error_message",
     "server_wait",
 ]
@@ -89,6 +95,13 @@ def server_wait(response: httpx.Response, now: datetime | None = None) -> float 
     return None
 
 
+def encode_json(value: Any) -> bytes:
+    """`value` as the compact UTF-8 JSON a request body carries.
+
+    NaN and infinities are not JSON: a record holding one fails alone (`ValueError`)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 def error_message(response: httpx.Response) -> str:
     """What an error answer says: `message`, `details`, `error` and `errors` of either platform."""
     try:
@@ -121,8 +134,10 @@ class Api:
         transport: httpx.AsyncBaseTransport | None = None,
         policy: RetryPolicy | None = None,
         timeout: httpx.Timeout | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.name = name
+        self.pacer = pacer
         self.auth_variable = auth_variable
         self.policy = policy or RetryPolicy()
         self.requests = 0  # requests sent, retries included (benchmarks report it)
@@ -139,16 +154,20 @@ class Api:
         path: str,
         *,
         json_body: Any = None,
+        json_bytes: bytes | None = None,
         params: Mapping[str, Any] | None = None,
         compress: bool = False,
         retry_statuses: frozenset[int] = TRANSIENT_STATUSES,
+        events: int = 1,
     ) -> httpx.Response:
-        """Send one request, retrying transient failures; return the final response."""
-        content, headers = None, {}
+        """Send one request, retrying transient failures; return the final response.
+
+        `json_bytes` is a body already encoded by `encode_json` (a caller that measured it);
+        `events` is what the request costs against a rate budget (the items of a batch)."""
+        content, headers = json_bytes, {}
         if json_body is not None:
-            # allow_nan=False: NaN is not JSON; a record holding one fails alone (ValueError).
-            text = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            content = text.encode()
+            content = encode_json(json_body)
+        if content is not None:
             headers["Content-Type"] = "application/json"
             if compress and len(content) >= _GZIP_FROM_BYTES:
                 content, headers["Content-Encoding"] = gzip.compress(content, 6), "gzip"
@@ -158,10 +177,7 @@ class Api:
         for attempt in range(1, policy.attempts + 1):
             wait: float | None = None
             try:
-                self.requests += 1
-                response = await self._client.request(
-                    method, path.lstrip("/"), content=content, params=params, headers=headers
-                )
+                response = await self._request(method, path, content, params, headers, events)
             except TRANSIENT_ERRORS as exc:
                 last = f"{type(exc).__name__}"
                 problem = last
@@ -191,6 +207,29 @@ class Api:
             f"{self.name} {method} {path} still failing ({last}) after {attempt} attempts; "
             "rerun the same command to resume"
         )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        params: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        events: int,
+    ) -> httpx.Response:
+        """One attempt, paced when there is a pacer (module docstring)."""
+        pacer = self.pacer
+        probe = await pacer.acquire(events) if pacer is not None else False
+        response: httpx.Response | None = None
+        try:
+            self.requests += 1
+            response = await self._client.request(
+                method, path.lstrip("/"), content=content, params=params, headers=headers
+            )
+            return response
+        finally:
+            if pacer is not None:
+                pacer.answered(response, events, probe)
 
     async def aclose(self) -> None:
         await self._client.aclose()

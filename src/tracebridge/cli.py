@@ -216,6 +216,13 @@ _run_options = _options(
         help="Go on where a safety check would stop the run (a new write-time id map while the "
         "Opik project already holds copies from this source: they get written again).",
     ),
+    click.option(
+        "--max-events-per-minute",
+        type=click.IntRange(min=1),
+        help="Send Opik at most this many events (batch items) in any minute, e.g. to leave "
+        "room for other clients of the workspace. Opik Cloud's own budget (5,000 per workspace, "
+        "10,000 per user) is read from its answers and paced by in any case.",
+    ),
     _debug_option,
 )
 
@@ -318,6 +325,7 @@ def migrate_command(
     opik_ids: str | None,
     shift_old_timestamps: bool | None,
     force: bool | None,
+    max_events_per_minute: int | None,
     debug: bool,
 ) -> None:
     """Copy one project from SRC to DST, then print what was read, written, skipped and lost.
@@ -344,6 +352,7 @@ def migrate_command(
                 "opik_ids": opik_ids,
                 "shift_old_timestamps": shift_old_timestamps,
                 "force": force,
+                "max_events_per_minute": max_events_per_minute,
             },
         )
         used.append(settings)
@@ -526,6 +535,7 @@ def sync_command(
     opik_ids: str | None,
     shift_old_timestamps: bool | None,
     force: bool | None,
+    max_events_per_minute: int | None,
     debug: bool,
 ) -> None:
     """Copy what changed at SRC since the last pass to DST, then print what each pass did.
@@ -556,6 +566,7 @@ def sync_command(
                 "opik_ids": opik_ids,
                 "shift_old_timestamps": shift_old_timestamps,
                 "force": force,
+                "max_events_per_minute": max_events_per_minute,
             },
         )
         steps = import_steps(step_specs)

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -982,3 +984,103 @@ async def test_a_dead_lettered_threads_own_scores_are_counted_and_kept(tmp_path:
         assert getattr(report.read, kind) == accounted, kind
     held = [entry["unit"] for entry in _dead_letters(report) if entry.get("unit")]
     assert any("resolved" in json.dumps(unit) for unit in held)
+
+
+# ------------------------------------------------------------------------- posts in flight
+
+
+class _InFlight(httpx.AsyncBaseTransport):
+    """`inner` behind a short real wait, counting the most requests in flight at once."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.now = self.most = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await anyio.sleep(0.02)
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+
+def _sink_in_flight(fake: LangWatchFake, **options: Any) -> tuple[LangWatchApiSink, _InFlight]:
+    settings = load_settings(
+        None, {"langwatch_api_key": fake.api_key, "langwatch_endpoint": fake.base_url}, environ={}
+    )
+    wire = _InFlight(fake.transport)
+    api = langwatch_api(settings, wire, RetryPolicy(sleep=_no_sleep))
+    return LangWatchApiSink(api, now=lambda: NOW, **options), wire
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+@pytest.mark.anyio
+async def test_posts_in_flight_give_exactly_what_a_sequential_write_gives() -> None:
+    """Traces go to the collector `concurrency` at a time, and the result (written, skipped,
+    dead letters of the 31-day rule, of `partialSuccess` and of requests split on 429, in
+    order) is the one posting them one by one gives."""
+    thread_id = "thread-in-flight"
+    units: list[Unit] = [
+        Thread(
+            id=thread_id,
+            traces=[
+                _opik_trace(300 + i, NOW - timedelta(hours=5 - i), thread_id=thread_id)
+                for i in range(4)
+            ],
+        )
+    ]
+    for i in range(30):
+        age = timedelta(days=40) if i % 9 == 4 else timedelta(days=30) if i % 7 == 3 else DAY
+        units.append(_opik_trace(400 + i, NOW - age - timedelta(minutes=i)))
+    units.append(_opik_trace(500, NOW - DAY, n_spans=450))  # more than 200 spans: split
+    outcomes = []
+    for concurrency in (1, 8):
+        fake = _fake(NOW_MS + 2 * 86_400_000)  # LangWatch's clock ahead: 30 days is too old
+        sink, wire = _sink_in_flight(fake, concurrency=concurrency, max_spans=500)
+        result = await sink.write(units)
+        await sink.aclose()
+        assert wire.most == 1 if concurrency == 1 else 1 < wire.most <= concurrency
+        outcomes.append(
+            (
+                [(r.kind, r.where, r.reason, r.contains, r.record) for r in result.rejected],
+                result.written,
+                result.skipped,
+                result.skip_reasons,
+                fake.traces,
+            )
+        )
+    sequential, concurrent = outcomes
+    assert concurrent == sequential
+    reasons = [r[2] for r in sequential[0]]
+    assert any("31 days ago" in r for r in reasons)  # the rule's dead letters
+    assert any("dropped" in r for r in reasons)  # partialSuccess
+    big = fake.traces[units[-1].id]  # posted whole, split on the collector's 429s
+    assert len(big["spans"]) == 451
+
+
+@pytest.mark.anyio
+async def test_a_threads_traces_are_posted_together_unless_asked_in_order() -> None:
+    """LangWatch orders a thread by start time when read (§3.4): its turns go together; with
+    `thread_order=True` one after the other."""
+    thread_id = "thread-order"
+    thread = Thread(
+        id=thread_id,
+        traces=[
+            _opik_trace(600 + i, NOW - timedelta(hours=9 - i), thread_id=thread_id)
+            for i in range(6)
+        ],
+    )
+    for ordered, most in ((False, 6), (True, 1)):
+        fake = _fake()
+        sink, wire = _sink_in_flight(fake, thread_order=ordered)
+        await sink.write([_opik_trace(700, NOW - DAY)])  # the first post goes alone
+        result = await sink.write([thread])
+        await sink.aclose()
+        assert wire.most == most
+        assert result.written.traces == 6
+        assert len(fake.traces) == 7

@@ -10,22 +10,39 @@ option to use) and the write-time id map that makes reruns idempotent (DESIGN.md
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import math
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from tests.factories import langwatch_trace
 from tests.fakes.opik import OpikFake, is_uuid7, uuid7_ms
+from tests.fakes.rate_limit import RateLimitedTransport, VirtualClock
 from tests.opik_spec import require_spec, validate_httpx_request
-from tracebridge import AuthError, Score, Thread, Trace, UsageError, load_settings
+from tracebridge import (
+    AuthError,
+    Counts,
+    Page,
+    RetriesExhausted,
+    Score,
+    Thread,
+    Trace,
+    Unit,
+    UsageError,
+    Window,
+    load_settings,
+    run,
+)
 from tracebridge._http import RetryPolicy
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._mapping import default_mappings
@@ -33,6 +50,8 @@ from tracebridge._models import Span
 from tracebridge._opik.api import OpikApiSink, is_opik_cloud, opik_api
 from tracebridge._opik.convert import OpikIds, SourceTimeIds
 from tracebridge._opik.ids import MintedIds
+from tracebridge._pacing import Pacer
+from tracebridge._state import StateDir
 
 KEY = "opik-key-7f3a9c"
 WORKSPACE = "team-ws"
@@ -857,3 +876,182 @@ async def test_a_switch_checks_the_map_it_opens_against_earlier_copies(tmp_path:
     assert "already holds 3 traces" in message
     assert "this run switched to it when Opik refused source-time ids as too_old" in message
     assert len(fake.traces) == 3
+
+
+# ------------------------------------------------------------------ batches in flight, pacing
+
+
+class _InFlight(httpx.AsyncBaseTransport):
+    """`inner` behind a short real wait, counting the most requests in flight at once."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, fail: str | None = None) -> None:
+        self.inner, self.fail = inner, fail
+        self.now = self.most = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await anyio.sleep(0.002)
+            if self.fail is not None and self.fail in _body_text(request):
+                return httpx.Response(503, json={"message": "down"})
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+
+def _body_text(request: httpx.Request) -> str:
+    content = request.content
+    if request.headers.get("Content-Encoding") == "gzip":
+        content = gzip.decompress(content)
+    return content.decode()
+
+
+class _ManyBadIds:
+    """Source-time ids, except version 4 UUIDs for the traces and spans named."""
+
+    def __init__(self, bad: set[str]) -> None:
+        self.inner, self.bad = SourceTimeIds(), bad
+
+    @staticmethod
+    def _v4(name: str) -> str:
+        return str(uuid.UUID(hashlib.sha256(name.encode()).hexdigest()[:32], version=4))
+
+    def trace_id(self, trace: Trace) -> str:
+        return self._v4(trace.id) if trace.id in self.bad else self.inner.trace_id(trace)
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        return self._v4(span.id) if span.id in self.bad else self.inner.span_id(trace, span)
+
+
+def _sink_on(transport: httpx.AsyncBaseTransport, fake: OpikFake, **options: Any) -> OpikApiSink:
+    settings = load_settings(
+        None,
+        {"opik_url": fake.base_url, "opik_api_key": KEY, "opik_workspace": WORKSPACE},
+        environ={},
+    )
+    api = opik_api(settings, transport, RetryPolicy(attempts=2, sleep=_no_sleep))
+    return OpikApiSink(api, project=PROJECT, mappings=default_mappings(), **options)
+
+
+@pytest.mark.anyio
+async def test_batches_in_flight_give_exactly_what_a_sequential_write_gives() -> None:
+    """Several batches of one endpoint in flight at once (bounded by `concurrency`), and the
+    result, bisections of refused batches included, is item for item the sequential one."""
+    batch = traces(60, n_spans=4)
+    bad = {batch[7].id, batch[41].spans[2].id, batch[50].spans[0].id, batch[23].spans[3].id}
+    outcomes = []
+    for concurrency in (1, 4):
+        fake = make_fake()
+        wire = _InFlight(fake.transport)
+        sink = _sink_on(wire, fake, ids=_ManyBadIds(bad), max_items=8, concurrency=concurrency)
+        result = await sink.write(batch)
+        await sink.aclose()
+        assert wire.most == concurrency
+        outcomes.append(
+            (
+                [(r.kind, r.where, r.reason, r.record) for r in result.rejected],
+                result.written,
+                result.skipped,
+                sorted(fake.traces),
+                sorted(fake.spans),
+                sorted(fake.trace_scores),
+                sorted(fake.span_scores),
+            )
+        )
+    sequential, concurrent = outcomes
+    assert concurrent == sequential
+    assert len(sequential[0]) >= 4  # the refused trace, the three spans (and their children)
+
+
+@pytest.mark.anyio
+async def test_a_failing_batch_does_not_lose_what_the_others_wrote(tmp_path: Path) -> None:
+    """A batch that fails for good (503 until the retries are spent) is raised, but only once
+    the batches in flight beside it were answered: their ids reach the write-time map, so a
+    rerun reuses them (DESIGN.md invariant 1) rather than minting duplicates."""
+    batch = traces(40, n_spans=1)
+    fake = make_fake()
+    wire = _InFlight(fake.transport, fail=batch[25].id)
+    ids = MintedIds(tmp_path / "ids.sqlite")
+    sink = _sink_on(wire, fake, ids=ids, max_items=5, concurrency=4)
+    with pytest.raises(RetriesExhausted):
+        await sink.write(batch)
+    assert wire.most > 1
+    written = set(fake.traces)
+    assert len(written) == 35  # every batch but the failing one
+    assert all(ids.was_acknowledged(i) for i in written)
+    await sink.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_first_batch_goes_alone() -> None:
+    """A refused key costs one request, not `concurrency` of them."""
+    fake = make_fake()
+    wire = _InFlight(fake.transport)
+    sink = _sink_on(wire, fake, max_items=2, concurrency=4)
+    sink.api._client.headers["authorization"] = "wrong"
+    with pytest.raises(AuthError):
+        await sink.write(traces(20))
+    await sink.aclose()
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_a_run_into_a_rate_limited_opik_uses_the_budget_without_429s(
+    tmp_path: Path,
+) -> None:
+    """Issue #10: into an Opik that limits events per minute (`tests/fakes/rate_limit.py`, in
+    virtual time), a run writes every item, spends at least 90 % of every full window, and fewer
+    than 1 % of its requests are answered 429."""
+    clock = VirtualClock()
+    fake = make_fake()
+    limited = RateLimitedTransport(
+        fake.transport, budgets={"User": 600, "Workspace": 300}, clock=clock.now
+    )
+    settings = load_settings(
+        None,
+        {"opik_url": fake.base_url, "opik_api_key": KEY, "opik_workspace": WORKSPACE},
+        environ={},
+    )
+    api = opik_api(settings, limited, RetryPolicy(sleep=clock.sleep, clock=clock.now))
+    api.pacer = Pacer(clock=clock.now, sleep=clock.sleep)
+    sink = OpikApiSink(api, project=PROJECT, mappings=default_mappings())
+    rng = random.Random(5)
+    units: list[Unit] = [
+        Thread(
+            id=f"thread-{i}",
+            traces=[canonical(rng, 3 * i + k, thread_id=f"thread-{i}") for k in range(3)],
+        )
+        for i in range(40)
+    ]
+    units += [canonical(rng, 200 + i) for i in range(180)]
+    report = await run(_Pages(units, 25), sink, state=StateDir(tmp_path, {"job": "paced"}))
+    assert not report.lossy
+    held = Counts()
+    for unit in units:
+        held.add(Counts.of(unit))
+    assert report.written.traces == len(fake.traces) == held.traces == 300
+    assert report.written.spans == len(fake.spans) == held.spans
+    assert len(fake.trace_scores) + len(fake.span_scores) + len(fake.thread_scores) > 0
+    assert limited.events > 5 * 300  # the run needed several windows
+    assert limited.refused < 0.01 * limited.requests
+    full = limited.use("Workspace")[:-1]
+    assert len(full) >= 5
+    assert min(full) >= 0.9, full
+    assert api.pacer.waited > 0
+
+
+class _Pages:
+    """A source yielding `units` in pages of `size`."""
+
+    label = "test"
+
+    def __init__(self, units: list[Unit], size: int) -> None:
+        self.units, self.size = units, size
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        for start in range(0, len(self.units), self.size):
+            yield Page(units=self.units[start : start + self.size], cursor={"at": start})
+
+    async def aclose(self) -> None:
+        return None

@@ -1,14 +1,25 @@
-"""`langwatch` as a sink: the LangWatch collector (`LangWatchApiSink`, request splitting).
+"""`langwatch` as a sink: canonical records through the LangWatch collector (`LangWatchApiSink`).
 
-Contract (`reference/langwatch-api.md` §5.1): `POST /api/collector`, ≤ 200 spans, ≤ 200
-evaluations and ≤ 10 MB per request (a big trace is several requests with the same `trace_id`,
-which LangWatch merges). A 429 there means "too large": the request is split, never resent
-unchanged; 402 (plan quota) is fatal. `partialSuccess` is read on every answer and rejected spans
-are dead-lettered. LangWatch builds a trace from its spans, so no trace is posted without one: a
-trace that has none gets the root span carrying its IO (`convert.with_root_span`), as every copy
-of an Opik trace does. Spans that started more than 31 days ago are dropped by LangWatch: such a
-trace is dead-lettered with the reason, or, with `shift_old_timestamps`, moved into the accepted
-window with the shift kept in its stash.
+Each unit is mapped to the collector's wire shape (`convert.py`); LangWatch builds a trace from
+its spans, so no trace is posted without one: a trace that has none gets the root span carrying
+its IO (`convert.with_root_span`), as every copy of an Opik trace does. The 31-day ingestion
+cutoff is a rule over the canonical traces (`cutoff.IngestionCutoff`: keep, skip, dead-letter or
+shift each trace); evaluations the collector would refuse for their status are skipped by a
+named rule; the packing of a trace into requests, their halving and `partialSuccess` are
+`collector.py`'s. What is left here: the order of those steps, the dead letter of a thread whose
+every turn was refused, and the requests in flight.
+
+Requests in flight: the collector takes one trace per request, and traces are posted
+`concurrency` at a time (`_inflight.InFlight`) while the next units are mapped; the requests of
+one trace go in order (the first carries the trace's metadata). A thread's traces go together
+too: LangWatch orders a thread by its traces' start times when it is read (§3.4) and builds each
+trace on its own, so the order of the posts carries nothing (a thread of 47 turns posted in order
+would be 47 round trips on the write's critical path); `thread_order=True` posts them one after
+the other all the same. Each post keeps its outcome in a result of its own, merged in the order
+of a sequential write (each unit's mapping and rules, then its posts): the result is the one a
+sequential write gives, and a post that fails does not stop the others before its failure is
+raised. The sink's first post goes alone: a refused key or a used-up quota (402) then costs one
+request, not `concurrency`.
 
 We post to the collector over our own `_http.Api` rather than the `langwatch` SDK (an
 OpenTelemetry exporter): it has no per-request split, no dead letters and no way to write a
@@ -19,81 +30,33 @@ trace with the original ids and times. Split out of `api.py` (which re-exports
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from .._errors import QuotaError, ServerError
-from .._http import TRANSIENT_STATUSES, Api, error_message
+from .._http import Api
+from .._inflight import InFlight
 from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._models import Thread, Trace
 from .._stash import STASH_KEY, parse_stash
 from .._time import to_ms
 from .api_source import _HISTORY_START_MS
+from .collector import Collector, Limits
 from .convert import (
     shift_timestamps,
     thread_to_wire,
     trace_to_wire,
     with_root_span,
 )
+from .cutoff import CUTOFF, OLD_ORIGINAL, TOO_OLD, IngestionCutoff
 
-__all__ = ["CUTOFF", "LangWatchApiSink"]
+__all__ = ["CONCURRENCY", "CUTOFF", "LangWatchApiSink"]
 
-CUTOFF = timedelta(days=31)
-_SAFE_AGE = timedelta(days=30)  # where shifted traces start: a day inside the cutoff
-_OLD_ORIGINAL = (
-    "traces born in this LangWatch project and older than its 31-day ingestion cutoff: the "
-    "original is still there, so it is not written again"
-)
+CONCURRENCY = 32  # collector requests in flight (one trace each)
 
-
-_SPAN_FIELDS = frozenset(
-    "span_id trace_id parent_id name type input output timestamps model vendor metrics params "
-    "contexts error".split()
-)
-_EVALUATION_FIELDS = frozenset(
-    "evaluation_id evaluator_id name type is_guardrail status passed score label details error "
-    "timestamps".split()
-)
-
-
-def _span_body(span: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in span.items() if k in _SPAN_FIELDS and v is not None}
-    body["timestamps"] = {
-        k: v
-        for k, v in span["timestamps"].items()
-        if k in ("started_at", "finished_at", "first_token_at")
-    }
-    return body
-
-
-def _evaluation_body(evaluation: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in evaluation.items() if k in _EVALUATION_FIELDS and v is not None}
-    if isinstance(body.get("timestamps"), dict):
-        body["timestamps"] = {
-            k: v
-            for k, v in body["timestamps"].items()
-            if k in ("started_at", "finished_at") and v is not None
-        }
-    if isinstance(body.get("error"), dict):
-        error = body["error"]
-        body["error"] = {
-            "message": error.get("message") or "",
-            "stacktrace": list(error.get("stacktrace") or []),
-        }
-    return body
-
-
-@dataclass
-class _Request:
-    """One collector request of a trace, and what it carries."""
-
-    body: dict[str, Any]
-    spans: int
-    evaluations: int
+_Post = tuple[Trace, dict[str, Any]]  # a trace and the wire to post for it
 
 
 class LangWatchApiSink:
@@ -109,67 +72,104 @@ class LangWatchApiSink:
         max_spans: int = 200,
         max_evaluations: int = 200,
         max_bytes: int = 9_500_000,
+        concurrency: int = CONCURRENCY,
+        thread_order: bool = False,
+        cutoff: IngestionCutoff | None = None,
     ) -> None:
         """`project` is the id of the project the API key writes to, as configured: used only
-        when the API cannot tell (`target_project`)."""
+        when the API cannot tell (`target_project`). `cutoff` replaces the 31-day rule built
+        from `shift_old_timestamps` and `now`; `concurrency` is how many traces are posted at
+        once; `thread_order` posts a thread's traces one after the other."""
         self.api = api
-        self.shift = shift_old_timestamps
         self.project = project
         self._target: tuple[str, ...] | None = None  # the target project's id (and slug)
         self._now = now or (lambda: datetime.now(UTC))
-        self.max_spans = max_spans
-        self.max_evaluations = max_evaluations
-        self.max_bytes = max_bytes
+        self.collector = Collector(api, Limits(max_spans, max_evaluations, max_bytes))
+        self.cutoff = cutoff or IngestionCutoff(
+            now=self._now, shift=shift_old_timestamps, target_project=self.target_project
+        )
+        self.concurrency = concurrency
+        self.thread_order = thread_order
+        self._answered = False  # a post was answered: the next ones may go together
         self.label = "langwatch"
-        self.shifted = 0
+
+    @property
+    def shifted(self) -> int:
+        """Traces moved into the window by `--shift-old-timestamps` so far."""
+        return self.cutoff.shifted
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        # What mapping and the rules said of each unit, then what each post did: merged in
+        # that order, it is the result of a sequential write.
+        own: list[list[WriteResult]] = []
+        async with InFlight(self.concurrency, first_alone=not self._answered) as flight:
+            for unit in units:
+                own.append([WriteResult()])
+                posts = await self._prepare(unit, own[-1][0], dry_run)
+                chains = [posts] if self.thread_order else [[post] for post in posts]
+                for chain in chains:
+                    own[-1].append(WriteResult())
+                    await flight.start(self._poster(chain, own[-1][-1]))
+                    self._answered = True
         result = WriteResult()
-        for unit in units:
-            traces = unit.traces if isinstance(unit, Thread) else [unit]
-            try:
-                wires = thread_to_wire(unit) if isinstance(unit, Thread) else [trace_to_wire(unit)]
-                wires = [with_root_span(t, w) for t, w in zip(traces, wires, strict=True)]
-            except ValueError as exc:
-                result.rejected.append(
-                    Rejected(
-                        "trace",
-                        f"{type(unit).__name__.lower()} {unit.id}",
-                        f"cannot map: {exc}",
-                        None,
-                        Counts.of(unit),
-                    )
+        for mine in own:
+            for part in mine:
+                result.merge(part)
+        return result
+
+    def _poster(self, posts: list[_Post], result: WriteResult) -> Callable[[], Awaitable[None]]:
+        """A call that posts `posts` (traces), one after the other."""
+
+        async def post() -> None:
+            for trace, wire in posts:
+                await self.collector.write_trace(trace, wire, result)
+
+        return post
+
+    async def _prepare(self, unit: Unit, result: WriteResult, dry_run: bool) -> list[_Post]:
+        """Map `unit`, apply the cutoff and the evaluation rule; what is left to post (nothing
+        on a dry run, which plans it instead)."""
+        traces = unit.traces if isinstance(unit, Thread) else [unit]
+        try:
+            wires = thread_to_wire(unit) if isinstance(unit, Thread) else [trace_to_wire(unit)]
+            wires = [with_root_span(t, w) for t, w in zip(traces, wires, strict=True)]
+        except ValueError as exc:
+            result.rejected.append(
+                Rejected(
+                    "trace",
+                    f"{type(unit).__name__.lower()} {unit.id}",
+                    f"cannot map: {exc}",
+                    None,
+                    Counts.of(unit),
+                )
+            )
+            return []
+        kept = await self._apply_cutoff(traces, wires, result)
+        if isinstance(unit, Thread) and len(result.rejected) == len(traces):
+            # Every turn refused: the thread is the dead letter (its own scores and tags
+            # with it), so the counts add up and a retry sends it whole.
+            reason = result.rejected[0].reason
+            result.rejected = [
+                Rejected("thread", f"thread {unit.id}", reason, None, Counts.of(unit))
+            ]
+        accepted = [_finished_only(w, result) for w in kept]
+        if isinstance(unit, Thread) and any(accepted):
+            result.written.threads += 1
+        posts: list[_Post] = []
+        for trace, wire in zip(traces, accepted, strict=True):
+            if wire is None:
+                continue
+            if dry_run:
+                result.plan.append(
+                    f"trace {trace.id}: {len(wire['spans'])} spans, "
+                    f"{len(wire['evaluations'])} evaluations"
+                )
+                result.written.add(
+                    Counts(traces=1, spans=len(trace.spans), scores=len(wire["evaluations"]))
                 )
                 continue
-            before = len(result.rejected)
-            kept = await self._apply_cutoff(traces, wires, result)
-            refused = result.rejected[before:]
-            if isinstance(unit, Thread) and len(refused) == len(traces):
-                # Every turn refused: the thread is the dead letter (its own scores and tags
-                # with it), so the counts add up and a retry sends it whole.
-                del result.rejected[before:]
-                result.rejected.append(
-                    Rejected(
-                        "thread", f"thread {unit.id}", refused[0].reason, None, Counts.of(unit)
-                    )
-                )
-            accepted = [_finished_only(w, result) for w in kept]
-            if isinstance(unit, Thread) and any(accepted):
-                result.written.threads += 1
-            for trace, wire in zip(traces, accepted, strict=True):
-                if wire is None:
-                    continue
-                if dry_run:
-                    result.plan.append(
-                        f"trace {trace.id}: {len(wire['spans'])} spans, "
-                        f"{len(wire['evaluations'])} evaluations"
-                    )
-                    result.written.add(
-                        Counts(traces=1, spans=len(trace.spans), scores=len(wire["evaluations"]))
-                    )
-                    continue
-                await self._write_trace(trace, wire, result)
-        return result
+            posts.append((trace, wire))
+        return posts
 
     async def target_project(self) -> tuple[str, ...]:
         """The names of the project this sink writes to: its id (and slug), or () if unknown.
@@ -213,171 +213,29 @@ class LangWatchApiSink:
     async def _apply_cutoff(
         self, traces: list[Trace], wires: list[dict[str, Any]], result: WriteResult
     ) -> list[dict[str, Any] | None]:
-        """LangWatch drops spans older than 31 days: skip, shift or dead-letter such traces.
-
-        Skipped: a trace born in the very project this sink writes to (its provenance names
-        the target project: the original is still there). That premise is checked: when the
-        target project cannot be established, or is another one, a LangWatch-born trace is a
-        copy like any other (dead-lettered, or moved with `shift_old_timestamps`).
-        """
-        cutoff = to_ms(self._now() - CUTOFF) + 60_000  # a minute of margin for the trip
-
-        def oldest(wire: dict[str, Any]) -> int:
-            starts = [wire["timestamps"]["started_at"]]
-            starts += [s["timestamps"]["started_at"] for s in wire["spans"]]
-            return int(min(starts))
-
-        old = [oldest(w) < cutoff for w in wires]
-        if not any(old):
-            return [*wires]
+        """The wires the 31-day rule keeps (shifted where it says so); None where it skips or
+        dead-letters the trace (`cutoff.py`)."""
         out: list[dict[str, Any] | None] = []
-        # Copies are moved together: one shift for every copied trace of the thread, fresh
-        # turns included, keeps its turns in order and spacing when they fit in the window; a
-        # longer thread is compressed into it, still in order. Traces born in the target
-        # project never move.
-        starts = [oldest(w) for w in wires]
-        here = await self.target_project() if any(_born_in_langwatch(traces)) else ()
-        copied = [t.source.platform != "langwatch" or t.source.project not in here for t in traces]
-        moving = [s for s, c in zip(starts, copied, strict=True) if c]
-        shift = self.shift and any(o and c for o, c in zip(old, copied, strict=True))
-        first = min(moving, default=0)
-        span = max(moving, default=0) - first
-        room = (_SAFE_AGE - timedelta(days=1)) // timedelta(milliseconds=1)
-        target = to_ms(self._now() - _SAFE_AGE)
-        for trace, wire, is_old, start, is_copy in zip(
-            traces, wires, old, starts, copied, strict=True
+        for trace, wire, verdict in zip(
+            traces, wires, await self.cutoff.judge(traces), strict=True
         ):
-            if shift and is_copy:
-                offset = start - first if span < room else (start - first) * room // span
-                out.append(_shifted(wire, target + offset - start))
-                self.shifted += 1
-            elif not is_old:
+            if verdict.action == "keep":
                 out.append(wire)
-            elif not is_copy:
-                result.skip(1, "traces", _OLD_ORIGINAL)
+            elif verdict.action == "shift":
+                out.append(_shifted(wire, verdict.shift_ms))
+            elif verdict.action == "skip":
+                result.skip(1, "traces", OLD_ORIGINAL)
                 out.append(None)
             else:
+                counts = Counts.of(trace)
                 result.rejected.append(
-                    Rejected(
-                        "trace",
-                        f"trace {trace.id}",
-                        "it started more than 31 days ago and LangWatch drops spans older "
-                        "than that; "
-                        "rerun with --shift-old-timestamps to move it into the accepted window "
-                        "(the original times are kept in its metadata)",
-                        None,
-                        Counts.of(trace),
-                    )
+                    Rejected("trace", f"trace {trace.id}", TOO_OLD, None, counts)
                 )
                 out.append(None)
         return out
 
-    def _requests(self, wire: dict[str, Any]) -> list[_Request]:
-        spans = [_span_body(s) for s in wire["spans"]]
-        evaluations = [_evaluation_body(e) for e in wire["evaluations"]]
-        requests: list[_Request] = []
-        i = j = 0
-        while i < len(spans) or j < len(evaluations) or not requests:
-            body: dict[str, Any] = {"trace_id": wire["trace_id"]}
-            if not requests:
-                body["metadata"] = wire["metadata"]
-            chunk_spans = spans[i : i + self.max_spans]
-            chunk_evals = evaluations[j : j + self.max_evaluations]
-            # The limit is on the whole body: halve the bigger part until it fits.
-            while (
-                len(chunk_spans) + len(chunk_evals) > 1
-                and _size({**body, "spans": chunk_spans, "evaluations": chunk_evals})
-                > self.max_bytes
-            ):
-                if len(chunk_spans) <= 1 or _size(chunk_evals) > _size(chunk_spans):
-                    chunk_evals = chunk_evals[: len(chunk_evals) // 2]
-                else:
-                    chunk_spans = chunk_spans[: len(chunk_spans) // 2]
-            body["spans"] = chunk_spans
-            if chunk_evals:
-                body["evaluations"] = chunk_evals
-            requests.append(_Request(body, len(chunk_spans), len(chunk_evals)))
-            i += len(chunk_spans)
-            j += len(chunk_evals)
-        return requests
-
-    async def _write_trace(self, trace: Trace, wire: dict[str, Any], result: WriteResult) -> None:
-        synthetic = len(wire["spans"]) - _source_spans(wire)  # the root span tracebridge adds
-        rejected_spans = rejected_evaluations = 0
-        for request in self._requests(wire):
-            spans, evaluations = await self._post(request, f"trace {trace.id}", result)
-            rejected_spans += spans
-            rejected_evaluations += evaluations
-        result.written.add(
-            Counts(
-                traces=1,
-                spans=max(0, len(wire["spans"]) - synthetic - rejected_spans),
-                scores=len(wire["evaluations"]) - rejected_evaluations,
-            )
-        )
-
-    async def _post(self, request: _Request, owner: str, result: WriteResult) -> tuple[int, int]:
-        """Send one request (splitting it when LangWatch says it is too large or bad).
-
-        Returns the numbers of spans and evaluations LangWatch refused.
-        """
-        response = await self.api.send(
-            "POST",
-            "api/collector",
-            json_body=request.body,
-            retry_statuses=TRANSIENT_STATUSES - {429},
-        )
-        if response.status_code == 402:
-            raise QuotaError(
-                "LangWatch refused the data: the plan's quota is used up "
-                f"(402: {error_message(response)})"
-            )
-        if response.is_success:
-            partial = (response.json() or {}).get("partialSuccess") or {}
-            spans, evaluations = (
-                int(partial.get("rejectedSpans") or 0),
-                int(partial.get("rejectedEvaluations") or 0),
-            )
-            if spans or evaluations:
-                reason = (
-                    f"LangWatch accepted the request but dropped {spans} spans and "
-                    f"{evaluations} evaluations: {partial.get('errorMessage', '')}"
-                )
-                # The synthetic root span is no source span: count at most the source's.
-                spans = min(spans, _source_spans(request.body)) or spans
-                result.rejected.append(
-                    Rejected("span", owner, reason, None, Counts(spans=spans, scores=evaluations))
-                )
-            return spans, evaluations
-        if response.status_code not in (400, 413, 422, 429):
-            raise ServerError(
-                f"LangWatch answered {response.status_code} to POST /api/collector: "
-                f"{error_message(response)}"
-            )
-        halves = _split(request)
-        if halves is None:
-            reason = f"LangWatch refused it ({response.status_code}): {error_message(response)}"
-            kind = "span" if request.spans else "score"
-            result.rejected.append(
-                Rejected(
-                    kind,
-                    owner,
-                    reason,
-                    request.body,
-                    Counts(spans=request.spans, scores=request.evaluations),
-                )
-            )
-            return request.spans, request.evaluations
-        first = await self._post(halves[0], owner, result)
-        second = await self._post(halves[1], owner, result)
-        return first[0] + second[0], first[1] + second[1]
-
     async def aclose(self) -> None:
         await self.api.aclose()
-
-
-def _born_in_langwatch(traces: list[Trace]) -> list[bool]:
-    return [t.source.platform == "langwatch" for t in traces]
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -401,60 +259,6 @@ def _finished_only(wire: dict[str, Any] | None, result: WriteResult) -> dict[str
     kept = [e for e in wire["evaluations"] if e.get("status", "processed") in _COLLECTED_STATUSES]
     result.skip(len(wire["evaluations"]) - len(kept), "scores", _PENDING)
     return {**wire, "evaluations": kept}
-
-
-def _source_spans(body: dict[str, Any]) -> int:
-    """How many spans of a collector body came from the source (not the synthetic root)."""
-    return sum(
-        not (parse_stash((span.get("params") or {}).get(STASH_KEY)) or {}).get("trace_span")
-        for span in body.get("spans") or []
-    )
-
-
-def _size(value: Any) -> int:
-    """Bytes of `value` as JSON (a little more than the compact body `Api.send` sends)."""
-    return len(json.dumps(value, ensure_ascii=False).encode())
-
-
-def _split(request: _Request) -> tuple[_Request, _Request] | None:
-    """Two requests carrying what `request` did, or None when it holds one item only."""
-    body = request.body
-    spans, evaluations = body.get("spans", []), body.get("evaluations", [])
-    head = {k: v for k, v in body.items() if k not in ("spans", "evaluations")}
-    if len(spans) > 1:
-        half = len(spans) // 2
-        return (
-            _Request({**head, "spans": spans[:half]}, half, 0),
-            _Request(
-                {
-                    **head,
-                    "spans": spans[half:],
-                    **({"evaluations": evaluations} if evaluations else {}),
-                },
-                len(spans) - half,
-                len(evaluations),
-            ),
-        )
-    if len(evaluations) > 1 or (spans and evaluations):
-        half = len(evaluations) // 2
-        return (
-            (
-                _Request(
-                    {**head, "spans": spans, "evaluations": evaluations[:half]}, len(spans), half
-                ),
-                _Request(
-                    {**head, "spans": [], "evaluations": evaluations[half:]},
-                    0,
-                    len(evaluations) - half,
-                ),
-            )
-            if half
-            else (
-                _Request({**head, "spans": spans}, len(spans), 0),
-                _Request({**head, "spans": [], "evaluations": evaluations}, 0, len(evaluations)),
-            )
-        )
-    return None
 
 
 def _shifted(wire: dict[str, Any], delta_ms: int) -> dict[str, Any]:

@@ -11,6 +11,16 @@ use; when the user chose no mode, the sink switches to `write-time` (minted ids,
 state directory), sends the batch again with them and says so in a warning. On Opik Cloud, which
 has the window on (§11), `write-time` is the default (`_endpoint_specs.py`).
 
+Requests in flight: the batches of one endpoint go `concurrency` at a time (`_inflight.in_order`),
+and the endpoints still one after another in the order above (a span batch only once every trace
+batch was answered: a refused trace's spans are not sent; scores after their entities). Results
+are those of a sequential write: each batch keeps its own outcome (written, refused, the halving
+of a refused batch, in the order of the batches), and a batch that fails does not stop the others
+(their acknowledgements reach the id map) before its failure is raised. With a pacer on the API
+(`_pacing.Pacer`: Opik Cloud's event budget, `--max-events-per-minute`) each batch costs its items
+as events, and batches are no larger than the pacer's `batch_cap`. The sink's first batch goes
+alone: a refused key or id window then costs one request, not `concurrency`.
+
 A write-time id map that is new while the target project already holds copies from the same
 source (their `metadata.tracebridge.source` names it; one filtered trace list answers) would
 mint new ids for records already there: the run stops (exit 2) unless `force` is set.
@@ -23,7 +33,7 @@ CLI that needs only httpx. Split out of `api.py` (which re-exports `OpikApiSink`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +42,7 @@ from pydantic import ValidationError
 from .._decoding import describe_validation_error
 from .._errors import ServerError, UsageError
 from .._http import Api, error_message
+from .._inflight import in_order
 from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._mapping import Mappings
 from .._models import Thread, Trace
@@ -43,7 +54,7 @@ from .convert import (
 )
 from .ids import MintedIds, OpikIds, SourceTimeIds
 
-__all__ = ["MAX_BYTES", "MAX_ITEMS", "OpikApiSink"]
+__all__ = ["CONCURRENCY", "MAX_BYTES", "MAX_ITEMS", "OpikApiSink"]
 
 _TRACE_FIELDS = frozenset(
     "id project_name name start_time end_time input output metadata tags error_info "
@@ -60,6 +71,7 @@ _ALREADY_WRITTEN = (
 )
 MAX_ITEMS = 1000
 MAX_BYTES = 10_000_000  # before gzip; well under every proxy limit the reference lists
+CONCURRENCY = 4  # batches in flight per endpoint
 
 
 def _only(record: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
@@ -111,10 +123,12 @@ class OpikApiSink:
         notice: str | None = None,
         max_items: int = MAX_ITEMS,
         max_bytes: int = MAX_BYTES,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         """`switch_to` opens the write-time id map to switch to at the first `too_old` refusal
         (given when the user chose no id mode); `force` turns the new-map check's stop into a
-        warning; `notice` is a warning the first write reports (how the id mode was chosen)."""
+        warning; `notice` is a warning the first write reports (how the id mode was chosen);
+        `concurrency` is how many batches of one endpoint are in flight at once."""
         self.api = api
         self.project = project
         self.mappings = mappings
@@ -124,6 +138,8 @@ class OpikApiSink:
         self.notice = notice
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.concurrency = concurrency
+        self._answered = False  # a batch was answered: the next ones may go together
         self.label = f"opik ({api.name} project {project!r})"
         self._checked: set[tuple[str, str]] = set()  # sources the new-map check looked up
         self._switched = False
@@ -340,9 +356,11 @@ class OpikApiSink:
     def _chunks(self, items: list[_Item]) -> Iterator[list[_Item]]:
         chunk: list[_Item] = []
         size = 0
+        cap = self.api.pacer.batch_cap() if self.api.pacer is not None else None
+        max_items = min(self.max_items, cap) if cap is not None else self.max_items
         for item in items:
             item_size = len(json.dumps(item.body, ensure_ascii=False).encode())
-            if chunk and (len(chunk) >= self.max_items or size + item_size > self.max_bytes):
+            if chunk and (len(chunk) >= max_items or size + item_size > self.max_bytes):
                 yield chunk
                 chunk, size = [], 0
             chunk.append(item)
@@ -359,11 +377,22 @@ class OpikApiSink:
         result: WriteResult,
         refused: set[str],
     ) -> int:
-        """Send `items` in chunks; return how many the server accepted."""
-        accepted = 0
-        for chunk in self._chunks(items):
-            accepted += await self._send_chunk(method, path, key, chunk, result, refused)
-        return accepted
+        """Send `items` in chunks, `concurrency` at a time; return how many the server accepted.
+
+        Each chunk notes what it refused in a result of its own, merged into `result` in the
+        order of the chunks, as a sequential loop would have."""
+        chunks = list(self._chunks(items))
+        own = [WriteResult() for _ in chunks]
+
+        def call(chunk: list[_Item], mine: WriteResult) -> Callable[[], Awaitable[int]]:
+            return lambda: self._send_chunk(method, path, key, chunk, mine, refused)
+
+        calls = [call(c, r) for c, r in zip(chunks, own, strict=True)]
+        counts = await in_order(calls, self.concurrency, first_alone=not self._answered)
+        self._answered = self._answered or bool(calls)
+        for mine in own:
+            result.merge(mine)
+        return sum(counts)
 
     async def _send_chunk(
         self,
@@ -375,7 +404,11 @@ class OpikApiSink:
         refused: set[str],
     ) -> int:
         response = await self.api.send(
-            method, path, json_body={key: [i.body for i in chunk]}, compress=True
+            method,
+            path,
+            json_body={key: [i.body for i in chunk]},
+            compress=True,
+            events=len(chunk),
         )
         if response.is_success:
             if isinstance(self.ids, MintedIds) and key in ("traces", "spans"):
@@ -441,17 +474,17 @@ class OpikApiSink:
                     f"Opik answered {response.status_code} closing threads: "
                     f"{error_message(response)}"
                 )
+        own = [WriteResult() for _ in threads]
+
+        def call(thread: dict[str, Any], mine: WriteResult) -> Callable[[], Awaitable[None]]:
+            return lambda: self._thread_state(thread, mine)
+
+        await in_order([call(t, r) for t, r in zip(threads, own, strict=True)], self.concurrency)
+        for mine in own:
+            result.merge(mine)
         scores: list[_Item] = []
         for thread in threads:
             owner = f"thread {thread['thread_id']}"
-            if thread.get("tags"):
-                await self._tag_thread(thread, owner, result)
-            if thread.get("status") == "active":
-                await self.api.send(
-                    "PUT",
-                    "v1/private/traces/threads/open",
-                    json_body={"project_name": self.project, "thread_id": thread["thread_id"]},
-                )
             scores += [
                 _Item(
                     {
@@ -467,6 +500,17 @@ class OpikApiSink:
         return await self._send(
             "PUT", "v1/private/traces/threads/feedback-scores", "scores", scores, result, set()
         )
+
+    async def _thread_state(self, thread: dict[str, Any], result: WriteResult) -> None:
+        """A closed thread's tags, and its reopening when it is active."""
+        if thread.get("tags"):
+            await self._tag_thread(thread, f"thread {thread['thread_id']}", result)
+        if thread.get("status") == "active":
+            await self.api.send(
+                "PUT",
+                "v1/private/traces/threads/open",
+                json_body={"project_name": self.project, "thread_id": thread["thread_id"]},
+            )
 
     async def _tag_thread(self, thread: dict[str, Any], owner: str, result: WriteResult) -> None:
         response = await self.api.send(
