@@ -26,8 +26,10 @@ How it measures:
 * `opik-dir → opik` runs next to Opik's own `opik import` (the `opik` SDK, a test extra) loading
   the same folder into the same fake at the same latency: the importer runs in-process, its
   httpx clients patched to the fake by respx, as `tests/opik/test_opik_import.py` runs it.
-* The rate-limited Opik row runs `opik-dir → opik` through a rate-limit wrapper around the Opik
-  fake: see `rate_limited_opik` (filled in once `tests/fakes/rate_limit.py` exists).
+* The rate-limited Opik row runs `opik-dir → opik` through `tests/fakes/rate_limit.py`'s
+  limiter around the Opik fake (Opik's buckets and headers, its window shortened and its budget
+  scaled to the run: `rate_limited_opik`): the share of the budget used over the run, the share
+  of requests answered 429, and the items lost.
 
 `--quick` is the smoke run the tests use: 50 traces unless `--traces` is given. `--repeat K`
 keeps each row's fastest of K runs (a shared machine's noise only ever slows a run down).
@@ -63,6 +65,7 @@ from tests.factories import langwatch_project, opik_project
 from tests.fakes.langwatch import LangWatchFake
 from tests.fakes.latency import LatencyTransport
 from tests.fakes.opik import OpikFake
+from tests.fakes.rate_limit import RateLimitedTransport
 
 from tracebridge import Report, Settings, load_settings, migrate
 
@@ -397,12 +400,33 @@ def _opik_import_row(tmp: Path, latency_ms: float) -> dict[str, Any]:
 RateLimitHook = Callable[[httpx.AsyncBaseTransport], tuple[httpx.AsyncBaseTransport, float]]
 
 
-def rate_limited_opik() -> RateLimitHook | None:
-    """FILL IN AFTER MERGING `tests/fakes/rate_limit.py` (the pace branch): return a function
-    that wraps the transport it is given in that rate limiter (Opik Cloud's event buckets,
-    `Opik-*-Remaining-Limit` headers, 429 + `RateLimit-Reset`) and returns the wrapper with its
-    budget in events per minute. Until then the row reads "not measured"."""
-    return None
+#: The rate-limited row's window: Opik's limiter counts events per 60 s; the row shortens the
+#: window (and scales the budget to the run) so it spans several windows in seconds, not minutes.
+#: What it measures, how full the pacer keeps each window and how many 429s it provokes, does
+#: not depend on the window's length.
+RATE_WINDOW_S = 2.0
+
+
+def rate_limited_opik(n: int, window: float = RATE_WINDOW_S) -> RateLimitHook:
+    """Wrap the Opik fake in `tests/fakes/rate_limit.py`'s limiter (Opik Cloud's buckets: a
+    workspace budget and a user budget twice as large, batch items as events, the
+    `Opik-*-Remaining-Limit` headers, 429 + `RateLimit-Reset`) on the real clock, with a
+    workspace budget of `n` events per `window` seconds (an `n`-trace project holds about 7
+    events per trace: the run spans about seven windows; at 2 s a window's budget is well below
+    what the bridge can send, so the row measures the pacing, not the bridge's CPU). Returns the
+    wrapper and its budget in events per minute."""
+    budget = max(20, n)
+
+    def hook(inner: httpx.AsyncBaseTransport) -> tuple[httpx.AsyncBaseTransport, float]:
+        limited = RateLimitedTransport(
+            inner,
+            budgets={"User": 2 * budget, "Workspace": budget},
+            clock=time.monotonic,
+            window=window,
+        )
+        return limited, budget * 60 / window
+
+    return hook
 
 
 async def _rate_limited_row(
@@ -413,10 +437,12 @@ async def _rate_limited_row(
     (reported written yet not in the fake, dead-lettered, or lost by the source; records
     skipped by a documented rule are not lost)."""
     budget: list[float] = []
+    limiters: list[httpx.AsyncBaseTransport] = []
 
     def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         limited, per_minute = hook(inner)
         budget.append(per_minute)
+        limiters.append(limited)
         return limited
 
     base = Row("opik-dir:opik", row.scale, row.needs)
@@ -429,6 +455,7 @@ async def _rate_limited_row(
     written = report.written.traces + report.written.spans + report.written.scores
     numbers |= {
         "budget_used": meter.items_accepted / (budget[0] * minutes) if minutes else 0.0,
+        "full_windows_used": _full_windows_used(limiters[0]),
         "share_429": meter.statuses.get(429, 0) / max(1, meter.requests),
         # claimed written yet not in the fake, dead-lettered, or lost by the source
         "items_lost": max(0, written - rows_in_fake) + report.dead_lettered.total() + report.lost,
@@ -436,14 +463,23 @@ async def _rate_limited_row(
     return numbers
 
 
+def _full_windows_used(limiter: httpx.AsyncBaseTransport) -> float | None:
+    """The mean share of the workspace budget each window but the run's last (a partial one)
+    held, when `limiter` is `RateLimitedTransport`: what "≥ 90 % of the budget" is about."""
+    if not isinstance(limiter, RateLimitedTransport):
+        return None
+    name = min(limiter.budgets, key=limiter.budgets.__getitem__)  # the tightest bucket
+    full = limiter.windows[name][:-1]
+    if not full:
+        return None
+    return sum(w.used for w in full) / (len(full) * limiter.budgets[name])
+
+
 async def _one(row: Row, n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
     if row.path == OPIK_IMPORT:
         return _opik_import_row(tmp, latency_ms)
     if row.path == RATE_LIMITED:
-        hook = rate_limited_opik()
-        if hook is None:
-            return {"skipped": "not measured: tests/fakes/rate_limit.py is not merged yet"}
-        return await _rate_limited_row(row, n, tmp, latency_ms, hook)
+        return await _rate_limited_row(row, n, tmp, latency_ms, rate_limited_opik(n))
     if {"langwatch", "opik"} & set(row.path.split(":")):
         return (await _api_row(row, n, tmp, latency_ms))[0]
     return await _file_row(row, tmp)
@@ -507,7 +543,13 @@ def _cells(row: Row, r: dict[str, Any]) -> list[str]:
     ]
     if "budget_used" in r:
         cells[-1] += (
-            f" (budget used {r['budget_used']:.0%}, 429s {r['share_429']:.1%},"
+            f" (budget used {r['budget_used']:.0%} of the run"
+            + (
+                f", {r['full_windows_used']:.0%} of each full window"
+                if r.get("full_windows_used") is not None
+                else ""
+            )
+            + f", 429s {r['share_429']:.1%},"
             f" items lost {r['items_lost']})"
         )
     return cells
