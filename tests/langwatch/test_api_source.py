@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -165,6 +166,45 @@ async def test_threads_are_fetched_once_and_come_whole_in_start_order() -> None:
         r["trace_id"] for r in raws if "thread_id" not in r["metadata"]
     ]
     assert sorted(trace_ids(pages)) == sorted(r["trace_id"] for r in raws)
+
+
+@pytest.mark.anyio
+async def test_a_pages_thread_reads_overlap_and_change_nothing() -> None:
+    """The thread reads a page needs are in flight together (up to `concurrency`), and the
+    pages are exactly those of one read after another: same units, same order, same
+    requests."""
+    raws = list(langwatch_project(120, 25, seed=5, start_ms=START_MS))
+
+    async def read(concurrency: int) -> tuple[list[Page], Counter[str], int]:
+        fake = seeded(raws)
+        inner, running, peak = fake.transport, 0, 0
+
+        class Overlap(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                nonlocal running, peak
+                running += 1
+                peak = max(peak, running)
+                try:
+                    await anyio.sleep(0.001)  # a round trip: other reads may start meanwhile
+                    return await inner.handle_async_request(request)
+                finally:
+                    running -= 1
+
+        fake.transport = Overlap()
+        source = make_source(fake, page_size=40)
+        source.concurrency = concurrency
+        pages = await read_all(source)
+        return pages, Counter(r.url.path for r in fake.requests), peak
+
+    one, one_requests, one_peak = await read(1)
+    many, many_requests, many_peak = await read(8)
+    assert one_peak == 1
+    assert many_peak > 1
+    assert many_requests == one_requests
+    assert [[u.model_dump() for u in p.units] for p in many] == [
+        [u.model_dump() for u in p.units] for p in one
+    ]
+    assert [p.cursor for p in many] == [p.cursor for p in one]
 
 
 def _thread_of(n: int, thread_id: str, seed: int = 1) -> list[Json]:

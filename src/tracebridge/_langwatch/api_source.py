@@ -20,6 +20,7 @@ sending traces, not for resumable scroll reads, and this CLI needs only httpx. S
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import httpx
 
 from .._errors import RecordError, ServerError
 from .._http import Api, error_message
+from .._inflight import in_order
 from .._interfaces import Page, Rejected, Window
 from .._models import Thread, Trace
 from .._time import from_ms, to_ms
@@ -198,10 +200,12 @@ class LangWatchApiSource:
         now: Callable[[], datetime] | None = None,
         rescan: timedelta | None = DEFAULT_RESCAN,
         rescan_page_size: int = 1000,
+        concurrency: int = 8,
     ) -> None:
         self.api = api
         self.project = project or ""
         self.page_size = page_size
+        self.concurrency = concurrency  # thread reads of one page in flight at once
         self.rescan = rescan
         self.rescan_page_size = rescan_page_size
         self._now = now or (lambda: datetime.now(UTC))
@@ -403,6 +407,7 @@ class LangWatchApiSource:
         """The page's units: a trace outside threads alone, a thread whole (once per pass,
         its traces that `members` holds), a trace its thread read did not return on its own."""
         threads: dict[str, list[dict[str, Any]]] = {}
+        read = await self._threads_read(traces, state, members)
         for raw in traces:
             trace_id, thread_id = raw.get("trace_id"), _thread_id(raw)
             if trace_id in state.pending:
@@ -412,7 +417,7 @@ class LangWatchApiSource:
                 self._convert(await self._whole(raw), page, into=page.units)
             elif thread_id not in state.seen_threads:
                 state.seen_threads.add(thread_id)
-                members_read = await self._thread(thread_id, members)
+                members_read = read[thread_id]
                 ids = {m.get("trace_id") for m in members_read}
                 if trace_id not in ids:  # the thread read does not know it (§3.4)
                     members_read.append(await self._whole(raw))
@@ -424,6 +429,26 @@ class LangWatchApiSource:
                 state.emitted.add(str(trace_id))
                 self._convert(await self._whole(raw), page, into=page.units)
         await self._add_threads(threads, page)
+
+    async def _threads_read(
+        self, traces: list[dict[str, Any]], state: _Pass, members: Window
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The reads of the threads the page meets for the first time in the pass, up to
+        `concurrency` in flight at once (each is one `GET /api/thread/{id}`: a round trip each,
+        which sequential reads would put end to end); the page is then built in its own order
+        from them, exactly as with one read after another."""
+        new: list[str] = []
+        for raw in traces:
+            thread_id = _thread_id(raw)
+            if (
+                thread_id is not None
+                and raw.get("trace_id") not in state.pending
+                and thread_id not in state.seen_threads
+                and thread_id not in new
+            ):
+                new.append(thread_id)
+        calls = [functools.partial(self._thread, thread_id, members) for thread_id in new]
+        return dict(zip(new, await in_order(calls, self.concurrency), strict=True))
 
     async def _judged(
         self, traces: list[dict[str, Any]], page: Page, state: _Pass, since: int, upper: int
