@@ -25,10 +25,10 @@ an element or a field again.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from ._json import canonical
 from ._models import Score, Span, Thread, Trace
 
 __all__ = [
@@ -65,7 +65,7 @@ def _canonical(value: Any) -> bytes:
 
     `True`, `1` and `1.0` give different texts, as JSON tells them apart.
     """
-    return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
+    return canonical(value)
 
 
 def digest(value: Any) -> str:

@@ -53,7 +53,6 @@ original exactly, and echo suppression drops it.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -70,6 +69,7 @@ from ._hashing import (
     span_digest,
     trace_parts,
 )
+from ._json import loads
 from ._models import CopyState, Platform, Span, Trace
 
 __all__ = [
@@ -164,7 +164,7 @@ def parse_stash(value: Json) -> dict[str, Json] | None:
     """
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads(value)
         except ValueError:
             return None
     return value if isinstance(value, dict) else None

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from .._decoding import describe_validation_error
 from .._errors import CheckpointError, LockedError, UsageError
 from .._interfaces import Counts, Rejected, Unit, WriteResult
+from .._json import dumps_compact
 from .._locks import PathLock
 from .._models import Thread, Trace
 from .._state import open_atomically
@@ -265,15 +266,13 @@ def _encode(wire: dict[str, Any]) -> bytes | str:
     """One JSONL line, or why the trace cannot be one. A lone surrogate, which UTF-8 cannot
     carry, is written escaped (`\\ud800`, as `JSON.stringify` does): lossless."""
     try:
-        text = json.dumps(wire, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return dumps_compact(wire) + b"\n"
     except RecursionError:
         return "nested too deeply to write as JSON (deeper than Python's recursion limit)"
+    except UnicodeEncodeError:  # before ValueError, its base
+        return (json.dumps(wire, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
     except (TypeError, ValueError) as exc:
         return f"cannot write as JSON: {exc}"
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return (json.dumps(wire, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
 
 
 def _traces(unit: Unit) -> list[Trace]:

@@ -35,6 +35,7 @@ import anyio.to_thread
 from .._errors import CheckpointError, LockedError, RecordError, UsageError
 from .._file_source import FileSource, ThreadIndex
 from .._interfaces import Counts, Rejected, Unit, Window, WriteResult
+from .._json import loads
 from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
@@ -245,7 +246,7 @@ def _project_folders_named(root: Path) -> list[tuple[str, Path, str]]:
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        data = json.loads(path.read_bytes())
+        data = loads(path.read_bytes())
     except OSError as exc:
         return None, f"cannot read ({exc.strerror})"
     except UnicodeDecodeError:
