@@ -16,7 +16,9 @@ _floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
     [1e-05, 1e16, 1e15, 1e-4, -0.0, 5e-324, 1.7976931348623157e308, 123456789012345678.0]
 )
 _ints = st.integers() | st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64])
-_scalars = st.none() | st.booleans() | _ints | _floats | st.text()
+_scalars = (
+    st.none() | st.booleans() | _ints | _floats | st.text() | st.sampled_from(["\x7f", "é😀\x00"])
+)
 json_values = st.recursive(
     _scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),

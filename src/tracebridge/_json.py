@@ -14,7 +14,8 @@ result is always the `json` module's:
   is `1e16`), so output holding a number with an exponent or four leading decimal zeros is
   written again by `json`; integers beyond 64 bits, non-string keys, lone surrogates, and
   subclasses, datetimes and dataclasses (passed through) make `orjson` raise, so `json` writes
-  them (or raises its own error). `canonical` output that is not ASCII is `json`'s too.
+  them (or raises its own error). `canonical` output that is not ASCII (or holds DEL, which
+  `ensure_ascii` escapes) is `json`'s too: its C encoder escapes faster than Python could.
 
 Not told apart (both are outside JSON, and no reader lets them in: `_decoding.check_values`
 refuses NaN and Infinity, and records read are plain JSON types): a NaN or Infinity built in
@@ -33,15 +34,19 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["JSONDecodeError", "canonical", "dumps_compact", "json_lines", "loads"]
+__all__ = ["JSONDecodeError", "canonical", "dumps_compact", "json_lines", "loads", "same_text"]
 
 JSONDecodeError = json.JSONDecodeError
 
-_LONG_DIGITS_B = re.compile(rb"[0-9]{19}")
-_LONG_DIGITS_S = re.compile(r"[0-9]{19}")
-#: A number in `orjson`'s output that `json` may write otherwise (an exponent, or 1e-5 > |x|
-#: written out in full). Strings can match too: they then only cost the slower path.
-_RISKY_NUMBER = re.compile(rb"[:,\[]-?[0-9]+(?:\.[0-9]+)?[eE]|[:,\[]-?0\.0000")
+#: Digits as one byte, so that 19 in a row are one C search (`_long_digits`).
+_DIGITS_AS_ONE = bytes.maketrans(b"0123456789", b"\0" * 10)
+_NINETEEN = b"\0" * 19
+#: Where a number in `orjson`'s output may be written otherwise by `json`: an exponent (`e`
+#: after a digit: checked in context by `_risky`), or |x| < 1e-4 written out in full.
+_EXPONENT = re.compile(rb"e[-+]?[0-9]")
+_SMALL = b"0.0000"
+_NUMBER_CHARS = frozenset(b"0123456789.-")
+_BEFORE_VALUE = frozenset(b":,[")
 _PASSTHROUGH = (
     orjson.OPT_PASSTHROUGH_SUBCLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -52,16 +57,22 @@ _SORTED = _PASSTHROUGH | orjson.OPT_SORT_KEYS
 
 def loads(data: bytes | str) -> Any:
     """`json.loads(data)`, faster (module docstring); raises what `json.loads` raises."""
-    if isinstance(data, bytes):
-        plain = _LONG_DIGITS_B.search(data) is None
-    else:
-        plain = _LONG_DIGITS_S.search(data) is None
-    if plain:
+    if not _long_digits(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
+
+
+def _long_digits(data: bytes | str) -> bool:
+    """True when `data` holds 19 digits in a row (an integer `orjson` may read as a float; in
+    a string or a fraction it only costs the slower path)."""
+    if isinstance(data, str):
+        if not data.isascii():
+            return any(len(run) >= 19 for run in re.findall(r"[0-9]{19,}", data))
+        data = data.encode("ascii")
+    return data.translate(_DIGITS_AS_ONE).find(_NINETEEN) >= 0
 
 
 def dumps_compact(value: Any) -> bytes:
@@ -75,7 +86,7 @@ def dumps_compact(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         pass
     else:
-        if _RISKY_NUMBER.search(out) is None:
+        if not _risky(out):
             return out
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -87,9 +98,39 @@ def canonical(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         pass
     else:
-        if out.isascii() and _RISKY_NUMBER.search(out) is None:
+        if out.isascii() and b"\x7f" not in out and not _risky(out):
             return out
     return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def _risky(out: bytes) -> bool:
+    """True when `orjson`'s `out` may hold a number `json` writes otherwise (a false alarm only
+    costs the slower path): an exponent in a number, or a number below 1e-4 written in full.
+
+    Scans are C searches for `e` and `0.0000`; a hit is a number when the characters before
+    it are digits, a point or a sign, after a `:`, `,` or `[` (or the start of the text).
+    """
+    if _SMALL in out:
+        return True
+    for found in _EXPONENT.finditer(out):
+        at = found.start() - 1
+        if at < 0 or out[at] not in _NUMBER_CHARS or out[at] in b".-":
+            continue  # `e` after a letter, a quote, ...: inside a string
+        while at >= 0 and out[at] in _NUMBER_CHARS:
+            at -= 1
+        if at < 0 or out[at] in _BEFORE_VALUE:
+            return True
+    return False
+
+
+def same_text(value: Any) -> bytes | None:
+    """A text that two JSON values share exactly when they are the same JSON (sorted keys;
+    `true`, `1` and `1.0` apart; `0.0` and `-0.0` apart too), or None when `orjson` cannot
+    write `value`. For comparing only: not the canonical text."""
+    try:
+        return orjson.dumps(value, option=_SORTED)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def json_lines(handle: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:

@@ -69,7 +69,7 @@ from ._hashing import (
     span_digest,
     trace_parts,
 )
-from ._json import loads
+from ._json import loads, same_text
 from ._models import CopyState, Platform, Span, Trace
 
 __all__ = [
@@ -99,14 +99,32 @@ R = TypeVar("R", bound=BaseModel)
 def same(a: Json, b: Json) -> bool:
     """True when `a` and `b` are the same JSON: `True` is not `1`, and `1` is not `1.0`.
 
-    (Python's `==` calls all three equal.)
+    (Python's `==` calls all three equal.) Two objects or arrays are compared in C first: they
+    are the same when `==` holds and their texts (`_json.same_text`, which writes
+    `true`, `1` and `1.0` apart) are equal; only when `==` holds and the texts differ (`0.0` and
+    `-0.0`) is the element-by-element walk needed. Values are plain JSON, without NaN (no
+    reader lets one in: `_decoding.check_values`).
     """
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict or kind is list:
+        if a != b:
+            return False
+        text = same_text(a)
+        if text is not None and text == same_text(b):
+            return True
+        return _same_walk(a, b)
+    return bool(a == b)
+
+
+def _same_walk(a: Json, b: Json) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_same_walk(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(map(same, a, b))
+        return len(a) == len(b) and all(map(_same_walk, a, b))
     return bool(a == b)
 
 

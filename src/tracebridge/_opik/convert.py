@@ -330,8 +330,6 @@ def trace_from_opik(
             rejected=notes.rejected,
             scores_key="feedback_scores",
         )
-        for span in spans:
-            OSpan.model_validate(span)
         canonical = _decode(
             trace, spans, mappings, stash=stash or {}, project=project, warnings=notes.warnings
         )
@@ -350,7 +348,11 @@ def _decode(
     warnings: list[str] | None = None,
 ) -> Trace:
     """The canonical trace of Opik records, a copy's stash applied (`_stash.CopyReader`); tree
-    repairs, and what changed in a copy since it was written, are added to `warnings`."""
+    repairs, and what changed in a copy since it was written, are added to `warnings`.
+
+    Every span is validated before the trace (the first that does not validate is the error).
+    """
+    wire_spans = [OSpan.model_validate(raw) for raw in spans]
     wire = OTrace.model_validate(trace)
     source = (
         Provenance.model_validate(stash["source"])
@@ -362,8 +364,7 @@ def _decode(
     started_at = from_iso(wire.start_time)
     reader = CopyReader(stash, PLATFORM)
     copied = []
-    for raw in spans:
-        wire_span = OSpan.model_validate(raw)
+    for wire_span in wire_spans:
         copied.append(reader.span(_span_from_opik(wire_span, m), _span_stash(wire_span)))
     tree, repairs = break_cycles(
         reader.adopt_new_spans(copied),
