@@ -20,7 +20,6 @@ a plain file name is refused.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -40,7 +39,7 @@ from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._stash import same
-from .._state import temp_target, write_atomically
+from .._state import temp_target, write_many_atomically
 from .._time import from_iso
 from .convert import (
     SCORES_IN_METADATA,
@@ -391,23 +390,19 @@ class OpikDirSink:
 
 
 async def _write_files(files: list[tuple[Path, dict[str, Any], bool]]) -> None:
-    """Write the files side by side (each is fsynced: overlapping the waits); UsageError names
-    the first one that could not be written."""
-    failures: list[UsageError] = []
+    """Write the files that changed, durable together (`write_many_atomically`: one wait for
+    the batch, before the checkpoint moves); UsageError names the first that could not be
+    written. Runs in a worker thread, so the event loop is not held."""
 
-    def work(path: Path, body: dict[str, Any], stamp: bool) -> None:
+    def work() -> None:
+        texts = [(path, _file_text(path, body, stamp)) for path, body, stamp in files]
+        changed = [(path, text) for path, text in texts if text is not None]
         try:
-            _write_json(path, body, stamp=stamp)
-        except UsageError as exc:
-            failures.append(exc)
+            write_many_atomically(changed)
+        except OSError as exc:
+            raise _cannot_write(Path(exc.filename or "?"), exc) from None
 
-    limiter = anyio.CapacityLimiter(8)
-    async with anyio.create_task_group() as group:
-        for path, body, stamp in files:
-            call = functools.partial(work, path, body, stamp)
-            group.start_soon(functools.partial(anyio.to_thread.run_sync, call, limiter=limiter))
-    if failures:
-        raise failures[0]
+    await anyio.to_thread.run_sync(work)
 
 
 def _make_folder(folder: Path) -> None:
@@ -425,19 +420,28 @@ def _cannot_write(path: Path, exc: OSError) -> UsageError:
     return UsageError(f"opik-dir: cannot write {path}: {exc.strerror or exc}")
 
 
+def _file_text(path: Path, body: dict[str, Any], stamp: bool) -> bytes | None:
+    """The text of `body` as its file holds it, or None when the file already holds it (a
+    rerun changes nothing). `stamp` adds `downloaded_at`, as `opik export` does."""
+    existing, _ = _read(path) if path.exists() else (None, None)
+    if existing is not None:
+        existing.pop("downloaded_at", None)
+        if existing == body:
+            return None
+    if stamp:
+        body = {**body, "downloaded_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    return (json.dumps(body, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
 def _write_json(path: Path, body: dict[str, Any], *, stamp: bool = False) -> None:
     """Write `body` atomically unless the file already holds it (a rerun changes nothing).
 
     Raises UsageError naming `path` when it cannot be written.
     """
-    existing, _ = _read(path) if path.exists() else (None, None)
-    if existing is not None:
-        existing.pop("downloaded_at", None)
-        if existing == body:
-            return
-    if stamp:
-        body = {**body, "downloaded_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    text = _file_text(path, body, stamp)
+    if text is None:
+        return
     try:
-        write_atomically(path, json.dumps(body, ensure_ascii=False, allow_nan=False) + "\n")
+        write_many_atomically([(path, text)])
     except OSError as exc:
         raise _cannot_write(path, exc) from None
