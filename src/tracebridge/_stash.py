@@ -61,6 +61,7 @@ from pydantic import BaseModel
 from ._errors import RecordError
 from ._hashing import (
     OWN_FIELDS,
+    Dumped,
     content_hash,
     digest,
     keyed,
@@ -78,6 +79,7 @@ __all__ = [
     "STASH_VERSION",
     "CopyReader",
     "apply_patch",
+    "copy_stashes",
     "make_merge_patch",
     "make_patch",
     "merge_patch",
@@ -317,6 +319,33 @@ def trace_stash(trace: Trace, decoded: Trace) -> dict[str, Json]:
     if patch:
         stash["patch"] = patch
     return stash
+
+
+def copy_stashes(
+    trace: Trace, decoded: Trace, backs: list[Span | None]
+) -> tuple[dict[str, Json], list[dict[str, Json]]]:
+    """`trace_stash(trace, decoded)` and `span_stash(span, back)` of every span of `trace`
+    (`backs[i]`, one of `decoded.spans` or None, is how `trace.spans[i]` reads back), from one
+    dump of each trace (`_hashing.Dumped`): the same stashes, computed once."""
+    mine, theirs = Dumped.of(trace), Dumped.of(decoded)
+    stash: dict[str, Json] = {
+        "v": STASH_VERSION,
+        "source": trace.source.model_dump(),
+        "hash": mine.hash,
+        "parts": mine.parts(),
+    }
+    patch = make_merge_patch(mine.trace, theirs.trace)
+    if patch:
+        stash["patch"] = patch
+    dumps = {id(span): dump for span, dump in zip(decoded.spans, theirs.spans, strict=True)}
+    spans = []
+    for dump, span_hash, back in zip(mine.spans, mine.span_digests(), backs, strict=True):
+        span_stash: dict[str, Json] = {"v": STASH_VERSION, "hash": span_hash}
+        patch = make_merge_patch(dump, dumps[id(back)] if back is not None else {})
+        if patch:
+            span_stash["patch"] = patch
+        spans.append(span_stash)
+    return stash, spans
 
 
 def span_stash(span: Span, decoded: Span | None) -> dict[str, Json]:

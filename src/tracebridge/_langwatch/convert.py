@@ -32,10 +32,9 @@ from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thr
 from .._stash import (
     STASH_KEY,
     CopyReader,
+    copy_stashes,
     make_patch,
     parse_stash,
-    span_stash,
-    trace_stash,
     with_residual,
 )
 from .._time import from_ms, to_ms
@@ -280,14 +279,15 @@ def trace_to_wire(
         return wire
     decoded = _decode(LWTrace.model_validate(wire), {"source": trace.source.model_dump()}, "")
     # What the mapping lost, per trace and per span, and the content hash (`_stash.py`, v2).
-    stash = trace_stash(trace, decoded)
+    decoded_spans = {s.id: s for s in decoded.spans}
+    backs = [decoded_spans.get(span.id) for span in trace.spans]
+    stash, span_stashes = copy_stashes(trace, decoded, backs)
     if thread is not None and (thread.scores or thread.tags or thread.status):
         stash["thread"] = thread.model_dump(mode="json", exclude={"traces"})
     wire["metadata"][STASH_KEY] = json.dumps(stash, ensure_ascii=False, sort_keys=True)
-    decoded_spans = {s.id: s for s in decoded.spans}
-    for span, wire_span in zip(trace.spans, wire["spans"][1:], strict=True):
+    for wire_span, own in zip(wire["spans"][1:], span_stashes, strict=True):
         wire_span.setdefault("params", {})[STASH_KEY] = json.dumps(
-            span_stash(span, decoded_spans.get(span.id)), ensure_ascii=False, sort_keys=True
+            own, ensure_ascii=False, sort_keys=True
         )
     return wire
 

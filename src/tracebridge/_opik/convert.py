@@ -26,10 +26,9 @@ from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thr
 from .._stash import (
     STASH_KEY,
     CopyReader,
+    copy_stashes,
     make_patch,
     parse_stash,
-    span_stash,
-    trace_stash,
     with_residual,
 )
 from .._time import from_iso, to_iso, to_ms
@@ -89,13 +88,10 @@ def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = Non
     )
     # What the mapping lost, per trace and per span, so the reverse copy restores it, and the
     # content hash, so a read can tell a copy changed here since (`_stash.py`, version 2).
-    stash = trace_stash(trace, decoded)
+    stash, span_stashes = copy_stashes(trace, decoded, list(decoded.spans))
     record.trace["metadata"] = {**record.trace.get("metadata", {}), STASH_KEY: stash}
-    for span, wire_span, back in zip(trace.spans, record.spans, decoded.spans, strict=True):
-        wire_span["metadata"] = {
-            **wire_span.get("metadata", {}),
-            STASH_KEY: span_stash(span, back),
-        }
+    for wire_span, own in zip(record.spans, span_stashes, strict=True):
+        wire_span["metadata"] = {**wire_span.get("metadata", {}), STASH_KEY: own}
     return record
 
 
