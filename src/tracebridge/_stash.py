@@ -141,6 +141,8 @@ def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str,
         if key not in decoded:
             patch[key] = {"set": value}
         elif isinstance(value, dict) and isinstance(decoded[key], dict):
+            if same(value, decoded[key]):
+                continue  # (the walk would find nothing; `same` tells it in C)
             sub = make_patch(value, decoded[key])
             if sub:
                 patch[key] = {"sub": sub}
@@ -213,10 +215,14 @@ def make_merge_patch(
         if key not in decoded:
             patch[key] = {"set": value}
         elif key in lists and isinstance(value, list) and isinstance(decoded[key], list):
+            if same(value, decoded[key]):
+                continue  # (no element differs, and the order is the same)
             each = _list_patch(value, decoded[key], lists[key])
             if each:
                 patch[key] = {"each": each}
         elif isinstance(value, dict) and isinstance(decoded[key], dict):
+            if same(value, decoded[key]):
+                continue  # (the walk would find nothing; `same` tells it in C)
             sub = make_merge_patch(value, decoded[key], _NO_LISTS)
             if sub:
                 patch[key] = {"sub": sub}
