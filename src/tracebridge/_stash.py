@@ -260,9 +260,16 @@ def merge_patch(
     current: dict[str, Json],
     patch: dict[str, Json],
     lists: Mapping[str, Callable[[Json], str]] = LIST_KEYS,
+    *,
+    share: bool = False,
 ) -> dict[str, Json]:
     """`current` (the copy as it is now) with a v2 patch merged in: what the destination did
-    not touch is restored, what it changed is kept (module docstring). A new dict."""
+    not touch is restored, what it changed is kept (module docstring). A new dict.
+
+    The values restored are copies of the patch's, unless `share` (for a patch parsed for this
+    one merge and not used after it: the copies would cost more than the rest of the merge).
+    """
+    take = _shared if share else copy.deepcopy
     result = dict(current)
     for key, change in patch.items():
         if not isinstance(change, dict):
@@ -271,24 +278,27 @@ def merge_patch(
         if "each" in change:
             if key in current and not isinstance(now, list):
                 continue  # the destination made it something else: theirs
-            result[key] = _merge_list(now or [], change["each"], lists.get(key, score_key))
+            result[key] = _merge_list(
+                now or [], change["each"], lists.get(key, score_key), share=share
+            )
         elif "sub" in change:
             if isinstance(now, dict):
-                result[key] = merge_patch(now, change["sub"], _NO_LISTS)
+                result[key] = merge_patch(now, change["sub"], _NO_LISTS, share=share)
         elif "del" in change:
             if key in current and digest(now) == change.get("was"):
                 del result[key]
         elif "was" in change:
             if key in current and digest(now) == change["was"]:
-                result[key] = copy.deepcopy(change.get("set"))
+                result[key] = take(change.get("set"))
         elif key not in current:
-            result[key] = copy.deepcopy(change.get("set"))
+            result[key] = take(change.get("set"))
     return result
 
 
 def _merge_list(
-    current: list[Json], each: dict[str, Json], key: Callable[[Json], str]
+    current: list[Json], each: dict[str, Json], key: Callable[[Json], str], *, share: bool
 ) -> list[Json]:
+    take = _shared if share else copy.deepcopy
     now = dict(keyed(current, key))
     items = each.get("items") or {}
     merged: dict[str, Json] = {}
@@ -296,13 +306,13 @@ def _merge_list(
         item = items.get(k) or {}
         if k not in now:
             if "add" in item:  # the mapping left it out, the destination did not add one
-                merged[k] = copy.deepcopy(item["add"])
+                merged[k] = take(item["add"])
             continue  # else: removed on the destination
         element = now[k]
         if "sub" in item and isinstance(element, dict):
-            element = merge_patch(element, item["sub"], _NO_LISTS)
+            element = merge_patch(element, item["sub"], _NO_LISTS, share=share)
         elif "set" in item and digest(element) == item.get("was"):
-            element = copy.deepcopy(item["set"])
+            element = take(item["set"])
         merged[k] = element
     for k, element in now.items():
         if k in merged:
@@ -311,6 +321,10 @@ def _merge_list(
         if drop is None or digest(element) != drop:
             merged[k] = element  # added (or changed) on the destination
     return list(merged.values())
+
+
+def _shared(value: Json) -> Json:
+    return value
 
 
 def trace_stash(trace: Trace, decoded: Trace) -> dict[str, Json]:
@@ -373,7 +387,8 @@ class CopyReader:
     A trace stash without `v` is version 1: patches are applied as they are and nothing is
     compared (`copy_state.changed` is None). With version 2, the patches are merged, the result
     is compared with the recorded hash, and a changed copy is described. `platform` is where
-    the copy is being read.
+    the copy is being read. The stashes given are parsed for this read: the values they
+    restore go into the records as they are, not copied.
     """
 
     def __init__(self, stash: dict[str, Json], platform: Platform) -> None:
@@ -401,7 +416,8 @@ class CopyReader:
             return span
         span = decoded
         if isinstance(patch, dict):
-            span = Span.model_validate(merge_patch(decoded.model_dump(mode="json"), patch))
+            merged = merge_patch(decoded.model_dump(mode="json"), patch, share=True)
+            span = Span.model_validate(merged)
         self._ids[decoded.id] = span.id
         self._recorded[span.id] = stash.get("hash")
         return span
@@ -430,7 +446,8 @@ class CopyReader:
             return trace
         trace = decoded
         if isinstance(patch, dict):
-            trace = Trace.model_validate(merge_patch(decoded.model_dump(mode="json"), patch))
+            merged = merge_patch(decoded.model_dump(mode="json"), patch, share=True)
+            trace = Trace.model_validate(merged)
         recorded = self.stash.get("hash")
         recorded = recorded if isinstance(recorded, str) else None
         if recorded is not None and content_hash(trace) == recorded:
