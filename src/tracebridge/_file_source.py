@@ -120,6 +120,13 @@ def _load_unit(
     return unit, rejected, notes
 
 
+#: A page also ends once its units hold this many spans: the pages in flight are most of a
+#: file read's memory, and a unit (a thread) can be large. Measured on 5,000 traces: 100 units
+#: a page peak at 155 MiB, pages of about 250 spans at 100 MiB; the cost is one checkpoint and
+#: one durable batch write per page.
+PAGE_SPANS = 250
+
+
 async def paged(
     index: ThreadIndex[L],
     load: Loader[L],
@@ -127,7 +134,8 @@ async def paged(
     page_size: int,
     label: str = "",
 ) -> AsyncIterator[Page]:
-    """Pages of loaded units; the first page also carries the index pass's rejects and notes.
+    """Pages of loaded units (at most `page_size` units and rejects, or `PAGE_SPANS` spans);
+    the first page also carries the index pass's rejects and notes.
 
     `label` names the input in the dead letter of a unit that cannot be loaded.
     """
@@ -143,14 +151,17 @@ async def paged(
     def cursor() -> dict[str, object]:
         return {"units_done": done, "units": len(index), "input": index.fingerprint}
 
+    spans = 0
     for thread_id, locators in index.units(done):
         unit, rejected, notes = _load_unit(load, thread_id, locators, label)
         done += 1
         if unit is not None:
             page.units.append(unit)
+            spans += Counts.of(unit).spans
         page.rejected += rejected
         drain_into(page, notes)
-        if len(page.units) + len(page.rejected) >= page_size:
+        if len(page.units) + len(page.rejected) >= page_size or spans >= PAGE_SPANS:
+            spans = 0
             page.cursor = cursor()
             yield page
             page = Page()
