@@ -98,6 +98,9 @@ Json = Any
 R = TypeVar("R", bound=BaseModel)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def same(a: Json, b: Json) -> bool:
     """True when `a` and `b` are the same JSON: `True` is not `1`, and `1` is not `1.0`.
 
@@ -140,6 +143,9 @@ def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str,
     for key, value in original.items():
         if key not in decoded:
             patch[key] = {"set": value}
+        elif type(value) in _SCALARS and type(value) is type(decoded[key]):
+            if value != decoded[key]:  # (`same` of two scalars of one type, inline)
+                patch[key] = {"set": value}
         elif isinstance(value, dict) and isinstance(decoded[key], dict):
             if same(value, decoded[key]):
                 continue  # (the walk would find nothing; `same` tells it in C)
@@ -214,6 +220,9 @@ def make_merge_patch(
     for key, value in original.items():
         if key not in decoded:
             patch[key] = {"set": value}
+        elif type(value) in _SCALARS and type(value) is type(decoded[key]):
+            if value != decoded[key]:  # (`same` of two scalars of one type, inline)
+                patch[key] = {"set": value, "was": digest(decoded[key])}
         elif key in lists and isinstance(value, list) and isinstance(decoded[key], list):
             if same(value, decoded[key]):
                 continue  # (no element differs, and the order is the same)
