@@ -14,8 +14,8 @@ result is always the `json` module's:
   is `1e16`), so output holding a number with an exponent or four leading decimal zeros is
   written again by `json`; integers beyond 64 bits, non-string keys, lone surrogates, and
   subclasses, datetimes and dataclasses (passed through) make `orjson` raise, so `json` writes
-  them (or raises its own error). `canonical` output that is not ASCII (or holds DEL, which
-  `ensure_ascii` escapes) is `json`'s too: its C encoder escapes faster than Python could.
+  them (or raises its own error). `canonical` output beyond ASCII (or with DEL) is escaped as
+  `ensure_ascii` escapes it, by `json`'s own C string escaper (`_ascii`).
 
 Not told apart (both are outside JSON, and no reader lets them in: `_decoding.check_values`
 refuses NaN and Infinity, and records read are plain JSON types): a NaN or Infinity built in
@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any
 
 import orjson
@@ -98,8 +99,8 @@ def canonical(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         pass
     else:
-        if out.isascii() and b"\x7f" not in out and not _risky(out):
-            return out
+        if not _risky(out):
+            return out if out.isascii() and b"\x7f" not in out else _ascii(out)
     return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
 
 
@@ -121,6 +122,19 @@ def _risky(out: bytes) -> bool:
         if at < 0 or out[at] in _BEFORE_VALUE:
             return True
     return False
+
+
+def _ascii(out: bytes) -> bytes:
+    """`orjson`'s output as `json` writes it with `ensure_ascii=True`, in C passes.
+
+    `json`'s own string escaper, run over the whole text, escapes what `ensure_ascii` escapes
+    (DEL and every character beyond ASCII, as `\\uXXXX` or a surrogate pair) and also every
+    `"` and `\\` (as `\\"` and `\\\\`). Every `"` of its output is the second character of
+    such an escape, so the quotes are unescaped first; every backslash left then starts an
+    escape, so a left-to-right replacement of `\\\\` restores the backslashes exactly.
+    """
+    text = encode_basestring_ascii(out.decode("utf-8"))[1:-1]
+    return text.replace('\\"', '"').replace("\\\\", "\\").encode("ascii")
 
 
 def same_text(value: Any) -> bytes | None:
