@@ -42,12 +42,23 @@ JSONDecodeError = json.JSONDecodeError
 #: Digits as one byte, so that 19 in a row are one C search (`_long_digits`).
 _DIGITS_AS_ONE = bytes.maketrans(b"0123456789", b"\0" * 10)
 _NINETEEN = b"\0" * 19
-#: Where a number in `orjson`'s output may be written otherwise by `json`: an exponent (`e`
-#: after a digit: checked in context by `_risky`), or |x| < 1e-4 written out in full.
-_EXPONENT = re.compile(rb"e[-+]?[0-9]")
+#: Where a number in `orjson`'s output may be written otherwise by `json` (`_risky`): an
+#: exponent, or |x| < 1e-4 written out in full. Bytes are mapped to classes (`d`: a digit, a
+#: point or a sign; `s`: what comes before a value; `e`; `x`: anything else), so a number with
+#: an exponent is `s`, then `d`s, then `e`: one C search.
+
+
+def _byte_classes() -> bytes:
+    table = bytearray(b"x" * 256)
+    for chars, kind in ((b"0123456789.-", b"d"), (b"eE", b"e"), (b":,[", b"s")):
+        for char in chars:
+            table[char] = kind[0]
+    return bytes(table)
+
+
+_CLASSES = _byte_classes()
+_EXPONENT = re.compile(rb"sd+e")
 _SMALL = b"0.0000"
-_NUMBER_CHARS = frozenset(b"0123456789.-")
-_BEFORE_VALUE = frozenset(b":,[")
 _PASSTHROUGH = (
     orjson.OPT_PASSTHROUGH_SUBCLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -105,23 +116,10 @@ def canonical(value: Any) -> bytes:
 
 
 def _risky(out: bytes) -> bool:
-    """True when `orjson`'s `out` may hold a number `json` writes otherwise (a false alarm only
-    costs the slower path): an exponent in a number, or a number below 1e-4 written in full.
-
-    Scans are C searches for `e` and `0.0000`; a hit is a number when the characters before
-    it are digits, a point or a sign, after a `:`, `,` or `[` (or the start of the text).
-    """
-    if _SMALL in out:
-        return True
-    for found in _EXPONENT.finditer(out):
-        at = found.start() - 1
-        if at < 0 or out[at] not in _NUMBER_CHARS or out[at] in b".-":
-            continue  # `e` after a letter, a quote, ...: inside a string
-        while at >= 0 and out[at] in _NUMBER_CHARS:
-            at -= 1
-        if at < 0 or out[at] in _BEFORE_VALUE:
-            return True
-    return False
+    """True when `orjson`'s `out` may hold a number `json` writes otherwise: an exponent in a
+    number (after a `:`, `,` or `[`, or at the start), or a number below 1e-4 written in full.
+    Text in strings can match too; a false alarm only costs the slower path."""
+    return _SMALL in out or _EXPONENT.search(b"s" + out.translate(_CLASSES)) is not None
 
 
 def _ascii(out: bytes) -> bytes:
