@@ -22,7 +22,9 @@ refuses NaN and Infinity, and records read are plain JSON types): a NaN or Infin
 code is written as `null` by `orjson` where `json` writes `NaN`, and a `uuid.UUID` or an `Enum`
 built in code is written as its value where `json` raises.
 
-`json_lines` is the one reader of JSON-lines files: each line's offset, number and bytes.
+`same_text` is for comparing only (`_stash.same`): `orjson`'s sorted text, which two values
+share exactly when they are the same JSON. `json_lines` is the one reader of JSON-lines files:
+each line's offset, number and bytes.
 """
 
 from __future__ import annotations
@@ -42,13 +44,11 @@ JSONDecodeError = json.JSONDecodeError
 #: Digits as one byte, so that 19 in a row are one C search (`_long_digits`).
 _DIGITS_AS_ONE = bytes.maketrans(b"0123456789", b"\0" * 10)
 _NINETEEN = b"\0" * 19
-#: Where a number in `orjson`'s output may be written otherwise by `json` (`_risky`): an
-#: exponent, or |x| < 1e-4 written out in full. Bytes are mapped to classes (`d`: a digit, a
-#: point or a sign; `s`: what comes before a value; `e`; `x`: anything else), so a number with
-#: an exponent is `s`, then `d`s, then `e`: one C search.
 
 
 def _byte_classes() -> bytes:
+    """Each byte's class for `_risky`: `d` a digit, a point or a sign; `s` what comes before
+    a value (`:`, `,`, `[`); `e` an exponent mark; `x` anything else."""
     table = bytearray(b"x" * 256)
     for chars, kind in ((b"0123456789.-", b"d"), (b"eE", b"e"), (b":,[", b"s")):
         for char in chars:
@@ -56,6 +56,8 @@ def _byte_classes() -> bytes:
     return bytes(table)
 
 
+#: Where a number in `orjson`'s output may be written otherwise by `json` (`_risky`): an
+#: exponent (in classes: `s`, then `d`s, then `e`: one C search), or |x| < 1e-4 in full.
 _CLASSES = _byte_classes()
 _EXPONENT = re.compile(rb"sd+e")
 _SMALL = b"0.0000"
