@@ -101,3 +101,9 @@ def test_writers_fall_back_for_what_orjson_refuses() -> None:
 def test_json_lines_gives_offsets_and_numbers() -> None:
     lines = list(json_lines(io.BytesIO(b'{"a":1}\n\n{"b":2}')))
     assert lines == [(0, 1, b'{"a":1}\n'), (8, 2, b"\n"), (9, 3, b'{"b":2}')]
+
+
+@pytest.mark.parametrize("value", ["\ud800", 'é\x7f"\\', 2**80, -3, True, False, None, 1.5e-7])
+def test_canonical_scalars(value: Any) -> None:
+    expected = json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    assert canonical(value) == expected.encode()

@@ -61,6 +61,7 @@ def _byte_classes() -> bytes:
 _CLASSES = _byte_classes()
 _EXPONENT = re.compile(rb"sd+e")
 _SMALL = b"0.0000"
+_CONSTANTS = {None: b"null", True: b"true", False: b"false"}
 _PASSTHROUGH = (
     orjson.OPT_PASSTHROUGH_SUBCLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -106,7 +107,16 @@ def dumps_compact(value: Any) -> bytes:
 
 
 def canonical(value: Any) -> bytes:
-    """`json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))`, faster."""
+    """`json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))`, faster.
+
+    A string, an integer, a boolean or None is written as `json` writes it, directly."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value).encode("ascii")
+    if kind is int:
+        return int.__repr__(value).encode("ascii")
+    if value is None or kind is bool:
+        return _CONSTANTS[value]
     try:
         out = orjson.dumps(value, option=_SORTED)
     except orjson.JSONEncodeError:
