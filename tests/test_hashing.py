@@ -3,6 +3,7 @@ copy read back, blind to provenance, platform extras and order, and moved by any
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.strategies import langwatch_traces, opik_traces
 from tracebridge import Provenance, Score, Span, Thread, Trace
-from tracebridge._hashing import content_hash, digest
+from tracebridge._hashing import Dumped, content_hash, digest, span_digest, trace_parts
 from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik, trace_to_opik
@@ -175,3 +176,29 @@ def test_digest_is_json_equality() -> None:
     assert digest(1) != digest(1.0)
     assert digest(True) != digest(1)
     assert digest("\ud800") != digest("")  # a lone surrogate still hashes
+
+
+def _plain_hash(trace: Trace) -> str:
+    """`content_hash` as it was defined before `Dumped`: the canonical text of the whole."""
+    from tracebridge._hashing import HASH_VERSION, _canonical, _trace_content
+
+    text = _canonical({"trace": _trace_content(trace)})
+    return f"{HASH_VERSION}:{hashlib.sha256(text).hexdigest()}"
+
+
+@PROPERTY
+@given(langwatch_traces(), opik_traces())
+def test_one_dump_gives_the_hashes_a_dump_each_gives(
+    raw: dict[str, Any], record: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    """`Dumped` (one dump, the hash text put together from its parts) gives what the plain
+    definitions give: the content hash, each span's digest and the trace's parts."""
+    for trace in (
+        trace_from_wire(raw)[0],
+        trace_from_opik(*record, project="p", mappings=MAPPINGS),
+    ):
+        dumped = Dumped.of(trace)
+        assert dumped.hash == _plain_hash(trace) == content_hash(trace)
+        assert dumped.span_digests() == [span_digest(s) for s in trace.spans]
+        assert dumped.parts() == trace_parts(trace)
+        assert dumped.trace == trace.dump_without_spans()

@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tracebridge._stash import apply_patch, make_patch, parse_stash, same
+from tracebridge._stash import _same_walk, apply_patch, make_patch, parse_stash, same
 
 Json = Any
 
@@ -116,6 +118,8 @@ def test_del_of_an_absent_key_is_harmless() -> None:
         ("1", 1, False),
         (None, None, True),
         (None, 0, False),
+        ({"x": [0.0]}, {"x": [-0.0]}, True),
+        ([{"a": 2**60}], [{"a": float(2**60)}], False),
     ],
 )
 def test_same_is_json_equality(a: Json, b: Json, expected: bool) -> None:
@@ -123,6 +127,23 @@ def test_same_is_json_equality(a: Json, b: Json, expected: bool) -> None:
     and ignores key order."""
     assert same(a, b) is expected
     assert same(b, a) is expected
+
+
+_scalars = st.sampled_from([0, 1, 1.0, 0.0, -0.0, True, False, None, "1", "", 2**70])
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_values, _values)
+def test_same_agrees_with_the_plain_walk(a: Json, b: Json) -> None:
+    """The fast comparison (`==`, then canonical texts) answers as the walk does, on values
+    built from the few scalars `==` confuses."""
+    assert same(a, b) is _same_walk(a, b)
+    assert same(a, copy.deepcopy(a)) is True
 
 
 @pytest.mark.parametrize(

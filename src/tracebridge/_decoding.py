@@ -114,11 +114,21 @@ def _scalar_problem(value: object) -> str | None:
     return None
 
 
+def _has_surrogate(text: str) -> bool:
+    """True when `text` holds a lone surrogate: the one thing UTF-8 cannot encode (a C pass,
+    much faster than a regex search of the text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _suspect(record: Any) -> bool:
     """False when `record` surely holds no problem: the lean pass `value_problem` runs first.
 
     No paths, no messages: exact type checks (anything unusual answers True and is left to the
-    full pass), `isascii()` before the surrogate search, and a float is non-finite when its
+    full pass), `isascii()` before the surrogate test, and a float is non-finite when its
     difference with itself is not 0.
     """
     stack: list[tuple[Any, int]] = [(record, 1)]
@@ -126,7 +136,7 @@ def _suspect(record: Any) -> bool:
         value, depth = stack.pop()
         if type(value) is dict:
             for key in value:
-                if type(key) is str and not key.isascii() and _SURROGATE.search(key):
+                if type(key) is str and not key.isascii() and _has_surrogate(key):
                     return True
             children: Any = value.values()
         elif type(value) is list:
@@ -140,7 +150,7 @@ def _suspect(record: Any) -> bool:
             if kind is dict or kind is list:
                 stack.append((child, depth + 1))
             elif kind is str:
-                if not child.isascii() and _SURROGATE.search(child):
+                if not child.isascii() and _has_surrogate(child):
                     return True
             elif kind is float:
                 if child - child != 0:

@@ -18,15 +18,17 @@ it, and is dropped with a unit that failed (its dead letter already counts its r
 
 from __future__ import annotations
 
+import gc
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
 from ._interfaces import Counts, Notes, Page, Rejected, Unit, Window
 
-__all__ = ["FileSource", "ThreadIndex", "locate", "paged"]
+__all__ = ["FileSource", "ThreadIndex", "locate", "paged", "quiet_collector"]
 
 L = TypeVar("L")
 
@@ -121,6 +123,14 @@ def _load_unit(
     return unit, rejected, notes
 
 
+#: A page also ends once its units hold this many spans: the pages in flight are most of a
+#: file read's memory, and a unit (a thread) can be large. Measured on 5,000 traces (4.4 spans
+#: each), `langwatch-file -> opik-dir`: 100 units a page peak at 155 MiB, 1,000 spans at 104,
+#: 500 at 89, 250 at 77-91, at the same speed; the cost is one checkpoint and one durable
+#: batch write per page (and, for an API sink, its batches are at most this big).
+PAGE_SPANS = 250
+
+
 async def paged(
     index: ThreadIndex[L],
     load: Loader[L],
@@ -128,7 +138,8 @@ async def paged(
     page_size: int,
     label: str = "",
 ) -> AsyncIterator[Page]:
-    """Pages of loaded units; the first page also carries the index pass's rejects and notes.
+    """Pages of loaded units (at most `page_size` units and rejects, or `PAGE_SPANS` spans);
+    the first page also carries the index pass's rejects and notes.
 
     `label` names the input in the dead letter of a unit that cannot be loaded.
     """
@@ -145,19 +156,50 @@ async def paged(
     def cursor() -> dict[str, object]:
         return {"units_done": done, "units": len(index), "input": index.fingerprint}
 
+    spans = 0
     for thread_id, locators in index.units(done):
         unit, rejected, notes = _load_unit(load, thread_id, locators, label)
         done += 1
         if unit is not None:
             page.units.append(unit)
+            spans += Counts.of(unit).spans
         page.rejected += rejected
         drain_into(page, notes)
-        if len(page.units) + len(page.rejected) >= page_size:
+        if len(page.units) + len(page.rejected) >= page_size or spans >= PAGE_SPANS:
+            spans = 0
             page.cursor = cursor()
             yield page
             page = Page()
     page.cursor = cursor()
     yield page
+
+
+#: The collector's thresholds while a file is read (`quiet_collector`).
+QUIET_THRESHOLDS = (50_000, 20, 100)
+_quiet = 0
+
+
+@contextmanager
+def quiet_collector() -> Iterator[None]:
+    """Run the cyclic garbage collector rarely for the duration (nested uses share one).
+
+    A file source allocates records by the hundred thousand, nearly all freed by reference
+    counting once their page is written; with the default thresholds they survive enough young
+    collections to trigger full ones, each walking every page in flight (a third of the CPU on
+    a large file, measured). A first generation of 50,000 objects keeps collections rare and
+    short; the thresholds before are restored when the last reader ends.
+    """
+    global _quiet
+    before = gc.get_threshold()
+    if _quiet == 0:
+        gc.set_threshold(*QUIET_THRESHOLDS)
+    _quiet += 1
+    try:
+        yield
+    finally:
+        _quiet -= 1
+        if _quiet == 0:
+            gc.set_threshold(*before)
 
 
 class FileSource(ABC, Generic[L]):
@@ -176,12 +218,14 @@ class FileSource(ABC, Generic[L]):
 
     async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
         """Pages of the units in `window`. A file has no change axis: a window on the update
-        axis (what `sync` asks for) reads everything, and unchanged records cost no write."""
+        axis (what `sync` asks for) reads everything, and unchanged records cost no write.
+        While it reads, the garbage collector runs rarely (`quiet_collector`)."""
         if window.axis == "updated":
             window = Window()
-        index = self._index(window)
-        async for page in paged(index, self._load, resume, self.page_size, self.label):
-            yield page
+        with quiet_collector():
+            index = self._index(window)
+            async for page in paged(index, self._load, resume, self.page_size, self.label):
+                yield page
 
     async def aclose(self) -> None:
         return None

@@ -53,7 +53,6 @@ original exactly, and echo suppression drops it.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -62,6 +61,7 @@ from pydantic import BaseModel
 from ._errors import RecordError
 from ._hashing import (
     OWN_FIELDS,
+    Dumped,
     content_hash,
     digest,
     keyed,
@@ -70,6 +70,7 @@ from ._hashing import (
     span_digest,
     trace_parts,
 )
+from ._json import loads, same_text
 from ._models import CopyState, Platform, Span, Trace
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "STASH_VERSION",
     "CopyReader",
     "apply_patch",
+    "copy_stashes",
     "make_merge_patch",
     "make_patch",
     "merge_patch",
@@ -96,17 +98,38 @@ Json = Any
 R = TypeVar("R", bound=BaseModel)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def same(a: Json, b: Json) -> bool:
     """True when `a` and `b` are the same JSON: `True` is not `1`, and `1` is not `1.0`.
 
-    (Python's `==` calls all three equal.)
+    (Python's `==` calls all three equal.) Two objects or arrays are compared in C first: they
+    are the same when `==` holds and their texts (`_json.same_text`, which writes
+    `true`, `1` and `1.0` apart) are equal; only when `==` holds and the texts differ (`0.0` and
+    `-0.0`) is the element-by-element walk needed. Values are plain JSON, without NaN (no
+    reader lets one in: `_decoding.check_values`).
     """
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict or kind is list:
+        if a != b:
+            return False
+        text = same_text(a)
+        if text is not None and text == same_text(b):
+            return True
+        return _same_walk(a, b)
+    return bool(a == b)
+
+
+def _same_walk(a: Json, b: Json) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_same_walk(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(map(same, a, b))
+        return len(a) == len(b) and all(map(_same_walk, a, b))
     return bool(a == b)
 
 
@@ -120,7 +143,12 @@ def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str,
     for key, value in original.items():
         if key not in decoded:
             patch[key] = {"set": value}
+        elif type(value) in _SCALARS and type(value) is type(decoded[key]):
+            if value != decoded[key]:  # (`same` of two scalars of one type, inline)
+                patch[key] = {"set": value}
         elif isinstance(value, dict) and isinstance(decoded[key], dict):
+            if same(value, decoded[key]):
+                continue  # (the walk would find nothing; `same` tells it in C)
             sub = make_patch(value, decoded[key])
             if sub:
                 patch[key] = {"sub": sub}
@@ -164,7 +192,7 @@ def parse_stash(value: Json) -> dict[str, Json] | None:
     """
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads(value)
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
@@ -192,11 +220,18 @@ def make_merge_patch(
     for key, value in original.items():
         if key not in decoded:
             patch[key] = {"set": value}
+        elif type(value) in _SCALARS and type(value) is type(decoded[key]):
+            if value != decoded[key]:  # (`same` of two scalars of one type, inline)
+                patch[key] = {"set": value, "was": digest(decoded[key])}
         elif key in lists and isinstance(value, list) and isinstance(decoded[key], list):
+            if same(value, decoded[key]):
+                continue  # (no element differs, and the order is the same)
             each = _list_patch(value, decoded[key], lists[key])
             if each:
                 patch[key] = {"each": each}
         elif isinstance(value, dict) and isinstance(decoded[key], dict):
+            if same(value, decoded[key]):
+                continue  # (the walk would find nothing; `same` tells it in C)
             sub = make_merge_patch(value, decoded[key], _NO_LISTS)
             if sub:
                 patch[key] = {"sub": sub}
@@ -234,9 +269,16 @@ def merge_patch(
     current: dict[str, Json],
     patch: dict[str, Json],
     lists: Mapping[str, Callable[[Json], str]] = LIST_KEYS,
+    *,
+    share: bool = False,
 ) -> dict[str, Json]:
     """`current` (the copy as it is now) with a v2 patch merged in: what the destination did
-    not touch is restored, what it changed is kept (module docstring). A new dict."""
+    not touch is restored, what it changed is kept (module docstring). A new dict.
+
+    The values restored are copies of the patch's, unless `share` (for a patch parsed for this
+    one merge and not used after it: the copies would cost more than the rest of the merge).
+    """
+    take = _shared if share else copy.deepcopy
     result = dict(current)
     for key, change in patch.items():
         if not isinstance(change, dict):
@@ -245,24 +287,27 @@ def merge_patch(
         if "each" in change:
             if key in current and not isinstance(now, list):
                 continue  # the destination made it something else: theirs
-            result[key] = _merge_list(now or [], change["each"], lists.get(key, score_key))
+            result[key] = _merge_list(
+                now or [], change["each"], lists.get(key, score_key), share=share
+            )
         elif "sub" in change:
             if isinstance(now, dict):
-                result[key] = merge_patch(now, change["sub"], _NO_LISTS)
+                result[key] = merge_patch(now, change["sub"], _NO_LISTS, share=share)
         elif "del" in change:
             if key in current and digest(now) == change.get("was"):
                 del result[key]
         elif "was" in change:
             if key in current and digest(now) == change["was"]:
-                result[key] = copy.deepcopy(change.get("set"))
+                result[key] = take(change.get("set"))
         elif key not in current:
-            result[key] = copy.deepcopy(change.get("set"))
+            result[key] = take(change.get("set"))
     return result
 
 
 def _merge_list(
-    current: list[Json], each: dict[str, Json], key: Callable[[Json], str]
+    current: list[Json], each: dict[str, Json], key: Callable[[Json], str], *, share: bool
 ) -> list[Json]:
+    take = _shared if share else copy.deepcopy
     now = dict(keyed(current, key))
     items = each.get("items") or {}
     merged: dict[str, Json] = {}
@@ -270,13 +315,13 @@ def _merge_list(
         item = items.get(k) or {}
         if k not in now:
             if "add" in item:  # the mapping left it out, the destination did not add one
-                merged[k] = copy.deepcopy(item["add"])
+                merged[k] = take(item["add"])
             continue  # else: removed on the destination
         element = now[k]
         if "sub" in item and isinstance(element, dict):
-            element = merge_patch(element, item["sub"], _NO_LISTS)
+            element = merge_patch(element, item["sub"], _NO_LISTS, share=share)
         elif "set" in item and digest(element) == item.get("was"):
-            element = copy.deepcopy(item["set"])
+            element = take(item["set"])
         merged[k] = element
     for k, element in now.items():
         if k in merged:
@@ -285,6 +330,10 @@ def _merge_list(
         if drop is None or digest(element) != drop:
             merged[k] = element  # added (or changed) on the destination
     return list(merged.values())
+
+
+def _shared(value: Json) -> Json:
+    return value
 
 
 def trace_stash(trace: Trace, decoded: Trace) -> dict[str, Json]:
@@ -299,6 +348,33 @@ def trace_stash(trace: Trace, decoded: Trace) -> dict[str, Json]:
     if patch:
         stash["patch"] = patch
     return stash
+
+
+def copy_stashes(
+    trace: Trace, decoded: Trace, backs: list[Span | None]
+) -> tuple[dict[str, Json], list[dict[str, Json]]]:
+    """`trace_stash(trace, decoded)` and `span_stash(span, back)` of every span of `trace`
+    (`backs[i]`, one of `decoded.spans` or None, is how `trace.spans[i]` reads back), from one
+    dump of each trace (`_hashing.Dumped`): the same stashes, computed once."""
+    mine, theirs = Dumped.of(trace), Dumped.of(decoded)
+    stash: dict[str, Json] = {
+        "v": STASH_VERSION,
+        "source": trace.source.model_dump(),
+        "hash": mine.hash,
+        "parts": mine.parts(),
+    }
+    patch = make_merge_patch(mine.trace, theirs.trace)
+    if patch:
+        stash["patch"] = patch
+    dumps = {id(span): dump for span, dump in zip(decoded.spans, theirs.spans, strict=True)}
+    spans = []
+    for dump, span_hash, back in zip(mine.spans, mine.span_digests(), backs, strict=True):
+        span_stash: dict[str, Json] = {"v": STASH_VERSION, "hash": span_hash}
+        patch = make_merge_patch(dump, dumps[id(back)] if back is not None else {})
+        if patch:
+            span_stash["patch"] = patch
+        spans.append(span_stash)
+    return stash, spans
 
 
 def span_stash(span: Span, decoded: Span | None) -> dict[str, Json]:
@@ -320,7 +396,8 @@ class CopyReader:
     A trace stash without `v` is version 1: patches are applied as they are and nothing is
     compared (`copy_state.changed` is None). With version 2, the patches are merged, the result
     is compared with the recorded hash, and a changed copy is described. `platform` is where
-    the copy is being read.
+    the copy is being read. The stashes given are parsed for this read: the values they
+    restore go into the records as they are, not copied.
     """
 
     def __init__(self, stash: dict[str, Json], platform: Platform) -> None:
@@ -348,7 +425,8 @@ class CopyReader:
             return span
         span = decoded
         if isinstance(patch, dict):
-            span = Span.model_validate(merge_patch(decoded.model_dump(mode="json"), patch))
+            merged = merge_patch(decoded.model_dump(mode="json"), patch, share=True)
+            span = Span.model_validate(merged)
         self._ids[decoded.id] = span.id
         self._recorded[span.id] = stash.get("hash")
         return span
@@ -377,7 +455,8 @@ class CopyReader:
             return trace
         trace = decoded
         if isinstance(patch, dict):
-            trace = Trace.model_validate(merge_patch(decoded.model_dump(mode="json"), patch))
+            merged = merge_patch(decoded.model_dump(mode="json"), patch, share=True)
+            trace = Trace.model_validate(merged)
         recorded = self.stash.get("hash")
         recorded = recorded if isinstance(recorded, str) else None
         if recorded is not None and content_hash(trace) == recorded:

@@ -32,10 +32,10 @@ from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thr
 from .._stash import (
     STASH_KEY,
     CopyReader,
+    apply_patch,
+    copy_stashes,
     make_patch,
     parse_stash,
-    span_stash,
-    trace_stash,
     with_residual,
 )
 from .._time import from_ms, to_ms
@@ -247,20 +247,36 @@ def _score_from_wire(wire: LWEvaluation) -> Score:
 
 
 def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
-    """Put in `extras["langwatch"]` what re-encoding would not reproduce of the raw record."""
+    """Put in `extras["langwatch"]` what re-encoding would not reproduce of the raw record.
+
+    Each span and evaluation is encoded once: its wire with the residual applied is what
+    encoding the record with its extras gives, so the trace's own residual is taken against
+    those wires instead of encoding them all again.
+    """
     raw_spans = {s.get("span_id"): s for s in raw.get("spans") or [] if isinstance(s, dict)}
-    spans = []
+    spans, span_wires = [], []
     for span in trace.spans:
-        residual = make_patch(raw_spans.get(span.id, {}), _span_to_wire(span, trace.id))
-        spans.append(span.model_copy(update={"extras": {PLATFORM: residual}}) if residual else span)
-    scores = []
+        base = _span_base(span, trace.id)
+        wire = with_residual(base, span.extras, PLATFORM)
+        residual = make_patch(raw_spans.get(span.id, {}), wire)
+        if residual:
+            span = span.model_copy(update={"extras": {PLATFORM: residual}})
+            wire = apply_patch(base, residual)
+        spans.append(span)
+        span_wires.append(wire)
+    scores, score_wires = [], []
     for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
-        residual = make_patch(raw_eval, _score_to_wire(score, trace.id))
-        scores.append(
-            score.model_copy(update={"extras": {PLATFORM: residual}}) if residual else score
-        )
+        base = _score_base(score, trace.id)
+        wire = with_residual(base, score.extras, PLATFORM)
+        residual = make_patch(raw_eval, wire)
+        if residual:
+            score = score.model_copy(update={"extras": {PLATFORM: residual}})
+            wire = apply_patch(base, residual)
+        scores.append(score)
+        score_wires.append(wire)
     trace = trace.model_copy(update={"spans": spans, "scores": scores})
-    residual = make_patch(raw, _encode(trace, project_id=None, thread=None))
+    encoded = _encode(trace, project_id=None, thread=None, wires=(span_wires, score_wires))
+    residual = make_patch(raw, encoded)
     return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
 
 
@@ -280,14 +296,15 @@ def trace_to_wire(
         return wire
     decoded = _decode(LWTrace.model_validate(wire), {"source": trace.source.model_dump()}, "")
     # What the mapping lost, per trace and per span, and the content hash (`_stash.py`, v2).
-    stash = trace_stash(trace, decoded)
+    decoded_spans = {s.id: s for s in decoded.spans}
+    backs = [decoded_spans.get(span.id) for span in trace.spans]
+    stash, span_stashes = copy_stashes(trace, decoded, backs)
     if thread is not None and (thread.scores or thread.tags or thread.status):
         stash["thread"] = thread.model_dump(mode="json", exclude={"traces"})
     wire["metadata"][STASH_KEY] = json.dumps(stash, ensure_ascii=False, sort_keys=True)
-    decoded_spans = {s.id: s for s in decoded.spans}
-    for span, wire_span in zip(trace.spans, wire["spans"][1:], strict=True):
+    for wire_span, own in zip(wire["spans"][1:], span_stashes, strict=True):
         wire_span.setdefault("params", {})[STASH_KEY] = json.dumps(
-            span_stash(span, decoded_spans.get(span.id)), ensure_ascii=False, sort_keys=True
+            own, ensure_ascii=False, sort_keys=True
         )
     return wire
 
@@ -303,7 +320,14 @@ def thread_to_wire(thread: Thread, *, project_id: str | None = None) -> list[dic
     ]
 
 
-def _encode(trace: Trace, *, project_id: str | None, thread: Thread | None) -> dict[str, Any]:
+def _encode(
+    trace: Trace,
+    *,
+    project_id: str | None,
+    thread: Thread | None,
+    wires: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """The wire of `trace`; `wires`: its spans' and its own scores' wires, already encoded."""
     copy = trace.source.platform != PLATFORM
     metadata: dict[str, Any] = {}
     if trace.thread_id is not None:
@@ -314,8 +338,11 @@ def _encode(trace: Trace, *, project_id: str | None, thread: Thread | None) -> d
         if key not in _RESERVED_METADATA:
             # LangWatch stores custom metadata as strings; write what it will give back.
             metadata[key] = value if isinstance(value, str) or not copy else _as_text(value)
-    spans = [_span_to_wire(s, trace.id) for s in trace.spans]
-    evaluations = [_score_to_wire(s, trace.id) for s in trace.scores]
+    if wires is None:
+        spans = [_span_to_wire(s, trace.id) for s in trace.spans]
+        evaluations = [_score_to_wire(s, trace.id) for s in trace.scores]
+    else:
+        spans, evaluations = list(wires[0]), list(wires[1])
     for span in trace.spans:
         evaluations += [_score_to_wire(s, trace.id, span_id=span.id) for s in span.scores]
     if copy:
@@ -395,6 +422,11 @@ def _under(spans: list[dict[str, Any]], root_id: str) -> list[dict[str, Any]]:
 
 
 def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
+    return with_residual(_span_base(span, trace_id), span.extras, PLATFORM)
+
+
+def _span_base(span: Span, trace_id: str) -> dict[str, Any]:
+    """The span's wire before its residual is applied."""
     timestamps: dict[str, Any] = {"started_at": to_ms(span.started_at)}
     if span.ended_at is not None:
         timestamps["finished_at"] = to_ms(span.ended_at)
@@ -426,7 +458,7 @@ def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
     if span.contexts is not None:
         wire["contexts"] = span.contexts
     wire["error"] = _error_to_wire(span.error)
-    return with_residual(wire, span.extras, PLATFORM)
+    return wire
 
 
 def evaluation_id(
@@ -440,6 +472,14 @@ def evaluation_id(
 def _score_to_wire(
     score: Score, trace_id: str, *, span_id: str | None = None, thread: bool = False
 ) -> dict[str, Any]:
+    base = _score_base(score, trace_id, span_id=span_id, thread=thread)
+    return with_residual(base, score.extras, PLATFORM)
+
+
+def _score_base(
+    score: Score, trace_id: str, *, span_id: str | None = None, thread: bool = False
+) -> dict[str, Any]:
+    """The score's wire before its residual is applied."""
     name = f"thread: {score.name}" if thread else score.name
     wire: dict[str, Any] = {
         "evaluation_id": score.id or evaluation_id(trace_id, score.name, span_id, thread),
@@ -453,7 +493,7 @@ def _score_to_wire(
         wire["details"] = score.reason
     if span_id is not None:
         wire["span_id"] = span_id
-    return with_residual(wire, score.extras, PLATFORM)
+    return wire
 
 
 def shift_timestamps(wire: dict[str, Any], delta_ms: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, Protocol
 
 from .._errors import UsageError
+from .._json import json_lines, loads
 
 __all__ = [
     "EXPORT_HINT",
@@ -155,7 +156,7 @@ def _is_web_export(record: dict[str, Any]) -> bool:
 def parse(raw: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
     """One record's text as a trace object, or why it is not one (never raises)."""
     try:
-        record = json.loads(raw)
+        record = loads(raw)
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     except json.JSONDecodeError as exc:
@@ -186,11 +187,9 @@ def scan(path: Path, shape: Shape, digest: _Digest | None = None) -> Generator[S
 
 
 def _scan_lines(handle: IO[bytes], digest: _Digest | None) -> Iterator[Scanned]:
-    offset = 0
-    for lineno, raw in enumerate(handle, start=1):
+    for here, lineno, raw in json_lines(handle):
         if digest is not None:
             digest.update(raw)
-        here, offset = offset, offset + len(raw)
         if lineno == 1 and raw.startswith(_BOM):
             raw, here = raw[len(_BOM) :], here + len(_BOM)
         if not raw.strip():

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from .._decoding import describe_validation_error
 from .._errors import CheckpointError, LockedError, UsageError
 from .._interfaces import Counts, Rejected, Unit, WriteResult
+from .._json import dumps_compact, json_lines
 from .._locks import PathLock
 from .._models import Thread, Trace
 from .._state import open_atomically
@@ -100,8 +101,8 @@ class LangWatchFileSink:
         base = state[0] if state else None
         self._digests, needs_compacting, offset = {}, False, 0
         with self.path.open("rb") as handle:
-            for number, raw in enumerate(handle):
-                start, offset = offset, offset + len(raw)
+            for start, number, raw in json_lines(handle):
+                offset = start + len(raw)
                 if not raw.endswith(b"\n"):
                     if self._mend_tail(start, raw, state, result):
                         offset = start
@@ -143,20 +144,17 @@ class LangWatchFileSink:
         last: dict[str, int] = {}
         ours: set[str] = set()
         with self.path.open("rb") as handle:
-            offset = 0
-            for number, raw in enumerate(handle):
+            for offset, number, raw in json_lines(handle):
                 key = _key(raw, number)
                 last[key] = number
                 if offset >= self._base:
                     ours.add(key)
-                offset += len(raw)
         mode = stat.S_IMODE(self.path.stat().st_mode)  # the new file keeps the file's mode
         with open_atomically(self.path, mode=mode) as out, self.path.open("rb") as handle:
-            offset, base = 0, None
-            for number, raw in enumerate(handle):
+            base = None
+            for offset, number, raw in json_lines(handle):
                 if base is None and offset >= self._base:
                     base = out.tell()
-                offset += len(raw)
                 key = _key(raw, number)
                 if key not in ours or last[key] == number:
                     out.write(raw if raw.endswith(b"\n") else raw + b"\n")
@@ -265,15 +263,13 @@ def _encode(wire: dict[str, Any]) -> bytes | str:
     """One JSONL line, or why the trace cannot be one. A lone surrogate, which UTF-8 cannot
     carry, is written escaped (`\\ud800`, as `JSON.stringify` does): lossless."""
     try:
-        text = json.dumps(wire, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return dumps_compact(wire) + b"\n"
     except RecursionError:
         return "nested too deeply to write as JSON (deeper than Python's recursion limit)"
+    except UnicodeEncodeError:  # before ValueError, its base
+        return (json.dumps(wire, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
     except (TypeError, ValueError) as exc:
         return f"cannot write as JSON: {exc}"
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return (json.dumps(wire, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
 
 
 def _traces(unit: Unit) -> list[Trace]:

@@ -26,10 +26,9 @@ from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thr
 from .._stash import (
     STASH_KEY,
     CopyReader,
+    copy_stashes,
     make_patch,
     parse_stash,
-    span_stash,
-    trace_stash,
     with_residual,
 )
 from .._time import from_iso, to_iso, to_ms
@@ -89,13 +88,10 @@ def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = Non
     )
     # What the mapping lost, per trace and per span, so the reverse copy restores it, and the
     # content hash, so a read can tell a copy changed here since (`_stash.py`, version 2).
-    stash = trace_stash(trace, decoded)
+    stash, span_stashes = copy_stashes(trace, decoded, list(decoded.spans))
     record.trace["metadata"] = {**record.trace.get("metadata", {}), STASH_KEY: stash}
-    for span, wire_span, back in zip(trace.spans, record.spans, decoded.spans, strict=True):
-        wire_span["metadata"] = {
-            **wire_span.get("metadata", {}),
-            STASH_KEY: span_stash(span, back),
-        }
+    for wire_span, own in zip(record.spans, span_stashes, strict=True):
+        wire_span["metadata"] = {**wire_span.get("metadata", {}), STASH_KEY: own}
     return record
 
 
@@ -330,8 +326,6 @@ def trace_from_opik(
             rejected=notes.rejected,
             scores_key="feedback_scores",
         )
-        for span in spans:
-            OSpan.model_validate(span)
         canonical = _decode(
             trace, spans, mappings, stash=stash or {}, project=project, warnings=notes.warnings
         )
@@ -350,7 +344,11 @@ def _decode(
     warnings: list[str] | None = None,
 ) -> Trace:
     """The canonical trace of Opik records, a copy's stash applied (`_stash.CopyReader`); tree
-    repairs, and what changed in a copy since it was written, are added to `warnings`."""
+    repairs, and what changed in a copy since it was written, are added to `warnings`.
+
+    Every span is validated before the trace (the first that does not validate is the error).
+    """
+    wire_spans = [OSpan.model_validate(raw) for raw in spans]
     wire = OTrace.model_validate(trace)
     source = (
         Provenance.model_validate(stash["source"])
@@ -362,8 +360,7 @@ def _decode(
     started_at = from_iso(wire.start_time)
     reader = CopyReader(stash, PLATFORM)
     copied = []
-    for raw in spans:
-        wire_span = OSpan.model_validate(raw)
+    for wire_span in wire_spans:
         copied.append(reader.span(_span_from_opik(wire_span, m), _span_stash(wire_span)))
     tree, repairs = break_cycles(
         reader.adopt_new_spans(copied),

@@ -20,7 +20,6 @@ a plain file name is refused.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -29,17 +28,15 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-import anyio
-import anyio.to_thread
-
 from .._errors import CheckpointError, LockedError, RecordError, UsageError
 from .._file_source import FileSource, ThreadIndex
 from .._interfaces import Counts, Rejected, Unit, Window, WriteResult
+from .._json import loads
 from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._stash import same
-from .._state import temp_target, write_atomically
+from .._state import temp_target, write_many_atomically
 from .._time import from_iso
 from .convert import (
     SCORES_IN_METADATA,
@@ -245,7 +242,7 @@ def _project_folders_named(root: Path) -> list[tuple[str, Path, str]]:
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        data = json.loads(path.read_bytes())
+        data = loads(path.read_bytes())
     except OSError as exc:
         return None, f"cannot read ({exc.strerror})"
     except UnicodeDecodeError:
@@ -390,23 +387,19 @@ class OpikDirSink:
 
 
 async def _write_files(files: list[tuple[Path, dict[str, Any], bool]]) -> None:
-    """Write the files side by side (each is fsynced: overlapping the waits); UsageError names
-    the first one that could not be written."""
-    failures: list[UsageError] = []
+    """Write the files that changed, durable together (`write_many_atomically`: one wait for
+    the batch, before the checkpoint moves); UsageError names the first that could not be
+    written.
 
-    def work(path: Path, body: dict[str, Any], stamp: bool) -> None:
-        try:
-            _write_json(path, body, stamp=stamp)
-        except UsageError as exc:
-            failures.append(exc)
-
-    limiter = anyio.CapacityLimiter(8)
-    async with anyio.create_task_group() as group:
-        for path, body, stamp in files:
-            call = functools.partial(work, path, body, stamp)
-            group.start_soon(functools.partial(anyio.to_thread.run_sync, call, limiter=limiter))
-    if failures:
-        raise failures[0]
+    In the event loop's thread, as the LangWatch file sink appends: in a worker thread, each of
+    the many small system calls would wait for the GIL while the engine reads the next page
+    (measured: 6.3 s of a 10 s run); the fsyncs themselves run side by side in threads.
+    """
+    texts = [(path, _file_text(path, body, stamp)) for path, body, stamp in files]
+    try:
+        write_many_atomically([(path, text) for path, text in texts if text is not None])
+    except OSError as exc:
+        raise _cannot_write(Path(exc.filename or "?"), exc) from None
 
 
 def _make_folder(folder: Path) -> None:
@@ -424,19 +417,28 @@ def _cannot_write(path: Path, exc: OSError) -> UsageError:
     return UsageError(f"opik-dir: cannot write {path}: {exc.strerror or exc}")
 
 
+def _file_text(path: Path, body: dict[str, Any], stamp: bool) -> bytes | None:
+    """The text of `body` as its file holds it, or None when the file already holds it (a
+    rerun changes nothing). `stamp` adds `downloaded_at`, as `opik export` does."""
+    existing, _ = _read(path) if path.exists() else (None, None)
+    if existing is not None:
+        existing.pop("downloaded_at", None)
+        if existing == body:
+            return None
+    if stamp:
+        body = {**body, "downloaded_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    return (json.dumps(body, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
 def _write_json(path: Path, body: dict[str, Any], *, stamp: bool = False) -> None:
     """Write `body` atomically unless the file already holds it (a rerun changes nothing).
 
     Raises UsageError naming `path` when it cannot be written.
     """
-    existing, _ = _read(path) if path.exists() else (None, None)
-    if existing is not None:
-        existing.pop("downloaded_at", None)
-        if existing == body:
-            return
-    if stamp:
-        body = {**body, "downloaded_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    text = _file_text(path, body, stamp)
+    if text is None:
+        return
     try:
-        write_atomically(path, json.dumps(body, ensure_ascii=False, allow_nan=False) + "\n")
+        write_many_atomically([(path, text)])
     except OSError as exc:
         raise _cannot_write(path, exc) from None
