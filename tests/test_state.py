@@ -393,3 +393,24 @@ def test_open_atomically_streams_keeps_a_given_mode_and_leaves_nothing_on_failur
         crash()
     assert path.read_bytes() == b"new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["data.jsonl"]
+
+
+def test_dead_letter_lines_is_the_one_reader_of_the_file(tmp_path: Path) -> None:
+    """Lines end at `\\n` only (an entry's text may hold U+2028 and `\\r`), blank lines are not
+    entries, a line cut short is kept with no entry, bytes that are not UTF-8 do not stop it,
+    and an absent file has no lines."""
+    from tracebridge._state import dead_letter_lines
+
+    path = tmp_path / "dead-letters.jsonl"
+    assert list(dead_letter_lines(path)) == []
+    whole = json.dumps({"reason": "a\u2028b\rc"}, ensure_ascii=False)
+    path.write_bytes(
+        whole.encode() + b"\n\n  \n" + b'{"reason": "cut' + b"\n" + b'{"r": "\xff"}\n[1]'
+    )
+    got = list(dead_letter_lines(path))
+    assert got == [
+        (whole, {"reason": "a\u2028b\rc"}),
+        ('{"reason": "cut', None),
+        ('{"r": "\ufffd"}', {"r": "\ufffd"}),
+        ("[1]", None),
+    ]

@@ -34,7 +34,7 @@ from ._failures import describe, is_record_failure
 from ._interfaces import Page, Rejected, Sink, Source, Unit, Window
 from ._mapping import Mappings
 from ._models import Thread, Trace
-from ._state import DeadLetters, write_atomically
+from ._state import DeadLetters, dead_letter_lines, write_atomically
 
 __all__ = ["Replay", "retry_dead_letters"]
 
@@ -64,13 +64,9 @@ class _Raw:
     record: dict[str, Any]
 
 
-def _classify(line: str, platform: str) -> Unit | _Raw | str:
+def _classify(entry: dict[str, Any] | None, platform: str) -> Unit | _Raw | str:
     """What an entry is: a unit to re-send, a raw trace to decode, or why it is kept."""
-    try:
-        entry = json.loads(line)
-    except (ValueError, RecursionError):
-        return "not a JSON entry (a line cut short?)"
-    if not isinstance(entry, dict):
+    if entry is None:
         return "not a JSON entry (a line cut short?)"
     unit = entry.get("unit")
     if isinstance(unit, dict) and unit.get("type") in ("thread", "trace"):
@@ -179,12 +175,7 @@ async def retry_dead_letters(
     """Re-send the entries of the dead-letter file `path` (module docstring); None when the
     file is empty or absent. `source` is the job's source, opened only to know the project it
     reads (what ids derive from): raw records decode as that source would decode them."""
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except FileNotFoundError:
-        await source.aclose()
-        await sink.aclose()
-        return None
+    lines = list(dead_letter_lines(path))
     project = str(getattr(source, "project", "") or "")
     label = source.label
     await source.aclose()
@@ -194,8 +185,8 @@ async def retry_dead_letters(
     items: list[Unit | _Raw] = []
     kept_lines: list[str] = []
     kept: Counter[str] = Counter()
-    for line in lines:
-        what = _classify(line, platform)
+    for line, entry in lines:
+        what = _classify(entry, platform)
         if isinstance(what, str):
             kept[what] += 1
             kept_lines.append(line)

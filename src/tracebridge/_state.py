@@ -41,6 +41,7 @@ __all__ = [
     "JobState",
     "KeepsJobCounts",
     "StateDir",
+    "dead_letter_lines",
     "open_atomically",
     "temp_target",
     "unit_entry",
@@ -295,6 +296,27 @@ def unit_entry(unit: Unit) -> tuple[Any, str | None]:
     return {"type": kind, "data": data}, None
 
 
+def dead_letter_lines(path: Path) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """The one reader of a dead-letter file (`DeadLetters`, `status`, `replay`): each line that
+    is not blank, without its newline, with its entry, or None when the line is not a JSON
+    object (a line cut short by a kill). Lines end at `\\n` only (an entry's text may hold other
+    line separators); bytes that are not UTF-8 are replaced, not fatal. No file: no lines."""
+    try:
+        handle = path.open(encoding="utf-8", errors="replace", newline="\n")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            line = line.removesuffix("\n")
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
+                entry = None
+            yield line, entry if isinstance(entry, dict) else None
+
+
 class DeadLetters:
     """Appends rejected records to a JSONL file, one JSON object a line.
 
@@ -323,15 +345,10 @@ class DeadLetters:
 
     def _open(self) -> IO[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.unique and self.path.exists():
-            with self.path.open(encoding="utf-8", errors="replace") as lines:
-                for line in lines:
-                    try:
-                        entry = json.loads(line)
-                    except (ValueError, RecursionError):
-                        continue
-                    if isinstance(entry, dict):
-                        self._seen.add(self._identity(entry))
+        if self.unique:
+            for _, entry in dead_letter_lines(self.path):
+                if entry is not None:
+                    self._seen.add(self._identity(entry))
         return self.path.open("a", encoding="utf-8")
 
     def add(self, rejected: Rejected) -> None:

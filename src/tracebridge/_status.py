@@ -44,7 +44,7 @@ from typing import Any
 
 from ._errors import TracebridgeError, UsageError
 from ._runs import recent_runs
-from ._state import Checkpoint
+from ._state import Checkpoint, dead_letter_lines
 from ._sync_state import CheckpointV2, read_checkpoint
 
 __all__ = ["format_status", "job_statuses"]
@@ -58,11 +58,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _lines(path: Path) -> int:
-    try:
-        with path.open("rb") as handle:
-            return sum(1 for line in handle if line.strip())
-    except FileNotFoundError:
-        return 0
+    return sum(1 for _ in dead_letter_lines(path))
 
 
 def _status(path: Path, root: Path) -> dict[str, Any]:
