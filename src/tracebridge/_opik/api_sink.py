@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from .._decoding import describe_validation_error
 from .._errors import ServerError, UsageError
-from .._http import Api, error_message
+from .._http import Api, decode_json, encode_json, error_message
 from .._inflight import in_order
 from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._mapping import Mappings
@@ -87,6 +87,7 @@ class _Item:
     kind: str
     contains: Counts | None = None
     derived: bool = False  # an id tracebridge gave (not an Opik-born record's own)
+    encoded: bytes = b""  # `body` as sent (`encode_json`), set when the item is batched
 
 
 class _WindowRefused(Exception):
@@ -311,7 +312,7 @@ class OpikApiSink:
                 f"Opik answered {response.status_code} looking for traces already copied into "
                 f"project {self.project!r}: {error_message(response)}"
             )
-        body = response.json()
+        body = decode_json(response)
         total = body.get("total") if isinstance(body, dict) else None
         if isinstance(total, int) and not isinstance(total, bool):
             return total
@@ -353,16 +354,22 @@ class OpikApiSink:
             result.written.scores += await self._write_threads(batch.threads, result)
         return result
 
-    def _chunks(self, items: list[_Item]) -> Iterator[list[_Item]]:
+    def _chunks(self, key: str, items: list[_Item]) -> Iterator[list[_Item]]:
+        """`items` in chunks of at most `max_items` (or the pacer's cap) whose request body,
+        as sent (`{"key":[item,item]}`, before gzip), holds at most `max_bytes`; an item
+        larger than that goes alone. Each item is encoded here, once, and sent as encoded."""
         chunk: list[_Item] = []
-        size = 0
+        empty = len(_envelope(key, [])) - 1  # the first item has no comma before it
+        size = empty
         cap = self.api.pacer.batch_cap() if self.api.pacer is not None else None
         max_items = min(self.max_items, cap) if cap is not None else self.max_items
         for item in items:
-            item_size = len(json.dumps(item.body, ensure_ascii=False).encode())
+            if not item.encoded:
+                item.encoded = encode_json(item.body)
+            item_size = len(item.encoded) + 1  # and its comma
             if chunk and (len(chunk) >= max_items or size + item_size > self.max_bytes):
                 yield chunk
-                chunk, size = [], 0
+                chunk, size = [], empty
             chunk.append(item)
             size += item_size
         if chunk:
@@ -381,7 +388,7 @@ class OpikApiSink:
 
         Each chunk notes what it refused in a result of its own, merged into `result` in the
         order of the chunks, as a sequential loop would have."""
-        chunks = list(self._chunks(items))
+        chunks = list(self._chunks(key, items))
         own = [WriteResult() for _ in chunks]
 
         def call(chunk: list[_Item], mine: WriteResult) -> Callable[[], Awaitable[int]]:
@@ -406,7 +413,7 @@ class OpikApiSink:
         response = await self.api.send(
             method,
             path,
-            json_body={key: [i.body for i in chunk]},
+            json_bytes=_envelope(key, [i.encoded for i in chunk]),
             compress=True,
             events=len(chunk),
         )
@@ -529,7 +536,7 @@ class OpikApiSink:
                 )
             )
             return
-        model_id = response.json().get("thread_model_id")
+        model_id = decode_json(response).get("thread_model_id")
         response = await self.api.send(
             "PATCH", f"v1/private/traces/threads/{model_id}", json_body={"tags": thread["tags"]}
         )
@@ -548,6 +555,11 @@ class OpikApiSink:
         if isinstance(self.ids, MintedIds):
             self.ids.close()
         await self.api.aclose()
+
+
+def _envelope(key: str, encoded: list[bytes]) -> bytes:
+    """The body of a batch request: `{"key":[...]}` around items already encoded."""
+    return b'{"%s":[%s]}' % (key.encode(), b",".join(encoded))
 
 
 def _mapping_problem(exc: Exception) -> str:
