@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import respx
 
+from tests.fakes import fastjson
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -354,7 +356,7 @@ class LangWatchFake:
         self.requests: list[httpx.Request] = []
         self.plan_limit_reached = False
         self.unserializable: set[str] = set()
-        self._collected: list[dict[str, Any]] = []
+        self._collected: list[bytes] = []  # bodies of accepted collector posts
         self._pending_evaluations: dict[str, list[dict[str, Any]]] = {}
         self._faults: list[dict[str, Any]] = []
         self._writes_left: int | None = None
@@ -458,7 +460,7 @@ class LangWatchFake:
 
     def collected_requests(self) -> list[dict[str, Any]]:
         """Parsed bodies of collector posts that were accepted (answered 200)."""
-        return copy.deepcopy(self._collected)
+        return [fastjson.loads(content) for content in self._collected]
 
     # ---- plumbing ------------------------------------------------------------------------------
 
@@ -586,7 +588,7 @@ class LangWatchFake:
     @staticmethod
     def _json_body(request: httpx.Request, status: int = 400) -> dict[str, Any]:
         try:
-            body = jsonlib.loads(request.content or b"null")
+            body = fastjson.loads(request.content or b"null")
         except ValueError as error:
             raise HTTPError(status, f"Invalid JSON body: {error}") from error
         if not isinstance(body, dict):
@@ -637,7 +639,7 @@ class LangWatchFake:
             f"{s.get('type', 'span')}: {s.get('name') or s['span_id']}" for s in trace["spans"]
         )
         trace["platformUrl"] = self._platform_url(trace["trace_id"])
-        return httpx.Response(200, json=trace)
+        return fastjson.response(200, trace)
 
     def _me_project(self, request: httpx.Request) -> httpx.Response:
         """GET /api/me/project (specs/langwatch-openapiLangWatch.json, `getApiMeProject`): the
@@ -651,7 +653,7 @@ class LangWatchFake:
             "slug": self.project_slug,
             "isPersonal": False,
         }
-        return httpx.Response(200, json=body)
+        return fastjson.response(200, body)
 
     def _get_thread(self, request: httpx.Request, thread_id: str) -> httpx.Response:
         """§3.4 GET /api/thread/{id}: traces of the thread ascending by started_at, capped at
@@ -666,8 +668,8 @@ class LangWatchFake:
         for trace in traces:
             trace["evaluations"] = []
         if self.thread_shape == "array":
-            return httpx.Response(200, json=traces)
-        return httpx.Response(200, json={"traces": traces})
+            return fastjson.response(200, traces)
+        return fastjson.response(200, {"traces": traces})
 
     def _search(self, request: httpx.Request) -> httpx.Response:
         """§3.1 POST /api/traces/search: keyset paging over (date, trace_id)."""
@@ -741,7 +743,7 @@ class LangWatchFake:
         result: dict[str, Any] = {"traces": traces, "pagination": pagination}
         if q.select is not None:
             result["schema"] = {"from": "traces", "columns": q.columns}
-        return httpx.Response(200, json=result)
+        return fastjson.response(200, result)
 
     def _patch_metadata(self, request: httpx.Request, trace_id: str) -> httpx.Response:
         """§3.5 PATCH /api/traces/{traceId}/metadata: keys merge, labels replace."""
@@ -756,7 +758,7 @@ class LangWatchFake:
         trace = self._find(trace_id)
         if self._merge_metadata(trace, metadata):
             trace["timestamps"]["updated_at"] = self.now()
-        return httpx.Response(200, json={"traceId": trace["trace_id"]})
+        return fastjson.response(200, {"traceId": trace["trace_id"]})
 
     def _collector(self, request: httpx.Request) -> httpx.Response:
         """§5.1 POST /api/collector. Validation happens before any state change."""
@@ -806,7 +808,7 @@ class LangWatchFake:
             )
         else:
             self._store(trace_id, kept, metadata, evaluations, now)
-        self._collected.append(body)
+        self._collected.append(request.content)  # parsed again when asked: `body` is stored
         result: dict[str, Any] = {"message": "Trace received successfully."}
         if rejected := len(spans) - len(kept):
             result["partialSuccess"] = {
@@ -815,7 +817,7 @@ class LangWatchFake:
                 "errorMessage": f"{rejected} span(s) dropped: start time is more than 31 days "
                 "in the past",
             }
-        return httpx.Response(200, json=result)
+        return fastjson.response(200, result)
 
     # ---- collector helpers ---------------------------------------------------------------------
 
@@ -833,7 +835,7 @@ class LangWatchFake:
             raise HTTPError(400, f"spans[{i}].span_id: Required")
         span: dict[str, Any] = {"parent_id": None, "name": None, "type": "span", "input": None}
         span |= {"output": None, "error": None, "metrics": {}, "params": {}}
-        span |= {k: copy.deepcopy(raw[k]) for k in SPAN_KEYS if k in raw}
+        span |= {k: raw[k] for k in SPAN_KEYS if k in raw}  # the body is this request's own
         if span["type"] not in SPAN_TYPES:
             raise HTTPError(400, f"spans[{i}].type: invalid span type {span['type']!r}")
         for key in ("input", "output"):

@@ -54,6 +54,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import respx
 
+from tests.fakes import fastjson
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -502,14 +504,14 @@ class OpikFake:
 
     def _is_alive(self, request: httpx.Request, body: Any) -> httpx.Response:
         """IsAliveResource.isAlive: 200 with IsAliveResponse(message, healthy)."""
-        return httpx.Response(200, json={"message": "Healthy Server", "healthy": True})
+        return fastjson.response(200, {"message": "Healthy Server", "healthy": True})
 
     def _version(self, request: httpx.Request, body: Any) -> httpx.Response:
         """IsAliveResource.version: VersionResponse(version)."""
-        return httpx.Response(200, json={"version": self.server_version})
+        return fastjson.response(200, {"version": self.server_version})
 
     def _auth_workspace(self, request: httpx.Request, body: Any) -> httpx.Response:
-        return httpx.Response(200, json={"workspace_name": self.workspace})
+        return fastjson.response(200, {"workspace_name": self.workspace})
 
     def _auth_check(self, request: httpx.Request, body: Any) -> httpx.Response:
         return httpx.Response(204)
@@ -520,7 +522,7 @@ class OpikFake:
         project = self._project(body["name"], create=False)
         if project is None:
             raise _errors(404, "Project not found")
-        return httpx.Response(200, json=project)
+        return fastjson.response(200, project)
 
     def _projects_list(self, request: httpx.Request, body: Any) -> httpx.Response:
         needle = (request.url.params.get("name") or "").lower()
@@ -541,7 +543,7 @@ class OpikFake:
     def _project_get(self, request: httpx.Request, body: Any, pid: str) -> httpx.Response:
         if pid not in self.projects:
             raise _errors(404, "Project not found")
-        return httpx.Response(200, json=self.projects[pid])
+        return fastjson.response(200, self.projects[pid])
 
     # --- writes: traces and spans (ref §2.1, §2.2, §3) --------------------------------------------
 
@@ -847,7 +849,7 @@ class OpikFake:
         )
         if view is None:
             raise _errors(404, "Thread not found")
-        return httpx.Response(200, json=view)
+        return fastjson.response(200, view)
 
     def _threads_search(self, request: httpx.Request, body: Any) -> httpx.Response:
         """NDJSON stream with the real server's bug (ref §10): the cursor keeps
@@ -1065,7 +1067,7 @@ class OpikFake:
         row = (self.traces if kind == "trace" else self.spans).get(id.lower())
         if row is None:
             raise _errors(404, f"{kind.capitalize()} not found")
-        return httpx.Response(200, json=self._entity_view(kind, row, False, self._index()))
+        return fastjson.response(200, self._entity_view(kind, row, False, self._index()))
 
     def _page(
         self,
@@ -1088,7 +1090,7 @@ class OpikFake:
             content = [view(item) for item in content]
         body = {"page": page, "size": len(content), "total": len(items), "content": content,
                 "sortableBy": sortable or []}  # fmt: skip
-        return httpx.Response(200, json=body)
+        return fastjson.response(200, body)
 
 
 # --- module helpers ---------------------------------------------------------------------------
@@ -1105,7 +1107,7 @@ def _decode(request: httpx.Request) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return fastjson.loads(raw)
     except ValueError:
         raise _bad_json() from None
 
@@ -1165,7 +1167,7 @@ def _limit(body: dict) -> int:
 
 
 def _ndjson(items: list[dict]) -> httpx.Response:
-    content = "".join(json.dumps(i) + "\n" for i in items).encode()
+    content = b"".join(fastjson.dumps(i) + b"\n" for i in items)
     return httpx.Response(
         200, content=content, headers={"Content-Type": "application/octet-stream"}
     )

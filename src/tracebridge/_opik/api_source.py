@@ -396,7 +396,7 @@ class OpikApiSource:
                 f"Opik answered {response.status_code} to POST {path}: {error_message(response)}"
             )
         items: list[dict[str, Any]] = []
-        for line in response.text.splitlines():
+        for line in response.content.split(b"\n"):  # not splitlines: JSON text holds U+2028
             if not line.strip():
                 continue
             try:
