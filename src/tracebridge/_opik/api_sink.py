@@ -1,25 +1,27 @@
 """`opik` as a sink: the Opik REST API's batch upserts (`OpikApiSink`, its batching).
 
 Contract (DESIGN.md invariant 1, `reference/opik-api.md` §2–§4, §9): only the batch upsert
-endpoints, in the order traces → spans → trace scores → span scores → thread data (close,
-tags, thread scores); ≤ 1000 items and a byte cap per request, gzip bodies, absent fields
-omitted; every score carries the entity's `project_name`. A batch the server refuses with
-400/422 is halved until the bad item is alone; that item is dead-lettered with the server's
-message and the rest is written. A `too_old` refusal means the server enforces the UUID v7 time
-window (§3.1, §10): in `source-time` mode chosen by the user that stops the run with the option to
-use; when the user chose no mode, the sink switches to `write-time` (minted ids, kept in the
-state directory), sends the batch again with them and says so in a warning. On Opik Cloud, which
-has the window on (§11), `write-time` is the default (`_endpoint_specs.py`).
+endpoints: traces first, then spans (then span scores), trace scores and thread data (close, tags,
+thread scores) side by side; ≤ 1000 items and a byte cap per request, gzip bodies, absent fields
+omitted; every score carries the entity's `project_name`. A batch the server refuses with 400/422
+is halved until the bad item is alone; that item is dead-lettered with the server's message and the
+rest is written. A `too_old` refusal means the server enforces the UUID v7 time window (§3.1, §10):
+in `source-time` mode chosen by the user that stops the run with the option to use; when the user
+chose no mode, the sink switches to `write-time` (minted ids, kept in the state directory), sends
+the batch again with them and says so in a warning. On Opik Cloud, which has the window on (§11),
+`write-time` is the default (`_endpoint_specs.py`).
 
-Requests in flight: the batches of one endpoint go `concurrency` at a time (`_inflight.in_order`),
-and the endpoints still one after another in the order above (a span batch only once every trace
-batch was answered: a refused trace's spans are not sent; scores after their entities). Results
-are those of a sequential write: each batch keeps its own outcome (written, refused, the halving
-of a refused batch, in the order of the batches), and a batch that fails does not stop the others
-(their acknowledgements reach the id map) before its failure is raised. With a pacer on the API
-(`_pacing.Pacer`: Opik Cloud's event budget, `--max-events-per-minute`) each batch costs its items
-as events, and batches are no larger than the pacer's `batch_cap`. The sink's first batch goes
-alone: a refused key or id window then costs one request, not `concurrency`.
+Requests in flight: the batches of one endpoint go `concurrency` at a time (`_inflight.in_order`).
+The endpoints go in the order above where one depends on another: every trace batch is answered
+before anything else is sent (a refused trace's spans and scores are not sent), span scores after
+the span batches; the spans, the trace scores and the thread data go side by side (with
+`concurrency` 1, one request at a time, as a sequential write). Results are those of a sequential
+write: each batch keeps its own outcome (written, refused, the halving of a refused batch, in the
+order of the batches), and a batch that fails does not stop the others (their acknowledgements
+reach the id map) before its failure is raised. With a pacer on the API (`_pacing.Pacer`: Opik
+Cloud's event budget, `--max-events-per-minute`) each batch costs its items as events, and batches
+are no larger than the pacer's `batch_cap`. The sink's first batch goes alone: a refused key or id
+window then costs one request, not `concurrency`.
 
 A write-time id map that is new while the target project already holds copies from the same
 source (their `metadata.tracebridge.source` names it; one filtered trace list answers) would
@@ -340,18 +342,36 @@ class OpikApiSink:
         result.written.traces += await self._send(
             "POST", "v1/private/traces/batch", "traces", batch.traces, result, refused
         )
-        live = [i for i in batch.spans if i.owner not in refused]
-        result.written.spans += await self._send(
-            "POST", "v1/private/spans/batch", "spans", live, result, refused
-        )
-        for path, items in (
-            ("v1/private/traces/feedback-scores", batch.trace_scores),
-            ("v1/private/spans/feedback-scores", batch.span_scores),
-        ):
-            live = [i for i in items if i.owner not in refused]
-            result.written.scores += await self._send("PUT", path, "scores", live, result, refused)
-        if batch.threads:
-            result.written.scores += await self._write_threads(batch.threads, result)
+        # What needs only the traces goes together: the spans (then their scores), the trace
+        # scores, the thread data. Each keeps a result of its own, merged in the order of a
+        # sequential write. Only a refused trace filters what follows (`refused`): it is final
+        # once the trace batches were answered.
+        spans, span_scores, trace_scores, threads = (WriteResult() for _ in range(4))
+
+        async def spans_then_their_scores() -> None:
+            live = [i for i in batch.spans if i.owner not in refused]
+            spans.written.spans += await self._send(
+                "POST", "v1/private/spans/batch", "spans", live, spans, refused
+            )
+            live = [i for i in batch.span_scores if i.owner not in refused]
+            span_scores.written.scores += await self._send(
+                "PUT", "v1/private/spans/feedback-scores", "scores", live, span_scores, refused
+            )
+
+        async def scores_of_traces() -> None:
+            live = [i for i in batch.trace_scores if i.owner not in refused]
+            trace_scores.written.scores += await self._send(
+                "PUT", "v1/private/traces/feedback-scores", "scores", live, trace_scores, refused
+            )
+
+        async def thread_data() -> None:
+            if batch.threads:
+                threads.written.scores += await self._write_threads(batch.threads, threads)
+
+        side_by_side = 3 if self.concurrency > 1 else 1  # 1: one request at a time
+        await in_order([spans_then_their_scores, scores_of_traces, thread_data], side_by_side)
+        for part in (spans, trace_scores, span_scores, threads):
+            result.merge(part)
         return result
 
     def _chunks(self, key: str, items: list[_Item]) -> Iterator[list[_Item]]:
