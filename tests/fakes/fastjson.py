@@ -12,20 +12,20 @@ as `null` where httpx raises, neither of which a JSON reader tells apart or a fa
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx
 import orjson
 
-_NINETEEN_DIGITS = re.compile(rb"[0-9]{19}")
+_DIGITS_AS_ONE = bytes.maketrans(b"0123456789", b"\0" * 10)  # 19 digits: one C search
+_NINETEEN = b"\0" * 19
 _JSON = {"Content-Type": "application/json"}
 
 
 def loads(data: bytes | str) -> Any:
     """`json.loads(data)`, faster."""
     raw = data.encode() if isinstance(data, str) else data
-    if _NINETEEN_DIGITS.search(raw) is None:
+    if raw.translate(_DIGITS_AS_ONE).find(_NINETEEN) < 0:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
