@@ -377,12 +377,13 @@ class LangWatchFake:
         self._watched = self.traces  # another dict put in `traces` is indexed anew
 
         self.router = respx.MockRouter(base_url=self.base_url, assert_all_called=False)
+        # respx tries the routes in order: the busiest first (no two match one request).
         routes: list[tuple[str, str, Callable[..., httpx.Response]]] = [
+            ("POST", r"^/api/collector$", self._collector),
             ("POST", r"^/api/traces/search$", self._search),
+            ("GET", r"^/api/thread/(?P<thread_id>.+)$", self._get_thread),
             ("PATCH", r"^/api/traces/(?P<trace_id>.+)/metadata$", self._patch_metadata),
             ("GET", r"^/api/traces/(?P<trace_id>.+)$", self._get_trace),
-            ("GET", r"^/api/thread/(?P<thread_id>.+)$", self._get_thread),
-            ("POST", r"^/api/collector$", self._collector),
             ("GET", r"^/api/me/project$", self._me_project),
         ]
         for method, path, handler in routes:

@@ -205,29 +205,30 @@ class _Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
 # --- the fake ---------------------------------------------------------------------------------
 
-# (method, path relative to base_url, handler, is_write, *handler args); first match wins.
+# (method, path relative to base_url, handler, is_write, *handler args); first match wins, and
+# no two match one request: the busiest come first (respx tries them in order).
 _ROUTES: list[tuple] = [
+    ("POST", "/v1/private/traces/batch", "_traces_batch", True),
+    ("POST", "/v1/private/spans/batch", "_spans_batch", True),
+    ("PUT", "/v1/private/traces/feedback-scores", "_scores_batch", True, "trace"),
+    ("PUT", "/v1/private/spans/feedback-scores", "_scores_batch", True, "span"),
+    ("POST", "/v1/private/traces/search", "_search", False, "trace"),
+    ("GET", "/v1/private/spans", "_list", False, "span"),
+    ("GET", "/v1/private/traces/threads", "_threads_list", False),
+    ("GET", "/v1/private/traces", "_list", False, "trace"),
     ("GET", "/v1/private/auth/workspace", "_auth_workspace", False),
     ("POST", "/v1/private/auth", "_auth_check", False),
     ("POST", "/v1/private/projects/retrieve", "_project_retrieve", False),
     ("GET", "/v1/private/projects", "_projects_list", False),
     ("POST", "/v1/private/projects", "_project_create", True),
     ("GET", f"/v1/private/projects/(?P<pid>{_U})", "_project_get", False),
-    ("POST", "/v1/private/traces/batch", "_traces_batch", True),
-    ("POST", "/v1/private/spans/batch", "_spans_batch", True),
-    ("PUT", "/v1/private/traces/feedback-scores", "_scores_batch", True, "trace"),
-    ("PUT", "/v1/private/spans/feedback-scores", "_scores_batch", True, "span"),
     ("PUT", "/v1/private/traces/threads/feedback-scores", "_scores_batch", True, "thread"),
     ("PUT", "/v1/private/traces/threads/close", "_threads_status", True, "inactive"),
     ("PUT", "/v1/private/traces/threads/open", "_threads_status", True, "active"),
     ("PATCH", f"/v1/private/traces/threads/(?P<tmid>{_U})", "_thread_patch", True),
-    ("GET", "/v1/private/traces/threads", "_threads_list", False),
     ("POST", "/v1/private/traces/threads/retrieve", "_thread_retrieve", False),
     ("POST", "/v1/private/traces/threads/search", "_threads_search", False),
-    ("GET", "/v1/private/traces", "_list", False, "trace"),
-    ("POST", "/v1/private/traces/search", "_search", False, "trace"),
     ("GET", f"/v1/private/traces/(?P<id>{_U})", "_get", False, "trace"),
-    ("GET", "/v1/private/spans", "_list", False, "span"),
     ("POST", "/v1/private/spans/search", "_search", False, "span"),
     ("GET", f"/v1/private/spans/(?P<id>{_U})", "_get", False, "span"),
     ("GET", "/is-alive/ping", "_is_alive", False),
