@@ -111,7 +111,7 @@ def encode_json(value: Any) -> bytes:
 
     NaN and infinities are not JSON: a record holding one fails alone (`ValueError`).
     `orjson` writes it (several times faster than `json`); it would write NaN as `null`, so
-    output that holds a `null` is written again by `json`, which raises on NaN; so is a value
+    output that holds a `null` value is written again by `json`, which raises on NaN; so is a value
     `orjson` refuses (integers beyond 64 bits, non-string keys, datetimes and subclasses,
     passed through), and `json` raises its own errors. The text may differ from `json`'s in
     how a float is spelled (`1e-05`, `0.00001`), never in the value it carries."""
@@ -120,9 +120,16 @@ def encode_json(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         pass
     else:
-        if b"null" not in out:
+        if not _may_hold_nan(out):
             return out
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _may_hold_nan(out: bytes) -> bool:
+    """True when `orjson`'s compact `out` holds a `null` value (where it writes NaN): after a
+    `:`, a `,` or a `[`, or alone. A `null` inside a string (`{"set": null}` as text) is not
+    one; one written as `:null` inside a string only costs the slower path."""
+    return b":null" in out or b",null" in out or b"[null" in out or out == b"null"
 
 
 def decode_json(response: httpx.Response) -> Any:
