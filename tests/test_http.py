@@ -444,8 +444,9 @@ async def test_a_paced_429_still_waits_ratelimit_reset_and_tells_the_pacer(clock
         [1, float("-inf")],
         {"a": {"b": [None, float("nan")]}},
         {"text": "null", "x": float("nan")},
+        {"t": (None, (2.0, float("inf")))},
     ],
-    ids=["alone", "first-in-list", "in-list", "nested", "beside-null-text"],
+    ids=["alone", "first-in-list", "in-list", "nested", "beside-null-text", "in-tuple"],
 )
 def test_encode_json_refuses_nan_wherever_it_is(value: object) -> None:
     """`orjson` writes NaN as `null`: every place a value can stand is checked, so a NaN

@@ -23,6 +23,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 import zlib
@@ -111,7 +112,8 @@ def encode_json(value: Any) -> bytes:
 
     NaN and infinities are not JSON: a record holding one fails alone (`ValueError`).
     `orjson` writes it (several times faster than `json`); it would write NaN as `null`, so
-    output that holds a `null` value is written again by `json`, which raises on NaN; so is a value
+    when its output holds a `null` value the floats of `value` are looked at, and one that is
+    not finite sends `value` to `json`, which raises (its own message); so does a value
     `orjson` refuses (integers beyond 64 bits, non-string keys, datetimes and subclasses,
     passed through), and `json` raises its own errors. The text may differ from `json`'s in
     how a float is spelled (`1e-05`, `0.00001`), never in the value it carries."""
@@ -120,7 +122,7 @@ def encode_json(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         pass
     else:
-        if not _may_hold_nan(out):
+        if not (_may_hold_nan(out) and _holds_non_finite(value)):
             return out
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
@@ -130,6 +132,19 @@ def _may_hold_nan(out: bytes) -> bool:
     `:`, a `,` or a `[`, or alone. A `null` inside a string (`{"set": null}` as text) is not
     one; one written as `:null` inside a string only costs the slower path."""
     return b":null" in out or b",null" in out or b"[null" in out or out == b"null"
+
+
+def _holds_non_finite(value: Any) -> bool:
+    """True when a float in `value` (dicts, lists and tuples of JSON values, at most as deep
+    as `orjson` writes) is NaN or infinite."""
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return False
+    return any(_holds_non_finite(item) for item in value)
 
 
 def decode_json(response: httpx.Response) -> Any:
