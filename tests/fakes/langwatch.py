@@ -386,12 +386,18 @@ class LangWatchFake:
             ("GET", r"^/api/traces/(?P<trace_id>.+)$", self._get_trace),
             ("GET", r"^/api/me/project$", self._me_project),
         ]
+        base = httpx.URL(self.base_url)
+        #: Routes with a fixed path, answered by `transport` without respx's matching (a
+        #: dict lookup instead of a regex per route); respx still serves every request when
+        #: the router patches httpx (`with fake.router:`), and the others always.
+        self._exact: dict[tuple[str, str, str, str], Callable[..., httpx.Response]] = {}
         for method, path, handler in routes:
-            self.router.route(method=method, path__regex=path).mock(
-                side_effect=self._serve(handler)
-            )
+            side_effect = self._serve(handler)
+            self.router.route(method=method, path__regex=path).mock(side_effect=side_effect)
+            if re.fullmatch(r"\^[\w/-]+\$", path):
+                self._exact[(method, base.scheme, base.host, path[1:-1])] = side_effect
         self.router.route().mock(side_effect=self._serve(self._not_found))
-        self.transport: httpx.MockTransport = httpx.MockTransport(self.router.handler)
+        self.transport: httpx.MockTransport = httpx.MockTransport(self._dispatch)
 
     # ---- test controls -------------------------------------------------------------------------
 
@@ -464,6 +470,12 @@ class LangWatchFake:
         return [fastjson.loads(content) for content in self._collected]
 
     # ---- plumbing ------------------------------------------------------------------------------
+
+    def _dispatch(self, request: httpx.Request) -> httpx.Response:
+        """`transport`'s handler: a fixed-path route by lookup, anything else through respx."""
+        url = request.url
+        side_effect = self._exact.get((request.method, url.scheme, url.host, url.path))
+        return side_effect(request) if side_effect is not None else self.router.handler(request)
 
     def _serve(self, handler: Callable[..., httpx.Response]) -> Callable[..., httpx.Response]:
         def side_effect(request: httpx.Request, **kwargs: Any) -> httpx.Response:

@@ -193,13 +193,26 @@ def _bad_json() -> _Reject:
 
 
 class _Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    def __init__(self, router: respx.MockRouter) -> None:
+    """The fake's routes for sync and async clients. A route with a fixed path is found by a
+    lookup in `exact` ((method, scheme, host, path) -> its side effect) instead of respx's regex per
+    route; the others, and every request when the router patches httpx, go through respx."""
+
+    def __init__(self, router: respx.MockRouter, exact: dict[tuple[str, ...], Any]) -> None:
         self._router = router
+        self._exact = exact
+
+    def _fixed(self, request: httpx.Request) -> Any:
+        url = request.url
+        return self._exact.get((request.method, url.scheme, url.host, url.path))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._router.handler(request)
+        side_effect = self._fixed(request)
+        return side_effect(request) if side_effect is not None else self._router.handler(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        side_effect = self._fixed(request)
+        if side_effect is not None:
+            return side_effect(request)
         return await self._router.async_handler(request)
 
 
@@ -270,7 +283,7 @@ class OpikFake:
         self.spans: dict[str, dict] = {}
         self.trace_scores: dict[tuple[str, str], dict] = {}
         self.span_scores: dict[tuple[str, str], dict] = {}
-        self.thread_scores: dict[tuple[str, str, str], dict] = {}
+        self.thread_scores: dict[tuple[str, str, str, str], dict] = {}
         self.threads: dict[tuple[str, str], dict] = {}
         self.duplicate_rows: dict[tuple, dict] = {}
         self._faults: list[dict] = []
@@ -280,17 +293,22 @@ class OpikFake:
         self._writes_left: int | None = None
         self._outage_status = 503
         self.router = respx.MockRouter(base_url=self.base_url, assert_all_called=False)
+        url = httpx.URL(self.base_url)
+        exact: dict[tuple[str, ...], Any] = {}
         for method, path, handler, is_write, *args in _ROUTES:
             name = "_".join([handler[1:], *args])
             route = self.router.route(method=method, path__regex=f"{path}$", name=name)
             route.side_effect = self._endpoint(
                 getattr(self, handler), is_write, *args, public=handler in _PUBLIC
             )
-        url = httpx.URL(self.base_url)  # anything else on this host: 404 (absolute, not merged)
+            if "(" not in path:
+                key = (method, url.scheme, url.host, url.path.rstrip("/") + path)
+                exact[key] = route.side_effect
+        # anything else on this host: 404 (absolute, not merged)
         self.router.route(
             scheme=url.scheme, host=url.host, name="unknown"
         ).side_effect = self._endpoint(self._unknown, False)
-        self.transport: httpx.AsyncBaseTransport = _Transport(self.router)
+        self.transport: httpx.AsyncBaseTransport = _Transport(self.router, exact)
         self.sync_transport: httpx.BaseTransport = self.transport  # same object, both protocols
 
     # --- public helpers ---------------------------------------------------------------------
