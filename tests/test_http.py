@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tracebridge import AuthError, RetriesExhausted, load_settings
-from tracebridge._http import TRANSIENT_STATUSES, Api, RetryPolicy
+from tracebridge._http import TRANSIENT_STATUSES, Api, RetryPolicy, encode_json
 from tracebridge._langwatch.api import langwatch_api
 from tracebridge._opik.api import opik_api
 from tracebridge._pacing import Pacer
@@ -434,3 +434,35 @@ async def test_a_paced_429_still_waits_ratelimit_reset_and_tells_the_pacer(clock
     assert clock.waits == [5.0]  # not 5 more on top from the pacer
     assert len(server.requests) == 2
     await api.aclose()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        [float("inf")],
+        [1, float("-inf")],
+        {"a": {"b": [None, float("nan")]}},
+        {"text": "null", "x": float("nan")},
+        {"t": (None, (2.0, float("inf")))},
+    ],
+    ids=["alone", "first-in-list", "in-list", "nested", "beside-null-text", "in-tuple"],
+)
+def test_encode_json_refuses_nan_wherever_it_is(value: object) -> None:
+    """`orjson` writes NaN as `null`: every place a value can stand is checked, so a NaN
+    never reaches a server as a silent `null`."""
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode_json(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        {"a": None, "b": [None, 1.5, 1e-05, 10**30], "c": "x: null, [null"},
+        {"stash": '{"set": null}', "é": "\u2028", "n": [True, False, 0.0, -0.0]},
+    ],
+    ids=["null", "nulls-floats-big-int", "text"],
+)
+def test_encode_json_carries_the_value_json_carries(value: object) -> None:
+    assert json.loads(encode_json(value)) == value

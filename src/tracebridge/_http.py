@@ -21,11 +21,12 @@ records waits instead of sleeping.
 from __future__ import annotations
 
 import email.utils
-import gzip
 import json
 import logging
+import math
 import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +34,9 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 
+from . import _json
 from ._errors import AuthError, RetriesExhausted
 from ._pacing import Pacer
 
@@ -42,6 +45,7 @@ __all__ = [
     "TRANSIENT_STATUSES",
     "Api",
     "RetryPolicy",
+    "decode_json",
     "encode_json",
     "error_message",
     "server_wait",
@@ -56,6 +60,14 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 _GZIP_FROM_BYTES = 256  # what the Opik SDK does (reference/opik-api.md §10)
+#: zlib level 3 (deflate's fast strategy): about half the CPU of gzip's default 6 for a body
+#: about a fifth larger (a 2.8 MB span batch: 12 ms and 408 KB against 26 ms and 342 KB).
+_GZIP_LEVEL = 3
+_PASSTHROUGH = (  # what `json` refuses or writes otherwise: `orjson` raises, `json` answers
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +110,47 @@ def server_wait(response: httpx.Response, now: datetime | None = None) -> float 
 def encode_json(value: Any) -> bytes:
     """`value` as the compact UTF-8 JSON a request body carries.
 
-    NaN and infinities are not JSON: a record holding one fails alone (`ValueError`)."""
+    NaN and infinities are not JSON: a record holding one fails alone (`ValueError`).
+    `orjson` writes it (several times faster than `json`); it would write NaN as `null`, so
+    when its output holds a `null` value the floats of `value` are looked at, and one that is
+    not finite sends `value` to `json`, which raises (its own message); so does a value
+    `orjson` refuses (integers beyond 64 bits, non-string keys, datetimes and subclasses,
+    passed through), and `json` raises its own errors. The text may differ from `json`'s in
+    how a float is spelled (`1e-05`, `0.00001`), never in the value it carries."""
+    try:
+        out = orjson.dumps(value, option=_PASSTHROUGH)
+    except orjson.JSONEncodeError:
+        pass
+    else:
+        if not (_may_hold_nan(out) and _holds_non_finite(value)):
+            return out
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _may_hold_nan(out: bytes) -> bool:
+    """True when `orjson`'s compact `out` holds a `null` value (where it writes NaN): after a
+    `:`, a `,` or a `[`, or alone. A `null` inside a string (`{"set": null}` as text) is not
+    one; one written as `:null` inside a string only costs the slower path."""
+    return b":null" in out or b",null" in out or b"[null" in out or out == b"null"
+
+
+def _holds_non_finite(value: Any) -> bool:
+    """True when a float in `value` (dicts, lists and tuples of JSON values, at most as deep
+    as `orjson` writes) is NaN or infinite."""
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return False
+    return any(_holds_non_finite(item) for item in value)
+
+
+def decode_json(response: httpx.Response) -> Any:
+    """The JSON body of `response`, as `response.json()` reads it (`json`'s result and errors,
+    through `_json.loads`: `orjson`'s speed where the two agree)."""
+    return _json.loads(response.content)
 
 
 def error_message(response: httpx.Response) -> str:
@@ -170,7 +221,8 @@ class Api:
         if content is not None:
             headers["Content-Type"] = "application/json"
             if compress and len(content) >= _GZIP_FROM_BYTES:
-                content, headers["Content-Encoding"] = gzip.compress(content, 6), "gzip"
+                content = zlib.compress(content, _GZIP_LEVEL, wbits=31)  # a gzip member
+                headers["Content-Encoding"] = "gzip"
         policy = self.policy
         deadline = policy.clock() + policy.budget
         last = ""

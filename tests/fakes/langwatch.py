@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import respx
 
+from tests.fakes import fastjson
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -354,7 +356,7 @@ class LangWatchFake:
         self.requests: list[httpx.Request] = []
         self.plan_limit_reached = False
         self.unserializable: set[str] = set()
-        self._collected: list[dict[str, Any]] = []
+        self._collected: list[bytes] = []  # bodies of accepted collector posts
         self._pending_evaluations: dict[str, list[dict[str, Any]]] = {}
         self._faults: list[dict[str, Any]] = []
         self._writes_left: int | None = None
@@ -375,20 +377,27 @@ class LangWatchFake:
         self._watched = self.traces  # another dict put in `traces` is indexed anew
 
         self.router = respx.MockRouter(base_url=self.base_url, assert_all_called=False)
+        # respx tries the routes in order: the busiest first (no two match one request).
         routes: list[tuple[str, str, Callable[..., httpx.Response]]] = [
+            ("POST", r"^/api/collector$", self._collector),
             ("POST", r"^/api/traces/search$", self._search),
+            ("GET", r"^/api/thread/(?P<thread_id>.+)$", self._get_thread),
             ("PATCH", r"^/api/traces/(?P<trace_id>.+)/metadata$", self._patch_metadata),
             ("GET", r"^/api/traces/(?P<trace_id>.+)$", self._get_trace),
-            ("GET", r"^/api/thread/(?P<thread_id>.+)$", self._get_thread),
-            ("POST", r"^/api/collector$", self._collector),
             ("GET", r"^/api/me/project$", self._me_project),
         ]
+        base = httpx.URL(self.base_url)
+        #: Routes with a fixed path, answered by `transport` without respx's matching (a
+        #: dict lookup instead of a regex per route); respx still serves every request when
+        #: the router patches httpx (`with fake.router:`), and the others always.
+        self._exact: dict[tuple[str, str, str, str], Callable[..., httpx.Response]] = {}
         for method, path, handler in routes:
-            self.router.route(method=method, path__regex=path).mock(
-                side_effect=self._serve(handler)
-            )
+            side_effect = self._serve(handler)
+            self.router.route(method=method, path__regex=path).mock(side_effect=side_effect)
+            if re.fullmatch(r"\^[\w/-]+\$", path):
+                self._exact[(method, base.scheme, base.host, path[1:-1])] = side_effect
         self.router.route().mock(side_effect=self._serve(self._not_found))
-        self.transport: httpx.MockTransport = httpx.MockTransport(self.router.handler)
+        self.transport: httpx.MockTransport = httpx.MockTransport(self._dispatch)
 
     # ---- test controls -------------------------------------------------------------------------
 
@@ -458,9 +467,15 @@ class LangWatchFake:
 
     def collected_requests(self) -> list[dict[str, Any]]:
         """Parsed bodies of collector posts that were accepted (answered 200)."""
-        return copy.deepcopy(self._collected)
+        return [fastjson.loads(content) for content in self._collected]
 
     # ---- plumbing ------------------------------------------------------------------------------
+
+    def _dispatch(self, request: httpx.Request) -> httpx.Response:
+        """`transport`'s handler: a fixed-path route by lookup, anything else through respx."""
+        url = request.url
+        side_effect = self._exact.get((request.method, url.scheme, url.host, url.path))
+        return side_effect(request) if side_effect is not None else self.router.handler(request)
 
     def _serve(self, handler: Callable[..., httpx.Response]) -> Callable[..., httpx.Response]:
         def side_effect(request: httpx.Request, **kwargs: Any) -> httpx.Response:
@@ -586,7 +601,7 @@ class LangWatchFake:
     @staticmethod
     def _json_body(request: httpx.Request, status: int = 400) -> dict[str, Any]:
         try:
-            body = jsonlib.loads(request.content or b"null")
+            body = fastjson.loads(request.content or b"null")
         except ValueError as error:
             raise HTTPError(status, f"Invalid JSON body: {error}") from error
         if not isinstance(body, dict):
@@ -637,7 +652,7 @@ class LangWatchFake:
             f"{s.get('type', 'span')}: {s.get('name') or s['span_id']}" for s in trace["spans"]
         )
         trace["platformUrl"] = self._platform_url(trace["trace_id"])
-        return httpx.Response(200, json=trace)
+        return fastjson.response(200, trace)
 
     def _me_project(self, request: httpx.Request) -> httpx.Response:
         """GET /api/me/project (specs/langwatch-openapiLangWatch.json, `getApiMeProject`): the
@@ -651,7 +666,7 @@ class LangWatchFake:
             "slug": self.project_slug,
             "isPersonal": False,
         }
-        return httpx.Response(200, json=body)
+        return fastjson.response(200, body)
 
     def _get_thread(self, request: httpx.Request, thread_id: str) -> httpx.Response:
         """§3.4 GET /api/thread/{id}: traces of the thread ascending by started_at, capped at
@@ -666,8 +681,8 @@ class LangWatchFake:
         for trace in traces:
             trace["evaluations"] = []
         if self.thread_shape == "array":
-            return httpx.Response(200, json=traces)
-        return httpx.Response(200, json={"traces": traces})
+            return fastjson.response(200, traces)
+        return fastjson.response(200, {"traces": traces})
 
     def _search(self, request: httpx.Request) -> httpx.Response:
         """§3.1 POST /api/traces/search: keyset paging over (date, trace_id)."""
@@ -741,7 +756,7 @@ class LangWatchFake:
         result: dict[str, Any] = {"traces": traces, "pagination": pagination}
         if q.select is not None:
             result["schema"] = {"from": "traces", "columns": q.columns}
-        return httpx.Response(200, json=result)
+        return fastjson.response(200, result)
 
     def _patch_metadata(self, request: httpx.Request, trace_id: str) -> httpx.Response:
         """§3.5 PATCH /api/traces/{traceId}/metadata: keys merge, labels replace."""
@@ -756,7 +771,7 @@ class LangWatchFake:
         trace = self._find(trace_id)
         if self._merge_metadata(trace, metadata):
             trace["timestamps"]["updated_at"] = self.now()
-        return httpx.Response(200, json={"traceId": trace["trace_id"]})
+        return fastjson.response(200, {"traceId": trace["trace_id"]})
 
     def _collector(self, request: httpx.Request) -> httpx.Response:
         """§5.1 POST /api/collector. Validation happens before any state change."""
@@ -806,7 +821,7 @@ class LangWatchFake:
             )
         else:
             self._store(trace_id, kept, metadata, evaluations, now)
-        self._collected.append(body)
+        self._collected.append(request.content)  # parsed again when asked: `body` is stored
         result: dict[str, Any] = {"message": "Trace received successfully."}
         if rejected := len(spans) - len(kept):
             result["partialSuccess"] = {
@@ -815,7 +830,7 @@ class LangWatchFake:
                 "errorMessage": f"{rejected} span(s) dropped: start time is more than 31 days "
                 "in the past",
             }
-        return httpx.Response(200, json=result)
+        return fastjson.response(200, result)
 
     # ---- collector helpers ---------------------------------------------------------------------
 
@@ -833,7 +848,7 @@ class LangWatchFake:
             raise HTTPError(400, f"spans[{i}].span_id: Required")
         span: dict[str, Any] = {"parent_id": None, "name": None, "type": "span", "input": None}
         span |= {"output": None, "error": None, "metrics": {}, "params": {}}
-        span |= {k: copy.deepcopy(raw[k]) for k in SPAN_KEYS if k in raw}
+        span |= {k: raw[k] for k in SPAN_KEYS if k in raw}  # the body is this request's own
         if span["type"] not in SPAN_TYPES:
             raise HTTPError(400, f"spans[{i}].type: invalid span type {span['type']!r}")
         for key in ("input", "output"):

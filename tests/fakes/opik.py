@@ -54,6 +54,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import respx
 
+from tests.fakes import fastjson
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -191,41 +193,55 @@ def _bad_json() -> _Reject:
 
 
 class _Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    def __init__(self, router: respx.MockRouter) -> None:
+    """The fake's routes for sync and async clients. A route with a fixed path is found by a
+    lookup in `exact` ((method, scheme, host, path) -> its side effect) instead of respx's regex per
+    route; the others, and every request when the router patches httpx, go through respx."""
+
+    def __init__(self, router: respx.MockRouter, exact: dict[tuple[str, ...], Any]) -> None:
         self._router = router
+        self._exact = exact
+
+    def _fixed(self, request: httpx.Request) -> Any:
+        url = request.url
+        return self._exact.get((request.method, url.scheme, url.host, url.path))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._router.handler(request)
+        side_effect = self._fixed(request)
+        return side_effect(request) if side_effect is not None else self._router.handler(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        side_effect = self._fixed(request)
+        if side_effect is not None:
+            return side_effect(request)
         return await self._router.async_handler(request)
 
 
 # --- the fake ---------------------------------------------------------------------------------
 
-# (method, path relative to base_url, handler, is_write, *handler args); first match wins.
+# (method, path relative to base_url, handler, is_write, *handler args); first match wins, and
+# no two match one request: the busiest come first (respx tries them in order).
 _ROUTES: list[tuple] = [
+    ("POST", "/v1/private/traces/batch", "_traces_batch", True),
+    ("POST", "/v1/private/spans/batch", "_spans_batch", True),
+    ("PUT", "/v1/private/traces/feedback-scores", "_scores_batch", True, "trace"),
+    ("PUT", "/v1/private/spans/feedback-scores", "_scores_batch", True, "span"),
+    ("POST", "/v1/private/traces/search", "_search", False, "trace"),
+    ("GET", "/v1/private/spans", "_list", False, "span"),
+    ("GET", "/v1/private/traces/threads", "_threads_list", False),
+    ("GET", "/v1/private/traces", "_list", False, "trace"),
     ("GET", "/v1/private/auth/workspace", "_auth_workspace", False),
     ("POST", "/v1/private/auth", "_auth_check", False),
     ("POST", "/v1/private/projects/retrieve", "_project_retrieve", False),
     ("GET", "/v1/private/projects", "_projects_list", False),
     ("POST", "/v1/private/projects", "_project_create", True),
     ("GET", f"/v1/private/projects/(?P<pid>{_U})", "_project_get", False),
-    ("POST", "/v1/private/traces/batch", "_traces_batch", True),
-    ("POST", "/v1/private/spans/batch", "_spans_batch", True),
-    ("PUT", "/v1/private/traces/feedback-scores", "_scores_batch", True, "trace"),
-    ("PUT", "/v1/private/spans/feedback-scores", "_scores_batch", True, "span"),
     ("PUT", "/v1/private/traces/threads/feedback-scores", "_scores_batch", True, "thread"),
     ("PUT", "/v1/private/traces/threads/close", "_threads_status", True, "inactive"),
     ("PUT", "/v1/private/traces/threads/open", "_threads_status", True, "active"),
     ("PATCH", f"/v1/private/traces/threads/(?P<tmid>{_U})", "_thread_patch", True),
-    ("GET", "/v1/private/traces/threads", "_threads_list", False),
     ("POST", "/v1/private/traces/threads/retrieve", "_thread_retrieve", False),
     ("POST", "/v1/private/traces/threads/search", "_threads_search", False),
-    ("GET", "/v1/private/traces", "_list", False, "trace"),
-    ("POST", "/v1/private/traces/search", "_search", False, "trace"),
     ("GET", f"/v1/private/traces/(?P<id>{_U})", "_get", False, "trace"),
-    ("GET", "/v1/private/spans", "_list", False, "span"),
     ("POST", "/v1/private/spans/search", "_search", False, "span"),
     ("GET", f"/v1/private/spans/(?P<id>{_U})", "_get", False, "span"),
     ("GET", "/is-alive/ping", "_is_alive", False),
@@ -267,7 +283,7 @@ class OpikFake:
         self.spans: dict[str, dict] = {}
         self.trace_scores: dict[tuple[str, str], dict] = {}
         self.span_scores: dict[tuple[str, str], dict] = {}
-        self.thread_scores: dict[tuple[str, str, str], dict] = {}
+        self.thread_scores: dict[tuple[str, str, str, str], dict] = {}
         self.threads: dict[tuple[str, str], dict] = {}
         self.duplicate_rows: dict[tuple, dict] = {}
         self._faults: list[dict] = []
@@ -277,17 +293,22 @@ class OpikFake:
         self._writes_left: int | None = None
         self._outage_status = 503
         self.router = respx.MockRouter(base_url=self.base_url, assert_all_called=False)
+        url = httpx.URL(self.base_url)
+        exact: dict[tuple[str, ...], Any] = {}
         for method, path, handler, is_write, *args in _ROUTES:
             name = "_".join([handler[1:], *args])
             route = self.router.route(method=method, path__regex=f"{path}$", name=name)
             route.side_effect = self._endpoint(
                 getattr(self, handler), is_write, *args, public=handler in _PUBLIC
             )
-        url = httpx.URL(self.base_url)  # anything else on this host: 404 (absolute, not merged)
+            if "(" not in path:
+                key = (method, url.scheme, url.host, url.path.rstrip("/") + path)
+                exact[key] = route.side_effect
+        # anything else on this host: 404 (absolute, not merged)
         self.router.route(
             scheme=url.scheme, host=url.host, name="unknown"
         ).side_effect = self._endpoint(self._unknown, False)
-        self.transport: httpx.AsyncBaseTransport = _Transport(self.router)
+        self.transport: httpx.AsyncBaseTransport = _Transport(self.router, exact)
         self.sync_transport: httpx.BaseTransport = self.transport  # same object, both protocols
 
     # --- public helpers ---------------------------------------------------------------------
@@ -502,14 +523,14 @@ class OpikFake:
 
     def _is_alive(self, request: httpx.Request, body: Any) -> httpx.Response:
         """IsAliveResource.isAlive: 200 with IsAliveResponse(message, healthy)."""
-        return httpx.Response(200, json={"message": "Healthy Server", "healthy": True})
+        return fastjson.response(200, {"message": "Healthy Server", "healthy": True})
 
     def _version(self, request: httpx.Request, body: Any) -> httpx.Response:
         """IsAliveResource.version: VersionResponse(version)."""
-        return httpx.Response(200, json={"version": self.server_version})
+        return fastjson.response(200, {"version": self.server_version})
 
     def _auth_workspace(self, request: httpx.Request, body: Any) -> httpx.Response:
-        return httpx.Response(200, json={"workspace_name": self.workspace})
+        return fastjson.response(200, {"workspace_name": self.workspace})
 
     def _auth_check(self, request: httpx.Request, body: Any) -> httpx.Response:
         return httpx.Response(204)
@@ -520,7 +541,7 @@ class OpikFake:
         project = self._project(body["name"], create=False)
         if project is None:
             raise _errors(404, "Project not found")
-        return httpx.Response(200, json=project)
+        return fastjson.response(200, project)
 
     def _projects_list(self, request: httpx.Request, body: Any) -> httpx.Response:
         needle = (request.url.params.get("name") or "").lower()
@@ -541,7 +562,7 @@ class OpikFake:
     def _project_get(self, request: httpx.Request, body: Any, pid: str) -> httpx.Response:
         if pid not in self.projects:
             raise _errors(404, "Project not found")
-        return httpx.Response(200, json=self.projects[pid])
+        return fastjson.response(200, self.projects[pid])
 
     # --- writes: traces and spans (ref §2.1, §2.2, §3) --------------------------------------------
 
@@ -847,7 +868,7 @@ class OpikFake:
         )
         if view is None:
             raise _errors(404, "Thread not found")
-        return httpx.Response(200, json=view)
+        return fastjson.response(200, view)
 
     def _threads_search(self, request: httpx.Request, body: Any) -> httpx.Response:
         """NDJSON stream with the real server's bug (ref §10): the cursor keeps
@@ -1065,7 +1086,7 @@ class OpikFake:
         row = (self.traces if kind == "trace" else self.spans).get(id.lower())
         if row is None:
             raise _errors(404, f"{kind.capitalize()} not found")
-        return httpx.Response(200, json=self._entity_view(kind, row, False, self._index()))
+        return fastjson.response(200, self._entity_view(kind, row, False, self._index()))
 
     def _page(
         self,
@@ -1088,7 +1109,7 @@ class OpikFake:
             content = [view(item) for item in content]
         body = {"page": page, "size": len(content), "total": len(items), "content": content,
                 "sortableBy": sortable or []}  # fmt: skip
-        return httpx.Response(200, json=body)
+        return fastjson.response(200, body)
 
 
 # --- module helpers ---------------------------------------------------------------------------
@@ -1105,7 +1126,7 @@ def _decode(request: httpx.Request) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return fastjson.loads(raw)
     except ValueError:
         raise _bad_json() from None
 
@@ -1165,7 +1186,7 @@ def _limit(body: dict) -> int:
 
 
 def _ndjson(items: list[dict]) -> httpx.Response:
-    content = "".join(json.dumps(i) + "\n" for i in items).encode()
+    content = b"".join(fastjson.dumps(i) + b"\n" for i in items)
     return httpx.Response(
         200, content=content, headers={"Content-Type": "application/octet-stream"}
     )

@@ -986,3 +986,21 @@ async def test_previews_cut_by_utf8_bytes_whatever_the_shortcut(fake, client):
     got = {t["trace_id"]: t["input"]["value"] for t in page["traces"]}
     assert got == {name: want for name, (_, want) in values.items()}
     assert {t["trace_id"]: t["output"] for t in page["traces"]} == dict.fromkeys(values)
+
+
+def test_fixed_path_routes_answer_alike_by_lookup_and_through_respx() -> None:
+    """`transport` finds the collector, the search and `me/project` by lookup (cost only):
+    each answers as respx's matching does."""
+    assert len(LangWatchFake()._exact) == 3
+    for method, path, body in (
+        ("POST", "/api/collector", {"trace_id": "t1", "spans": []}),
+        ("POST", "/api/traces/search", {"startDate": 0, "endDate": 1}),
+        ("GET", "/api/me/project", None),
+    ):
+        via_lookup, via_respx = LangWatchFake(), LangWatchFake()
+        headers = {"X-Auth-Token": via_lookup.api_key}
+        request = httpx.Request(method, via_lookup.base_url + path, json=body, headers=headers)
+        looked_up = via_lookup.transport.handle_request(request)
+        routed = via_respx.router.handler(request)
+        assert (looked_up.status_code, looked_up.content) == (routed.status_code, routed.content)
+        assert len(via_lookup.requests) == len(via_respx.requests) == 1

@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 import pytest
+import respx
 
 from tests.fakes.opik import OpikFake, is_uuid7, uuid7, uuid7_ms
 
@@ -1038,3 +1039,25 @@ async def test_a_thread_score_written_after_a_read_shows_in_the_next(
     assert (await client.put(THREAD_SCORES, json=body)).status_code == 204
     (a,) = [t for t in (await list_threads(client))["content"] if t["id"] == "a"]
     assert [s["value"] for s in a["feedback_scores"]] == [5]
+
+
+def test_fixed_path_routes_answer_alike_by_lookup_and_through_respx() -> None:
+    """`transport` finds a fixed-path route by lookup (cost only): every such route answers
+    as respx's matching does, and a path of a route with an id still goes through respx."""
+    from tests.fakes.opik import _ROUTES
+
+    fixed = [(m, p) for m, p, *_ in _ROUTES if "(" not in p]
+    assert len(fixed) > 15
+    for method, path in fixed:
+        via_lookup, via_respx = OpikFake(api_key="k"), OpikFake(api_key="k")
+        request = httpx.Request(method, via_lookup.base_url + path, headers={"authorization": "k"})
+        looked_up = via_lookup.sync_transport.handle_request(request)
+        routed = via_respx.router.handler(request)
+        assert (looked_up.status_code, looked_up.content) == (routed.status_code, routed.content)
+        assert len(via_lookup.requests) == len(via_respx.requests) == 1
+    fake = OpikFake()
+    unknown = httpx.Request("GET", f"{fake.base_url}/v1/private/traces/{uuid7()}")
+    assert fake.sync_transport.handle_request(unknown).status_code == 404
+    https = httpx.Request("GET", fake.base_url.replace("http:", "https:") + "/is-alive/ver")
+    with pytest.raises(respx.models.AllMockedAssertionError):
+        fake.sync_transport.handle_request(https)  # another origin is not this server

@@ -560,3 +560,20 @@ async def test_a_trace_its_thread_read_misses_comes_on_its_own_with_its_spans() 
     assert alone[0].thread_id == thread_id
     assert {s.id for s in alone[0].spans} == {s["id"] for s in hidden["spans"]}
     assert set(traces) == {r["id"] for r in rows}
+
+
+@pytest.mark.anyio
+async def test_a_line_separator_inside_a_string_does_not_split_a_stream_line() -> None:
+    """The NDJSON streams (§2.4) are split on newlines only: a server writes U+2028, U+2029
+    and U+0085 inside strings unescaped (the fake does, as compact UTF-8 JSON), and a line split
+    there would be read as broken JSON."""
+    opik = OpikFake()
+    rows = _seed(opik, 3, 0)
+    odd = "one\u2028two\u2029three\x85four"
+    opik.traces[rows[0]["id"]]["input"] = {"text": odd}
+    pages = await _pages(_source(opik))
+    _, traces = _units(pages)
+    assert len(traces) == 3
+    read = traces[rows[0]["id"]].input
+    assert read is not None
+    assert odd in json.dumps(read.model_dump(mode="json"), ensure_ascii=False)

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from .._http import Api
+from .._http import Api, decode_json
 from .._inflight import InFlight
 from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._models import Thread, Trace
@@ -240,7 +240,7 @@ class LangWatchApiSink:
 
 def _json_or_none(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return decode_json(response)
     except ValueError:
         return None
 

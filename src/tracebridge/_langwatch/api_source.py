@@ -31,7 +31,7 @@ from urllib.parse import quote
 import httpx
 
 from .._errors import RecordError, ServerError
-from .._http import Api, error_message
+from .._http import Api, decode_json, error_message
 from .._inflight import in_order
 from .._interfaces import Page, Rejected, Window
 from .._models import Thread, Trace
@@ -68,7 +68,7 @@ def _thread_traces(response: httpx.Response, thread_id: str) -> list[Any]:
     `ServerError` naming the thread: guessing would lose the thread's traces silently.
     """
     try:
-        data = response.json()
+        data = decode_json(response)
     except ValueError:
         shape = "a body that is not JSON"
     else:
@@ -220,7 +220,7 @@ class LangWatchApiSource:
                 f"LangWatch answered {response.status_code} to a trace search: "
                 f"{error_message(response)}"
             )
-        data = response.json()
+        data = decode_json(response)
         if not isinstance(data, dict) or not isinstance(data.get("traces"), list):
             raise ServerError("LangWatch answered a trace search without a 'traces' list")
         return data
@@ -520,7 +520,7 @@ class LangWatchApiSource:
                 f"LangWatch answered {response.status_code} to GET trace {trace_id}: "
                 f"{error_message(response)}"
             )
-        data = response.json()
+        data = decode_json(response)
         return data if isinstance(data, dict) else None
 
     def _convert(self, raw: dict[str, Any], page: Page, *, into: list[Any]) -> Thread | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import QuotaError, ServerError
-from .._http import TRANSIENT_STATUSES, Api, encode_json, error_message
+from .._http import TRANSIENT_STATUSES, Api, decode_json, encode_json, error_message
 from .._interfaces import Counts, Rejected, WriteResult
 from .._models import Trace
 from .._stash import STASH_KEY, parse_stash
@@ -168,7 +168,7 @@ class Collector:
                 f"(402: {error_message(response)})"
             )
         if response.is_success:
-            partial = (response.json() or {}).get("partialSuccess") or {}
+            partial = (decode_json(response) or {}).get("partialSuccess") or {}
             spans, evaluations = (
                 int(partial.get("rejectedSpans") or 0),
                 int(partial.get("rejectedEvaluations") or 0),

@@ -1,25 +1,27 @@
 """`opik` as a sink: the Opik REST API's batch upserts (`OpikApiSink`, its batching).
 
 Contract (DESIGN.md invariant 1, `reference/opik-api.md` §2–§4, §9): only the batch upsert
-endpoints, in the order traces → spans → trace scores → span scores → thread data (close,
-tags, thread scores); ≤ 1000 items and a byte cap per request, gzip bodies, absent fields
-omitted; every score carries the entity's `project_name`. A batch the server refuses with
-400/422 is halved until the bad item is alone; that item is dead-lettered with the server's
-message and the rest is written. A `too_old` refusal means the server enforces the UUID v7 time
-window (§3.1, §10): in `source-time` mode chosen by the user that stops the run with the option to
-use; when the user chose no mode, the sink switches to `write-time` (minted ids, kept in the
-state directory), sends the batch again with them and says so in a warning. On Opik Cloud, which
-has the window on (§11), `write-time` is the default (`_endpoint_specs.py`).
+endpoints: traces first, then spans (then span scores), trace scores and thread data (close, tags,
+thread scores) side by side; ≤ 1000 items and a byte cap per request, gzip bodies, absent fields
+omitted; every score carries the entity's `project_name`. A batch the server refuses with 400/422
+is halved until the bad item is alone; that item is dead-lettered with the server's message and the
+rest is written. A `too_old` refusal means the server enforces the UUID v7 time window (§3.1, §10):
+in `source-time` mode chosen by the user that stops the run with the option to use; when the user
+chose no mode, the sink switches to `write-time` (minted ids, kept in the state directory), sends
+the batch again with them and says so in a warning. On Opik Cloud, which has the window on (§11),
+`write-time` is the default (`_endpoint_specs.py`).
 
-Requests in flight: the batches of one endpoint go `concurrency` at a time (`_inflight.in_order`),
-and the endpoints still one after another in the order above (a span batch only once every trace
-batch was answered: a refused trace's spans are not sent; scores after their entities). Results
-are those of a sequential write: each batch keeps its own outcome (written, refused, the halving
-of a refused batch, in the order of the batches), and a batch that fails does not stop the others
-(their acknowledgements reach the id map) before its failure is raised. With a pacer on the API
-(`_pacing.Pacer`: Opik Cloud's event budget, `--max-events-per-minute`) each batch costs its items
-as events, and batches are no larger than the pacer's `batch_cap`. The sink's first batch goes
-alone: a refused key or id window then costs one request, not `concurrency`.
+Requests in flight: the batches of one endpoint go `concurrency` at a time (`_inflight.in_order`).
+The endpoints go in the order above where one depends on another: every trace batch is answered
+before anything else is sent (a refused trace's spans and scores are not sent), span scores after
+the span batches; the spans, the trace scores and the thread data go side by side (with
+`concurrency` 1, one request at a time, as a sequential write). Results are those of a sequential
+write: each batch keeps its own outcome (written, refused, the halving of a refused batch, in the
+order of the batches), and a batch that fails does not stop the others (their acknowledgements
+reach the id map) before its failure is raised. With a pacer on the API (`_pacing.Pacer`: Opik
+Cloud's event budget, `--max-events-per-minute`) each batch costs its items as events, and batches
+are no larger than the pacer's `batch_cap`. The sink's first batch goes alone: a refused key or id
+window then costs one request, not `concurrency`.
 
 A write-time id map that is new while the target project already holds copies from the same
 source (their `metadata.tracebridge.source` names it; one filtered trace list answers) would
@@ -41,7 +43,7 @@ from pydantic import ValidationError
 
 from .._decoding import describe_validation_error
 from .._errors import ServerError, UsageError
-from .._http import Api, error_message
+from .._http import Api, decode_json, encode_json, error_message
 from .._inflight import in_order
 from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._mapping import Mappings
@@ -87,6 +89,7 @@ class _Item:
     kind: str
     contains: Counts | None = None
     derived: bool = False  # an id tracebridge gave (not an Opik-born record's own)
+    encoded: bytes = b""  # `body` as sent (`encode_json`), set when the item is batched
 
 
 class _WindowRefused(Exception):
@@ -311,7 +314,7 @@ class OpikApiSink:
                 f"Opik answered {response.status_code} looking for traces already copied into "
                 f"project {self.project!r}: {error_message(response)}"
             )
-        body = response.json()
+        body = decode_json(response)
         total = body.get("total") if isinstance(body, dict) else None
         if isinstance(total, int) and not isinstance(total, bool):
             return total
@@ -339,30 +342,54 @@ class OpikApiSink:
         result.written.traces += await self._send(
             "POST", "v1/private/traces/batch", "traces", batch.traces, result, refused
         )
-        live = [i for i in batch.spans if i.owner not in refused]
-        result.written.spans += await self._send(
-            "POST", "v1/private/spans/batch", "spans", live, result, refused
-        )
-        for path, items in (
-            ("v1/private/traces/feedback-scores", batch.trace_scores),
-            ("v1/private/spans/feedback-scores", batch.span_scores),
-        ):
-            live = [i for i in items if i.owner not in refused]
-            result.written.scores += await self._send("PUT", path, "scores", live, result, refused)
-        if batch.threads:
-            result.written.scores += await self._write_threads(batch.threads, result)
+        # What needs only the traces goes together: the spans (then their scores), the trace
+        # scores, the thread data. Each keeps a result of its own, merged in the order of a
+        # sequential write. Only a refused trace filters what follows (`refused`): it is final
+        # once the trace batches were answered.
+        spans, span_scores, trace_scores, threads = (WriteResult() for _ in range(4))
+
+        async def spans_then_their_scores() -> None:
+            live = [i for i in batch.spans if i.owner not in refused]
+            spans.written.spans += await self._send(
+                "POST", "v1/private/spans/batch", "spans", live, spans, refused
+            )
+            live = [i for i in batch.span_scores if i.owner not in refused]
+            span_scores.written.scores += await self._send(
+                "PUT", "v1/private/spans/feedback-scores", "scores", live, span_scores, refused
+            )
+
+        async def scores_of_traces() -> None:
+            live = [i for i in batch.trace_scores if i.owner not in refused]
+            trace_scores.written.scores += await self._send(
+                "PUT", "v1/private/traces/feedback-scores", "scores", live, trace_scores, refused
+            )
+
+        async def thread_data() -> None:
+            if batch.threads:
+                threads.written.scores += await self._write_threads(batch.threads, threads)
+
+        side_by_side = 3 if self.concurrency > 1 else 1  # 1: one request at a time
+        await in_order([spans_then_their_scores, scores_of_traces, thread_data], side_by_side)
+        for part in (spans, trace_scores, span_scores, threads):
+            result.merge(part)
         return result
 
-    def _chunks(self, items: list[_Item]) -> Iterator[list[_Item]]:
+    def _chunks(self, key: str, items: list[_Item]) -> Iterator[list[_Item]]:
+        """`items` in chunks of at most `max_items` (or the pacer's cap) whose request body,
+        as sent (`{"key":[item,item]}`, before gzip), holds at most `max_bytes`; an item
+        larger than that goes alone. Each item is encoded here, once, and sent as encoded."""
         chunk: list[_Item] = []
-        size = 0
+        empty = len(_envelope(key, [])) - 1  # the first item has no comma before it
+        size = empty
         cap = self.api.pacer.batch_cap() if self.api.pacer is not None else None
         max_items = min(self.max_items, cap) if cap is not None else self.max_items
         for item in items:
-            item_size = len(json.dumps(item.body, ensure_ascii=False).encode())
+            if not item.encoded:
+                item.encoded = encode_json(item.body)
+            item_size = len(item.encoded) + 1  # and its comma
             if chunk and (len(chunk) >= max_items or size + item_size > self.max_bytes):
                 yield chunk
-                chunk, size = [], 0
+                chunk, size = [], empty
             chunk.append(item)
             size += item_size
         if chunk:
@@ -381,7 +408,7 @@ class OpikApiSink:
 
         Each chunk notes what it refused in a result of its own, merged into `result` in the
         order of the chunks, as a sequential loop would have."""
-        chunks = list(self._chunks(items))
+        chunks = list(self._chunks(key, items))
         own = [WriteResult() for _ in chunks]
 
         def call(chunk: list[_Item], mine: WriteResult) -> Callable[[], Awaitable[int]]:
@@ -406,7 +433,7 @@ class OpikApiSink:
         response = await self.api.send(
             method,
             path,
-            json_body={key: [i.body for i in chunk]},
+            json_bytes=_envelope(key, [i.encoded for i in chunk]),
             compress=True,
             events=len(chunk),
         )
@@ -529,7 +556,7 @@ class OpikApiSink:
                 )
             )
             return
-        model_id = response.json().get("thread_model_id")
+        model_id = decode_json(response).get("thread_model_id")
         response = await self.api.send(
             "PATCH", f"v1/private/traces/threads/{model_id}", json_body={"tags": thread["tags"]}
         )
@@ -548,6 +575,11 @@ class OpikApiSink:
         if isinstance(self.ids, MintedIds):
             self.ids.close()
         await self.api.aclose()
+
+
+def _envelope(key: str, encoded: list[bytes]) -> bytes:
+    """The body of a batch request: `{"key":[...]}` around items already encoded."""
+    return b'{"%s":[%s]}' % (key.encode(), b",".join(encoded))
 
 
 def _mapping_problem(exc: Exception) -> str:

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import _json
 from .._errors import RecordError, ServerError, UsageError
-from .._http import Api, error_message
+from .._http import Api, decode_json, error_message
 from .._interfaces import Page, Rejected, Window
 from .._mapping import Mappings
 from .._models import Thread, Trace
@@ -336,7 +337,7 @@ class OpikApiSource:
             raise ServerError(
                 f"Opik answered {response.status_code} to GET {path}: {error_message(response)}"
             )
-        body = response.json()
+        body = decode_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("content"), list):
             raise ServerError(f"Opik answered GET {path} with no 'content' list")
         return body
@@ -395,11 +396,11 @@ class OpikApiSource:
                 f"Opik answered {response.status_code} to POST {path}: {error_message(response)}"
             )
         items: list[dict[str, Any]] = []
-        for line in response.text.splitlines():
+        for line in response.content.split(b"\n"):  # not splitlines: JSON text holds U+2028
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                item = _json.loads(line)
             except ValueError:
                 raise ServerError(f"Opik's stream {path} sent a line that is not JSON") from None
             if _id(item) is None:  # an ErrorMessage line (§2.4): the stream broke off
@@ -812,7 +813,7 @@ class OpikApiSource:
                 f"Opik answered {response.status_code} to GET trace {trace_id}: "
                 f"{error_message(response)}"
             )
-        raw = response.json()
+        raw = decode_json(response)
         if not isinstance(raw, dict):
             raise ServerError(f"Opik answered GET trace {trace_id} with no trace")
         found = await self._reader(state).read([raw]) if _id(raw) else {}
@@ -838,7 +839,7 @@ class OpikApiSource:
                 f"Opik answered {response.status_code} retrieving thread {thread_id}: "
                 f"{error_message(response)}"
             )
-        view = response.json()
+        view = decode_json(response)
         return view if isinstance(view, dict) else None
 
     async def _thread(
