@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import CheckpointError, UsageError
 from ._interfaces import Counts, Page, Rejected, Unit
+from ._json import json_lines, loads
 from ._locks import PathLock
 from ._models import Thread
 
@@ -302,16 +303,16 @@ def dead_letter_lines(path: Path) -> Iterator[tuple[str, dict[str, Any] | None]]
     object (a line cut short by a kill). Lines end at `\\n` only (an entry's text may hold other
     line separators); bytes that are not UTF-8 are replaced, not fatal. No file: no lines."""
     try:
-        handle = path.open(encoding="utf-8", errors="replace", newline="\n")
+        handle = path.open("rb")
     except FileNotFoundError:
         return
     with handle:
-        for line in handle:
-            line = line.removesuffix("\n")
+        for _, _, raw in json_lines(handle):
+            line = raw.decode("utf-8", errors="replace").removesuffix("\n")
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
+                entry = loads(line)
             except (ValueError, RecursionError):
                 entry = None
             yield line, entry if isinstance(entry, dict) else None
