@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracebridge._time import from_iso, from_ms, to_iso, to_ms, utc_ms
 
@@ -126,3 +128,19 @@ def test_utc_ms_refuses_naive_datetimes() -> None:
 def test_to_ms_truncates_sub_millisecond_precision() -> None:
     """to_ms floors to whole milliseconds (LangWatch's resolution)."""
     assert to_ms(SEED + timedelta(microseconds=999)) == SEED_MS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])))
+def test_the_fast_paths_give_what_the_plain_ones_give(value: datetime) -> None:
+    """`utc_ms` hands a UTC value already at the millisecond back as it is, and `to_iso` uses
+    `isoformat` for 4-digit years: the same values and texts as the conversions they skip."""
+    try:
+        plain = value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted out of range
+        return
+    plain = plain.replace(microsecond=plain.microsecond // 1000 * 1000)
+    assert utc_ms(value) == plain
+    assert utc_ms(value).tzinfo is UTC
+    assert utc_ms(plain) is plain
+    assert to_iso(value) == plain.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

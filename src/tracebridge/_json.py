@@ -14,8 +14,8 @@ result is always the `json` module's:
   is `1e16`), so output holding a number with an exponent or four leading decimal zeros is
   written again by `json`; integers beyond 64 bits, non-string keys, lone surrogates, and
   subclasses, datetimes and dataclasses (passed through) make `orjson` raise, so `json` writes
-  them (or raises its own error). `canonical` output beyond ASCII (or with DEL) is escaped as
-  `ensure_ascii` escapes it, by `json`'s own C string escaper (`_ascii`).
+  them (or raises its own error). `canonical` text beyond ASCII (or with DEL) is written by
+  `json` too, which escapes it as `ensure_ascii` asks.
 
 Not told apart (both are outside JSON, and no reader lets them in: `_decoding.check_values`
 refuses NaN and Infinity, and records read are plain JSON types): a NaN or Infinity built in
@@ -122,8 +122,10 @@ def canonical(value: Any) -> bytes:
     except orjson.JSONEncodeError:
         pass
     else:
-        if not _risky(out):
-            return out if out.isascii() and b"\x7f" not in out else _ascii(out)
+        # Text beyond ASCII (or DEL) is left to `json`, whose C encoder escapes it faster than
+        # a pass over `orjson`'s output could (measured: 19 µs against 36 a span).
+        if out.isascii() and b"\x7f" not in out and not _risky(out):
+            return out
     return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
 
 
@@ -132,19 +134,6 @@ def _risky(out: bytes) -> bool:
     number (after a `:`, `,` or `[`, or at the start), or a number below 1e-4 written in full.
     Text in strings can match too; a false alarm only costs the slower path."""
     return _SMALL in out or _EXPONENT.search(b"s" + out.translate(_CLASSES)) is not None
-
-
-def _ascii(out: bytes) -> bytes:
-    """`orjson`'s output as `json` writes it with `ensure_ascii=True`, in C passes.
-
-    `json`'s own string escaper, run over the whole text, escapes what `ensure_ascii` escapes
-    (DEL and every character beyond ASCII, as `\\uXXXX` or a surrogate pair) and also every
-    `"` and `\\` (as `\\"` and `\\\\`). Every `"` of its output is the second character of
-    such an escape, so the quotes are unescaped first; every backslash left then starts an
-    escape, so a left-to-right replacement of `\\\\` restores the backslashes exactly.
-    """
-    text = encode_basestring_ascii(out.decode("utf-8"))[1:-1]
-    return text.replace('\\"', '"').replace("\\\\", "\\").encode("ascii")
 
 
 def same_text(value: Any) -> bytes | None:

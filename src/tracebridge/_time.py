@@ -18,6 +18,8 @@ _MAX_MS = 9_999_999_999_999
 
 def utc_ms(value: datetime) -> datetime:
     """`value` in UTC, truncated to the millisecond; a naive value is refused."""
+    if value.tzinfo is UTC and not value.microsecond % 1000:
+        return value  # already so (most calls: every record's times pass here on validation)
     if value.tzinfo is None:
         raise ValueError("timestamp has no timezone")
     value = value.astimezone(UTC)
@@ -54,4 +56,7 @@ def from_iso(value: object) -> datetime:
 
 def to_iso(value: datetime) -> str:
     """A datetime as ISO-8601 UTC with millisecond precision and a `Z`, as Opik expects."""
-    return utc_ms(value).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    value = utc_ms(value)
+    if value.year >= 1000:  # `isoformat` pads a year to 4 digits where `strftime` may not
+        return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop `+00:00`
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

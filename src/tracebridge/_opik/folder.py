@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import uuid
 from datetime import UTC, datetime
@@ -119,7 +120,7 @@ def _project_folders(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
-class OpikDirSource(FileSource[Path]):
+class OpikDirSource(FileSource[str]):
     """Reads one project of an `opik export` folder."""
 
     def __init__(
@@ -153,29 +154,35 @@ class OpikDirSource(FileSource[Path]):
         self.mappings = mappings
         self.page_size = page_size
         self.label = f"opik-dir:{root} (project {self.project})"
-        self._thread_files: dict[str, Path] = {}
+        self._thread_files: dict[str, str] = {}  # thread id: its file's name
 
-    def _index(self, window: Window) -> ThreadIndex[Path]:
-        index: ThreadIndex[Path] = ThreadIndex()
+    def _index(self, window: Window) -> ThreadIndex[str]:
+        """Each trace file's name by thread (a name, not a `Path`: one small object per trace
+        instead of a Path and its parts); the folder's listing is read once."""
+        index: ThreadIndex[str] = ThreadIndex()
         digest = hashlib.blake2b(digest_size=16)
-        for path in sorted(self.folder.iterdir()):
-            if path.is_file():
-                stat = path.stat()
-                digest.update(f"{path.name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
+        with os.scandir(self.folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+        for entry in entries:
+            name = entry.name
+            if entry.is_file():
+                stat = entry.stat()
+                digest.update(f"{name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
+            path = self.folder / name
             if (
-                path.is_dir()
-                or path.name in _KNOWN_FILES
-                or path.name.startswith(".")
+                entry.is_dir()
+                or name in _KNOWN_FILES
+                or name.startswith(".")
                 or path.suffix in _KNOWN_SUFFIXES
             ):
                 continue
-            if path.name.startswith("thread_") and path.suffix == ".json":
+            if name.startswith("thread_") and path.suffix == ".json":
                 data, _ = _read(path)
                 if data is not None and isinstance(data.get("thread_id"), str):
-                    self._thread_files[data["thread_id"]] = path
+                    self._thread_files[data["thread_id"]] = name
                 continue
             data, problem = _read(path)
-            if problem is None and not path.name.startswith("trace_"):
+            if problem is None and not name.startswith("trace_"):
                 problem = "not an Opik export file (expected trace_<id>.json)"
             if problem is not None:
                 index.rejected.append(Rejected("trace", str(path), problem, None))
@@ -191,14 +198,15 @@ class OpikDirSource(FileSource[Path]):
                 thread_id = trace.get("thread_id")
             else:
                 thread_id = None
-            index.add(thread_id if isinstance(thread_id, str) and thread_id else None, path)
+            index.add(thread_id if isinstance(thread_id, str) and thread_id else None, name)
         index.fingerprint = digest.hexdigest()
         return index
 
-    def _load(self, thread_id: str | None, paths: list[Path]) -> tuple[Unit | None, list[Rejected]]:
+    def _load(self, thread_id: str | None, names: list[str]) -> tuple[Unit | None, list[Rejected]]:
         traces: list[Trace] = []
         rejected: list[Rejected] = []
-        for path in paths:
+        for name in names:
+            path = self.folder / name
             data, problem = _read(path)
             trace, spans = (data or {}).get("trace"), (data or {}).get("spans", [])
             if isinstance(spans, list):
@@ -231,7 +239,7 @@ class OpikDirSource(FileSource[Path]):
         traces.sort(key=lambda t: t.started_at)
         extra: dict[str, Any] = {}
         if thread_id in self._thread_files:
-            data, _ = _read(self._thread_files[thread_id])
+            data, _ = _read(self.folder / self._thread_files[thread_id])
             extra = thread_data_from_opik(data or {}, self.mappings)
         return Thread(id=thread_id, traces=traces, **extra), rejected
 
