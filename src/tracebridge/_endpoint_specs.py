@@ -13,6 +13,7 @@ import httpx
 
 from ._config import Settings, load_settings
 from ._errors import UsageError
+from ._file_source import FileSource
 from ._interfaces import Sink, Source
 from ._mapping import Mappings, load_mappings
 from ._models import Platform
@@ -308,4 +309,8 @@ async def open_endpoints(
         with anyio.CancelScope(shield=True):
             await src.aclose()
         raise
+    wanted = getattr(dst, "page_spans", None)
+    if isinstance(src, FileSource) and isinstance(wanted, int) and wanted > src.page_spans:
+        src.page_spans = wanted  # pages as large as the sink's batches (`PAGE_SPANS`)
+        src.page_size = max(src.page_size, wanted // 2)
     return src, dst

@@ -62,6 +62,10 @@ _Post = tuple[Trace, dict[str, Any]]  # a trace and the wire to post for it
 class LangWatchApiSink:
     """Writes canonical records to the LangWatch project of the API key, through the collector."""
 
+    #: The pages it writes best: a file source's pages grow to this many spans, so a page's
+    #: posts (one per trace) keep the requests in flight busy.
+    page_spans = 2000
+
     def __init__(
         self,
         api: Api,

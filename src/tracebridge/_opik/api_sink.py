@@ -114,6 +114,10 @@ class _Batch:
 class OpikApiSink:
     """Writes canonical records to one Opik project through the batch upsert endpoints."""
 
+    #: The pages it writes best: a file source's pages grow to this many spans (two full span
+    #: batches in flight), since every page's write costs a few round trips.
+    page_spans = 2 * MAX_ITEMS
+
     def __init__(
         self,
         api: Api,
