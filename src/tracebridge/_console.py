@@ -12,9 +12,10 @@ Progress is an engine `on_page` callback with a `finish()`; `progress_for(consol
 - **on a terminal**, `LiveProgress`: a live display drawn by `rich` (a well-kept library, so
   no hand-drawn escape codes): one row per kind (threads, traces, spans, scores) with the
   counts read and written, the rate, and for traces a bar and an ETA when the source said how
-  many it expects (`Page.expected_traces`: a file's index pass, LangWatch's `totalHits`, Opik's
-  `total`). Log lines printed meanwhile (retries, waits) appear above the display: our
-  handler prints them through the display's console. `finish()` leaves the last state on screen.
+  many it expects (`Page.expected_traces`: a file's index pass, LangWatch's `totalHits`; the
+  Opik API source's keyset stream has no total). Log lines printed meanwhile (retries,
+  waits) appear above the display: our handler prints them through the display's console.
+  `finish()` leaves the last state on screen.
 - **off a terminal** (a log file, CI, a pipe), `LineProgress`: one `progress_line` every
   `every` seconds of its clock, as a new line.
 
