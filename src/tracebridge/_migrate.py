@@ -33,8 +33,8 @@ from ._engine import Report, Step, run
 from ._errors import UsageError
 from ._interfaces import Sink, Window
 from ._state import StateDir
-from ._sync import LANGWATCH_SPAN_DEDUPE, SyncJob, unchanged_destination
-from ._unchanged import INDEX_FILE, SkipUnchanged
+from ._sync import SyncJob, skip_unchanged
+from ._unchanged import INDEX_FILE
 
 __all__ = ["MIGRATE_UNCHANGED_RULE", "Job", "migrate"]
 
@@ -116,12 +116,11 @@ async def migrate(
     # A dry run leaves no state behind: it compares with an index only when one exists.
     if not dry_run or (settings.state_dir / INDEX_FILE).exists():
         try:
-            dst_or_wrapped = SkipUnchanged(
+            dst_or_wrapped = skip_unchanged(
                 dst,
-                settings.state_dir,
-                destination=unchanged_destination(target),
+                target,
+                settings,
                 fingerprint=f"{target.mapping}|ids {ids}|shift {settings.shift_old_timestamps}",
-                settle=LANGWATCH_SPAN_DEDUPE if sink.kind == "langwatch" else None,
                 rewrite=rewrite or gone,
                 rule=MIGRATE_UNCHANGED_RULE,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._engine import Report, iso
 from ._interfaces import Counts
+from ._state import JobCounts
 
 __all__ = ["format_summary", "plural", "verdict_line"]
 
@@ -19,16 +20,16 @@ _MAX_LINES = 10
 _KINDS = ("threads", "traces", "spans", "scores")
 
 
-def _table(
-    read: Counts, written: Counts, skipped: Counts, unchanged: Counts | None, dead: Counts
-) -> list[str]:
-    """Rows per kind: read, written, [unchanged,] skipped (by other rules), dead-lettered."""
-    columns: list[tuple[str, Counts]] = [("read", read), ("written", written)]
-    other = skipped
-    if unchanged is not None:
-        other = Counts(*(getattr(skipped, k) - getattr(unchanged, k) for k in _KINDS))
+def _table_of(counted: Report | JobCounts, show_unchanged: bool) -> list[str]:
+    """Rows per kind of a run's (or a whole job's) counts: read, written, [unchanged,] skipped
+    (by other rules), dead-lettered."""
+    columns: list[tuple[str, Counts]] = [("read", counted.read), ("written", counted.written)]
+    other = counted.skipped
+    if show_unchanged:
+        unchanged = counted.unchanged
+        other = Counts(*(getattr(other, k) - getattr(unchanged, k) for k in _KINDS))
         columns.append(("unchanged", unchanged))
-    columns += [("skipped", other), ("dead-lettered", dead)]
+    columns += [("skipped", other), ("dead-lettered", counted.dead_lettered)]
     rows: list[tuple[str, ...]] = [("", *(name for name, _ in columns))]
     rows += [(kind, *(str(getattr(c, kind)) for _, c in columns)) for kind in _KINDS]
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns) + 1)]
@@ -59,23 +60,11 @@ def format_summary(report: Report) -> str:
         lines.append(
             f"resumed an interrupted run after {report.resumed_after_pages} pages; this run:"
         )
-    lines += _table(
-        report.read,
-        report.written,
-        report.skipped,
-        report.unchanged if show_unchanged else None,
-        report.dead_lettered,
-    )
+    lines += _table_of(report, show_unchanged)
     if job is not None:
         since = f" since {iso(job.started_at)}" if job.started_at else ""
         lines.append(f"the whole job{since} ({plural(job.runs, 'runs')}):")
-        lines += _table(
-            job.read,
-            job.written,
-            job.skipped,
-            job.unchanged if show_unchanged else None,
-            job.dead_lettered,
-        )
+        lines += _table_of(job, show_unchanged)
     for rule, n in sorted(report.result.skip_reasons.items()):
         lines.append(f"skipped {n}: {rule}")
     warnings = report.result.warnings

@@ -43,7 +43,7 @@ from ._interfaces import Sink, Source, Window
 from ._mapping import Mappings
 from ._replay import Replay, retry_dead_letters
 from ._sync_state import SyncState, _utcnow
-from ._unchanged import INDEX_FILE, HashIndex, SkipUnchanged
+from ._unchanged import INDEX_FILE, UNCHANGED_RULE, HashIndex, SkipUnchanged
 
 __all__ = [
     "DEFAULT_LOOKBACK",
@@ -179,6 +179,28 @@ def unchanged_destination(job: SyncJob) -> str:
     )
 
 
+def skip_unchanged(
+    sink: Sink,
+    job: SyncJob,
+    settings: Settings,
+    *,
+    fingerprint: str,
+    rewrite: bool = False,
+    rule: str = UNCHANGED_RULE,
+) -> SkipUnchanged:
+    """`sink` behind the skip-unchanged index of the job's destination (what `sync` and
+    `migrate` both keep), with LangWatch's one-hour settle where the destination is LangWatch."""
+    return SkipUnchanged(
+        sink,
+        settings.state_dir,
+        destination=unchanged_destination(job),
+        fingerprint=fingerprint,
+        settle=LANGWATCH_SPAN_DEDUPE if job.sink.kind == "langwatch" else None,
+        rewrite=rewrite,
+        rule=rule,
+    )
+
+
 def pipeline(
     job: SyncJob,
     settings: Settings,
@@ -196,17 +218,10 @@ def pipeline(
     # file's --target-project; a LangWatch API sink's project is asked per pass (`sync`).
     project = job.target_project if job.sink.kind != "langwatch" else ()
     built_in: list[Step] = [suppress_echoes(job.sink.platform, project or ())]
-    destination = unchanged_destination(job)
 
     def wrap(sink: Sink) -> Sink:
         inner = wrap_sink(sink) if wrap_sink is not None else sink
-        return SkipUnchanged(
-            inner,
-            settings.state_dir,
-            destination=destination,
-            fingerprint=job.mapping,
-            settle=LANGWATCH_SPAN_DEDUPE if job.sink.kind == "langwatch" else None,
-        )
+        return skip_unchanged(inner, job, settings, fingerprint=job.mapping)
 
     return [*built_in, *steps], wrap
 
