@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.clock import Clock
 from tracebridge import AuthError, RetriesExhausted, load_settings
 from tracebridge._http import TRANSIENT_STATUSES, Api, RetryPolicy, encode_json
 from tracebridge._langwatch.api import langwatch_api
@@ -35,21 +36,6 @@ BASE = "http://api.test/api"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    """A fake monotonic clock whose `sleep` records the wait and moves time on."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 Reply = httpx.Response | Exception

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from tests.clock import Clock
 from tracebridge import UsageError, load_settings
 from tracebridge._endpoint_specs import open_sink
 from tracebridge._langwatch.api import LangWatchApiSink
@@ -21,21 +22,6 @@ from tracebridge.cli import main
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    """A fake monotonic clock whose `sleep` records the wait and moves time on."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 def _pacer(clock: Clock, limit: int | None = None) -> Pacer:

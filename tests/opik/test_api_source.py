@@ -430,6 +430,17 @@ async def test_a_span_missing_from_the_range_read_costs_one_read_of_that_trace()
     assert source.spans.stats.mismatched == 1
 
 
+def _thread_reads(opik: OpikFake) -> list[str]:
+    """The thread ids the source read on their own (the trace stream filtered on a thread)."""
+    return [
+        f["value"]
+        for r in opik.requests
+        if r.url.path.endswith("/traces/search")
+        for f in json.loads(r.content)["filters"]
+        if f["field"] == "thread_id"
+    ]
+
+
 @pytest.mark.anyio
 async def test_a_thread_missing_from_the_listing_is_read_on_its_own() -> None:
     """§3.2: a thread Opik has not created yet is not in `GET /traces/threads`: it alone is read
@@ -441,13 +452,7 @@ async def test_a_thread_missing_from_the_listing_is_read_on_its_own() -> None:
     del opik.threads[(opik.project_id(PROJECT), pending)]
     pages = await _pages(_source(opik))
     _check_read(pages, rows)
-    by_thread = [
-        f["value"]
-        for r in opik.requests
-        if r.url.path.endswith("/traces/search")
-        for f in json.loads(r.content)["filters"]
-        if f["field"] == "thread_id"
-    ]
+    by_thread = _thread_reads(opik)
     assert by_thread == [pending]
     retrieved = [json.loads(r.content)["thread_id"] for r in opik.requests
                  if r.url.path.endswith("/threads/retrieve")]  # fmt: skip
@@ -477,13 +482,7 @@ async def test_a_thread_whose_turns_are_far_apart_is_read_on_its_own(
         rows.append({**trace, "spans": spans})
     pages = await _pages(_source(opik, page_size=4))
     _check_read(pages, rows)
-    by_thread = [
-        f["value"]
-        for r in opik.requests
-        if r.url.path.endswith("/traces/search")
-        for f in json.loads(r.content)["filters"]
-        if f["field"] == "thread_id"
-    ]
+    by_thread = _thread_reads(opik)
     assert by_thread == ["far-apart"]
     assert "POST traces/threads/retrieve" not in _routes(opik)
     threads, _ = _units(pages)
