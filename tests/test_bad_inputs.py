@@ -102,6 +102,8 @@ CASES = [
     Case("wrong_types.jsonl", 1, dead_letters=("spans",)),
     Case("bad_timestamp.jsonl", 1, dead_letters=("started_at",)),
     Case("bom_crlf.jsonl", 0),
+    # U+2028/U+2029/U+0085 inside strings are not line ends (a `splitlines()` reader split them).
+    Case("line_separators.jsonl", 0, arrives={**GOOD, "sep_1": 2}),
     Case("repeated_trace_ids.jsonl", 0, arrives={**GOOD, "good_1": 3}, says=("repeated",)),
     Case("trace_without_spans.jsonl", 0, arrives={**GOOD, "empty_1": 0}),
     Case("orphan_span.jsonl", 0, arrives={**GOOD, "orphan_1": 3}, says=("not in the trace",)),
