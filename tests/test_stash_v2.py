@@ -17,7 +17,7 @@ from tracebridge._hashing import content_hash
 from tracebridge._langwatch.convert import thread_to_wire, trace_from_wire, trace_to_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik, trace_to_opik
-from tracebridge._stash import STASH_KEY, make_merge_patch, merge_patch, same
+from tracebridge._stash import STASH_KEY, make_merge_patch, make_patch, merge_patch, same
 
 Json = Any
 MAPPINGS = default_mappings()
@@ -343,3 +343,18 @@ def test_a_v1_stash_on_langwatch_reads_as_before() -> None:
     assert thread.tags == ["vip"]
     assert back.copy_state is not None
     assert back.copy_state.changed is None
+
+
+def test_patches_name_deleted_keys_in_the_records_order_not_a_sets() -> None:
+    """A patch's `del`s (and a list's `drop`s) follow the decoded record's order, so the same
+    input gives the same bytes in every process (a set's order changes with the hash seed).
+    Twenty keys: a set iterating them in insertion order by chance is all but impossible."""
+    extra = {f"k{i:02d}_{'x' * i}": i for i in range(20)}
+    decoded = {"kept": 1, **extra}
+    assert list(make_patch({"kept": 1}, decoded)) == list(extra)
+    assert list(make_merge_patch({"kept": 1}, decoded, {})) == list(extra)
+    theirs = [{"name": name} for name in extra]
+    patch = make_merge_patch({"items": []}, {"items": theirs}, {"items": lambda e: e["name"]})
+    each = patch["items"]["each"]["items"]
+    drops = [k for k, change in each.items() if "drop" in change]
+    assert drops == list(extra)

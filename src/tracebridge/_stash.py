@@ -154,8 +154,9 @@ def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str,
                 patch[key] = {"sub": sub}
         elif not same(value, decoded[key]):
             patch[key] = {"set": value}
-    for key in decoded.keys() - original.keys():
-        patch[key] = {"del": True}
+    for key in decoded:  # in the record's order, not a set's: the same bytes on every run
+        if key not in original:
+            patch[key] = {"del": True}
     return patch
 
 
@@ -237,8 +238,9 @@ def make_merge_patch(
                 patch[key] = {"sub": sub}
         elif not same(value, decoded[key]):
             patch[key] = {"set": value, "was": digest(decoded[key])}
-    for key in decoded.keys() - original.keys():
-        patch[key] = {"del": True, "was": digest(decoded[key])}
+    for key in decoded:  # in the record's order, not a set's: the same bytes on every run
+        if key not in original:
+            patch[key] = {"del": True, "was": digest(decoded[key])}
     return patch
 
 
@@ -257,8 +259,10 @@ def _list_patch(
                 items[k] = {"sub": sub}
         elif not same(element, theirs[k]):
             items[k] = {"set": element, "was": digest(theirs[k])}
-    for k in theirs.keys() - {k for k, _ in ours}:
-        items[k] = {"drop": digest(theirs[k])}
+    kept = {k for k, _ in ours}
+    for k in theirs:  # in their order, not a set's: the same bytes on every run
+        if k not in kept:
+            items[k] = {"drop": digest(theirs[k])}
     order = [k for k, _ in ours]
     if not items and order == list(theirs):
         return {}
