@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.strategies import langwatch_traces, opik_traces
 from tracebridge import Provenance, Score, Span, Thread, Trace
-from tracebridge._hashing import Dumped, content_hash, digest, span_digest, trace_parts
+from tracebridge._hashing import (
+    Dumped,
+    content_hash,
+    digest,
+    remembering_dumps,
+    span_digest,
+    trace_parts,
+)
 from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik, trace_to_opik
@@ -202,3 +209,30 @@ def test_one_dump_gives_the_hashes_a_dump_each_gives(
         assert dumped.span_digests() == [span_digest(s) for s in trace.spans]
         assert dumped.parts() == trace_parts(trace)
         assert dumped.trace == trace.dump_without_spans()
+
+
+def test_inside_remembering_dumps_one_trace_object_is_dumped_once() -> None:
+    """The engine's write of a page hashes a trace (skip-unchanged), then stashes its hash,
+    parts and span digests (the converter): one dump serves both; outside the block, and for
+    another object, each call dumps afresh."""
+    trace = _trace()
+    copy = trace.model_copy(update={"tags": ["other"]})
+    assert Dumped.of(trace) is not Dumped.of(trace)
+    with remembering_dumps():
+        first = Dumped.of(trace)
+        assert Dumped.of(trace) is first
+        assert content_hash(trace) == first.hash == _plain_hash(trace)
+        assert Dumped.of(copy) is not first  # a copy is another record: its own dump
+        assert content_hash(copy) == _plain_hash(copy) != first.hash
+    assert Dumped.of(trace) is not first  # the block is over: nothing is kept
+
+
+def test_an_edit_made_before_the_block_is_seen_by_the_hash() -> None:
+    """A step may change a unit in place; the engine's block starts after the steps, so the
+    hash is of the unit as written."""
+    trace = _trace()
+    before = content_hash(trace)
+    trace.tags.append("added by a step")
+    with remembering_dumps():
+        assert content_hash(trace) != before
+        assert content_hash(trace) == _plain_hash(trace)

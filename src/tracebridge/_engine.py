@@ -51,6 +51,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
+from ._hashing import remembering_dumps
 from ._interfaces import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._models import Thread, Trace
 from ._state import DeadLetters, JobCounts, JobState, KeepsJobCounts
@@ -404,7 +405,8 @@ async def run(
         reject(failed)
         if pairs:
             try:
-                result = await _write_isolating(sink, [sent for _, sent in pairs], dry_run)
+                with remembering_dumps():  # the steps have run: no unit changes from here on
+                    result = await _write_isolating(sink, [sent for _, sent in pairs], dry_run)
             except Exception as exc:
                 _note_on_os_errors(exc, f"while writing to {sink.label}")
                 raise

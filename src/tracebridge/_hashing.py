@@ -25,7 +25,9 @@ an element or a field again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from ._json import canonical
@@ -38,6 +40,7 @@ __all__ = [
     "content_hash",
     "digest",
     "keyed",
+    "remembering_dumps",
     "score_content",
     "score_key",
     "span_content",
@@ -120,6 +123,31 @@ def content_hash(unit: Trace | Thread) -> str:
     return Dumped.of(unit).hash
 
 
+#: The dumps `Dumped.of` made inside `remembering_dumps`, by the identity of their trace (the
+#: trace is kept with its dump, so its id cannot be reused while the block lasts).
+_REMEMBERED: ContextVar[dict[int, tuple[Trace, Dumped]] | None] = ContextVar(
+    "tracebridge_remembered_dumps", default=None
+)
+
+
+@contextmanager
+def remembering_dumps() -> Iterator[None]:
+    """Inside the block, `Dumped.of` dumps each trace object once: a second call for the same
+    object (the skip-unchanged index hashing a trace, then the converter stashing its hash,
+    parts and span digests) gets the first dump.
+
+    The contract of the block: no trace is changed in place while it lasts, and no caller
+    changes a dump it was given. The engine holds the block around a sink's write of one page
+    (the steps, user code that may change a unit in place, have run by then); tracebridge's
+    sinks and converters never change a trace (they copy it: `model_copy`).
+    """
+    token = _REMEMBERED.set({})
+    try:
+        yield
+    finally:
+        _REMEMBERED.reset(token)
+
+
 class Dumped:
     """A trace dumped once (`model_dump(mode="json")`), and what the hashes and the stash take
     from that one dump: the same values `content_hash`, `span_digest` and `trace_parts` give
@@ -134,12 +162,22 @@ class Dumped:
         self.trace = trace
         self.spans = spans
         self._span_texts: list[bytes] | None = None
+        self._hash: str | None = None
 
     @classmethod
     def of(cls, trace: Trace) -> Dumped:
+        """The dump of `trace` (inside `remembering_dumps`, the one made for this object)."""
+        remembered = _REMEMBERED.get()
+        if remembered is not None:
+            hit = remembered.get(id(trace))
+            if hit is not None and hit[0] is trace:
+                return hit[1]
         dump = trace.model_dump(mode="json")
         spans = dump.pop("spans")
-        return cls(dump, spans)
+        made = cls(dump, spans)
+        if remembered is not None:
+            remembered[id(trace)] = (trace, made)
+        return made
 
     def span_texts(self) -> list[bytes]:
         """The canonical text of each span's content (`span_content`)."""
@@ -154,6 +192,11 @@ class Dumped:
     @property
     def hash(self) -> str:
         """`content_hash` of the trace."""
+        if self._hash is None:
+            self._hash = self._content_hash()
+        return self._hash
+
+    def _content_hash(self) -> str:
         dump = self.trace
         content: dict[str, Any] = {k: dump[k] for k in ("id", *OWN_FIELDS)}
         content["tags"] = sorted(dump["tags"])
