@@ -1,7 +1,7 @@
 """Benchmarks: every copy path, with where its time goes.
 
     python benchmarks/run.py [--traces N] [--latency-ms 20] [--quick] [--repeat K] [--only TEXT]
-                             [--json FILE]
+                             [--spans-per-trace S] [--json FILE]
 
 prints one table: for each path spans/s, records/s (traces + spans + scores read), requests per
 1,000 traces on each platform, peak resident memory, the result (`ok`, or `lossy` when a record
@@ -15,6 +15,11 @@ How it measures:
   part), so that row's memory includes the fake's copy of the data.
 * File paths run at N and 10×N traces: their memory column shows whether memory grows with the
   project (it should not, beyond an index of where each record is).
+* The LangWatch corpus has 1–11 spans per trace (4.4 on average, ~2.8 KB per span: the trace's
+  own data is spread over few spans), or `--spans-per-trace S` each (issue #10's corpus has 10).
+  spans/s depends on that shape: a trace costs more than a span.
+* Before each timed run the parent flushes the disk (`os.sync`), so the writeback of the
+  previous run's output or of the input just prepared is not billed to this row.
 * API paths run against the stateful fakes in `tests/fakes` (in-process, no sockets), behind
   `tests/fakes/latency.py`: every request takes `--latency-ms` more (half before the fake sees
   it, half after), as a network round trip would.
@@ -72,6 +77,8 @@ from tracebridge import Report, Settings, load_settings, migrate
 NOW = datetime.now(UTC)
 PROJECT, WORKSPACE, OPIK_KEY = "b", "default", "opik-bench-key"
 OPIK_IMPORT = "opik import"
+#: Spans per LangWatch trace (`--spans-per-trace`; None: 1–11, as the factories draw them).
+SPANS_PER_TRACE: int | None = None
 RATE_LIMITED = "opik-dir → opik, rate-limited"
 
 
@@ -116,7 +123,13 @@ def _langwatch_traces(n: int) -> Iterator[dict[str, Any]]:
     collector's 31-day window), one 250-span trace, a 64 KB+ input every 50th trace."""
     start_ms = int((NOW - timedelta(days=10)).timestamp() * 1000)
     yield from langwatch_project(
-        n, max(1, n // 5), seed=7, start_ms=start_ms, huge_trace_spans=250, big_input_every=50
+        n,
+        max(1, n // 5),
+        seed=7,
+        start_ms=start_ms,
+        huge_trace_spans=250,
+        big_input_every=50,
+        spans_per_trace=SPANS_PER_TRACE,
     )
 
 
@@ -494,6 +507,8 @@ async def _one(row: Row, n: int, tmp: Path, latency_ms: float) -> dict[str, Any]
 
 
 def _child(args: argparse.Namespace) -> None:
+    global SPANS_PER_TRACE
+    SPANS_PER_TRACE = args.spans_per_trace
     row = next(r for r in rows(False) if f"{r.path}@{r.scale}" == args.one)
     tmp = Path(args.dir)
     if args.prepare:
@@ -504,7 +519,9 @@ def _child(args: argparse.Namespace) -> None:
     print(json.dumps(numbers))
 
 
-def _run_child(row: Row, n: int, tmp: Path, latency_ms: float, *, prepare: bool) -> dict[str, Any]:
+def _run_child(
+    row: Row, n: int, tmp: Path, latency_ms: float, *, prepare: bool, spans: int | None = None
+) -> dict[str, Any]:
     command = [
         sys.executable,
         __file__,
@@ -516,7 +533,10 @@ def _run_child(row: Row, n: int, tmp: Path, latency_ms: float, *, prepare: bool)
         str(tmp),
         "--latency-ms",
         str(latency_ms),
+        *(["--spans-per-trace", str(spans)] if spans is not None else []),
     ]
+    if not prepare:
+        os.sync()  # the disk settled: earlier writes are not billed to the timed run
     done = subprocess.run(
         [*command, *(["--prepare"] if prepare else [])], capture_output=True, text=True
     )
@@ -599,6 +619,11 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", help="only the rows whose label contains this (repeatable)"
     )
+    parser.add_argument(
+        "--spans-per-trace",
+        type=int,
+        help="spans in each LangWatch trace (default: 1-11, 4.4 on average; issue #10 used 10)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
@@ -608,7 +633,7 @@ def main() -> None:
     if args.one:
         _child(args)
         return
-    n, latency_ms = args.traces, args.latency_ms
+    n, latency_ms, spans = args.traces, args.latency_ms, args.spans_per_trace
     load = os.getloadavg()
     started = time.perf_counter()
     lines: list[list[str]] = []
@@ -625,7 +650,7 @@ def main() -> None:
                 key = size  # one child writes both inputs of a size: fewer interpreters
                 if key not in prepared:
                     prepared[key] = tmp
-                    result = _run_child(row, size, tmp, latency_ms, prepare=True)
+                    result = _run_child(row, size, tmp, latency_ms, prepare=True, spans=spans)
                     if "error" in result:
                         lines.append(_cells(row, result))
                         results.append({"path": row.label, **result})
@@ -640,14 +665,16 @@ def main() -> None:
                 if (tmp / "opik").exists():  # `opik import`'s manifest: it would skip it all
                     for manifest in (tmp / "opik").resolve().glob("**/import_manifests"):
                         shutil.rmtree(manifest)
-                runs.append(_run_child(row, size, tmp, latency_ms, prepare=False))
+                runs.append(_run_child(row, size, tmp, latency_ms, prepare=False, spans=spans))
             timed = [r for r in runs if "seconds" in r]
             result = min(timed, key=lambda r: r["seconds"]) if timed else runs[0]
             lines.append(_cells(row, result))
             results.append({"path": row.label, "scale": row.scale, **result})
     _print_table(lines)
+    shape = f"{spans} spans" if spans is not None else "1-11 spans (4.4 on average)"
     print(
-        f"{n:,} traces per path (file paths also at {10 * n:,}); API requests at "
+        f"{n:,} traces per path (file paths also at {10 * n:,}), {shape} per LangWatch trace; "
+        "API requests at "
         f"{latency_ms:g} ms each; fake / bridge / wait: CPU in the fakes, other CPU, no CPU"
         f" (latency, I/O, a busy machine); load average {load[0]:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores; "

@@ -475,12 +475,14 @@ def langwatch_project(
     project_id: str = "project_test",
     huge_trace_spans: int = 0,
     big_input_every: int = 0,
+    spans_per_trace: int | None = None,
 ) -> Iterator[Json]:
     """Stream `n_traces` LangWatch traces in start-time order, spread over `n_threads` threads.
 
     About 20% are standalone (no `thread_id`); the middle trace has `huge_trace_spans` spans if
     > 0; every `big_input_every`-th trace has an input over 64 KB; every 11th trace fails, every
-    29th has an orphan span, and evaluation statuses cycle so that every status appears.
+    29th has an orphan span, and evaluation statuses cycle so that every status appears. Traces
+    have 1–11 spans (4.4 on average), or `spans_per_trace` each when given.
     """
     rng = random.Random(seed)
     thread_ids = [f"thread_{_nanoid(rng, 16)}" for _ in range(n_threads)]
@@ -497,7 +499,9 @@ def langwatch_project(
             started_at_ms=now,
             thread_id=None if thread is None else thread_ids[thread],
             project_id=project_id,
-            n_spans=huge_trace_spans if huge_trace_spans and i == n_traces // 2 else None,
+            n_spans=(
+                huge_trace_spans if huge_trace_spans and i == n_traces // 2 else spans_per_trace
+            ),
             big_input_bytes=_BIG_INPUT_BYTES if big else 0,
             with_error=i % 11 == 5,
             orphan=i % 29 == 13,

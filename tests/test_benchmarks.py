@@ -127,3 +127,25 @@ async def test_the_rate_limited_row_runs_behind_opiks_limiter(tmp_path: Path) ->
     assert numbers["seconds"] > 2.0  # it did need several windows
     assert numbers["budget_used"] > 0.5
     assert numbers["full_windows_used"] >= 0.8
+
+
+def test_spans_per_trace_shapes_the_langwatch_corpus(tmp_path: Path) -> None:
+    """`--spans-per-trace 10` (issue #10's corpus shape): every trace of the LangWatch input
+    has 10 spans, but the one huge trace."""
+    numbers = tmp_path / "numbers.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, str(SCRIPT), "--traces", "20", "--spans-per-trace", "10"),
+            *("--only", "langwatch-file → opik-dir", "--json", str(numbers)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "10 spans per LangWatch trace" in done.stdout
+    rows = json.loads(numbers.read_text())
+    assert [(row["traces"], row["spans"]) for row in rows] == [
+        (20, 19 * 10 + 250),
+        (200, 199 * 10 + 250),
+    ]
