@@ -28,6 +28,9 @@ How it measures:
   process's CPU time, `wait` the wall time in which the process used no CPU (latency waits,
   fsync, and the scheduler on a busy machine). Shares of wall time; with threads (the `opik`
   SDK) CPU can exceed wall.
+* The floor row is what a file path cannot go below on this machine: the LangWatch export's
+  lines parsed and written again by `orjson`, one file per trace, durable as the bridge's
+  files are; no conversion, stash, index or checkpoint.
 * `opik-dir → opik` runs next to Opik's own `opik import` (the `opik` SDK, a test extra) loading
   the same folder into the same fake at the same latency: the importer runs in-process, its
   httpx clients patched to the fake by respx, as `tests/opik/test_opik_import.py` runs it.
@@ -63,6 +66,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,10 +77,12 @@ from tests.fakes.opik import OpikFake
 from tests.fakes.rate_limit import RateLimitedTransport
 
 from tracebridge import Report, Settings, load_settings, migrate
+from tracebridge._state import write_many_atomically
 
 NOW = datetime.now(UTC)
 PROJECT, WORKSPACE, OPIK_KEY = "b", "default", "opik-bench-key"
 OPIK_IMPORT = "opik import"
+FLOOR = "floor (lw-file lines → files)"
 #: Spans per LangWatch trace (`--spans-per-trace`; None: 1–11, as the factories draw them).
 SPANS_PER_TRACE: int | None = None
 RATE_LIMITED = "opik-dir → opik, rate-limited"
@@ -104,6 +110,7 @@ def rows(quick: bool) -> list[Row]:
         Row("opik-dir:langwatch-file", 1, "opik-dir"),
         Row("langwatch-file:opik-dir", 10, "lw-file"),
         Row("opik-dir:langwatch-file", 10, "opik-dir"),
+        Row(FLOOR, 1, "lw-file"),
         Row("opik-dir:opik", 1, "opik-dir"),
         Row(OPIK_IMPORT, 1, "opik-dir"),
         Row("langwatch-file:langwatch", 1, "lw-file"),
@@ -292,6 +299,37 @@ async def _file_row(row: Row, tmp: Path) -> dict[str, Any]:
             target_project=PROJECT if sink == "opik-dir" else None,
         )
     return _numbers(report, clock, {}, 0.0)
+
+
+def _floor_row(tmp: Path) -> dict[str, Any]:
+    """What a file path cannot go below here: each line of the LangWatch export parsed and
+    written again by `orjson`, one file per trace (as `opik-dir` has), durable as the bridge
+    makes its files (`write_many_atomically`, 60 traces at a time); no conversion, no state."""
+    out = tmp / "out"
+    out.mkdir()
+    traces = spans = 0
+    batch: list[tuple[Path, bytes]] = []
+    with _timed() as clock:
+        with (tmp / "lw.jsonl").open("rb") as handle:
+            for line in handle:
+                record = orjson.loads(line)
+                traces += 1
+                spans += len(record["spans"])
+                batch.append((out / f"{record['trace_id']}.json", orjson.dumps(record)))
+                if len(batch) == 60:
+                    write_many_atomically(batch)
+                    batch = []
+        write_many_atomically(batch)
+    return {
+        "traces": traces,
+        "spans": spans,
+        "records": traces + spans,
+        "seconds": clock.wall,
+        "cpu": clock.cpu,
+        "fake_cpu": 0.0,
+        "requests": {},
+        "result": "ok",
+    }
 
 
 async def _api_row(
@@ -496,6 +534,8 @@ def _windows_used(limiter: httpx.AsyncBaseTransport, *, full_only: bool) -> floa
 async def _one(row: Row, n: int, tmp: Path, latency_ms: float) -> dict[str, Any]:
     if row.path == OPIK_IMPORT:
         return _opik_import_row(tmp, latency_ms)
+    if row.path == FLOOR:
+        return _floor_row(tmp)
     if row.path == RATE_LIMITED:
         return await _rate_limited_row(row, n, tmp, latency_ms, rate_limited_opik(n))
     if {"langwatch", "opik"} & set(row.path.split(":")):

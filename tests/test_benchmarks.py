@@ -25,6 +25,7 @@ PATHS = (
     "langwatch → opik",
     "opik → langwatch",
     "opik-dir → opik, rate-limited",
+    "floor (lw-file lines → files)",
 )
 
 
@@ -61,6 +62,9 @@ def test_the_quick_benchmark_prints_every_path_and_loses_nothing(tmp_path: Path)
     assert "lossy" not in done.stdout
     files = [row for row in measured if row["path"] == "langwatch-file → opik-dir"]
     assert sorted(row["traces"] for row in files) == [50, 500]  # N and 10×N
+    floor = next(row for row in measured if row["path"].startswith("floor"))
+    forward = next(row for row in files if row["traces"] == 50)
+    assert (floor["traces"], floor["spans"]) == (forward["traces"], forward["spans"])
     for row in measured:
         assert row["traces"] >= 50, row
         assert row["spans"] > row["traces"], row
