@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from tracebridge import CheckpointError, Rejected, Settings, UsageError, migrate
 from tracebridge._interfaces import Counts, Page
 from tracebridge._state import (
+    SYNCFS,
     Checkpoint,
     DeadLetters,
     JobCounts,
@@ -23,6 +24,7 @@ from tracebridge._state import (
     open_atomically,
     temp_target,
     write_atomically,
+    write_many_atomically,
 )
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langwatch-sample.jsonl"
@@ -87,6 +89,85 @@ def test_write_atomically_is_durable_before_and_after_the_rename(
     write_atomically(tmp_path / "f", "x")
     expected = ["fsync file", "replace", "fsync folder"]
     assert calls == (expected if os.name == "posix" else expected[:2])
+
+
+def _batch(folder: Path) -> list[tuple[Path, bytes]]:
+    return [(folder / f"{i}.json", f'{{"n": {i}}}'.encode()) for i in range(5)] + [
+        (folder / "sub" / "deeper.json", b"{}")
+    ]
+
+
+def test_a_batch_is_flushed_once_per_filesystem_after_every_temp_file_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `syncfs`, one flush covers the batch: every temp file is complete when it runs,
+    no file is in place yet, and no file is fsynced on its own; the folders are synced after
+    the renames, as for one file."""
+    (tmp_path / "0.json").write_text("old")
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def syncfs(fd: int) -> None:
+        assert stat.S_ISDIR(os.fstat(fd).st_mode)
+        names = sorted(os.listdir(tmp_path)) + sorted(os.listdir(tmp_path / "sub"))
+        temps = [n for n in names if temp_target(n) is not None]
+        seen.append((temps, [n for n in names if n not in temps]))
+
+    fsynced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os,
+        "fsync",
+        lambda fd: (
+            fsynced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"),
+            real_fsync(fd),
+        ),
+    )
+    write_many_atomically(_batch(tmp_path), syncfs=syncfs)
+    assert len(seen) == 1  # one filesystem
+    temps, in_place = seen[0]
+    assert sorted(temp_target(name) for name in temps) == sorted(
+        [*(f"{i}.json" for i in range(5)), "deeper.json"]
+    )
+    assert in_place == ["0.json", "sub"]  # the old file, not yet replaced
+    assert (tmp_path / "0.json").read_text() == '{"n": 0}'
+    assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
+    assert fsynced == ["folder", "folder"]  # each folder once, after the renames
+
+
+def test_a_failed_flush_names_the_folder_and_leaves_no_file(tmp_path: Path) -> None:
+    def syncfs(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error") as raised:
+        write_many_atomically(_batch(tmp_path), syncfs=syncfs)
+    assert raised.value.filename in (str(tmp_path), str(tmp_path / "sub"))
+    assert sorted(os.listdir(tmp_path)) == ["sub"]  # no file in place, no temp file left
+    assert os.listdir(tmp_path / "sub") == []
+
+
+def test_without_syncfs_each_file_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            files.append("file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_many_atomically(_batch(tmp_path), syncfs=None)
+    assert len(files) == 6
+    assert (tmp_path / "4.json").read_bytes() == b'{"n": 4}'
+    write_many_atomically(_batch(tmp_path)[:1])  # one file: an fsync is cheaper than a flush
+    assert len(files) == 7
+
+
+@pytest.mark.skipif(SYNCFS is None, reason="no syncfs that reports failures (Linux 5.8+)")
+def test_the_platforms_syncfs_flushes_a_real_batch(tmp_path: Path) -> None:
+    write_many_atomically(_batch(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [*(f"{i}.json" for i in range(5)), "sub"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")

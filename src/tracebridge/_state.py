@@ -15,13 +15,15 @@ names must be ones `temp_target` and the sinks' start-up cleanup recognise.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
 import os
+import platform
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,40 +142,81 @@ def open_atomically(path: Path, *, mode: int | None = None) -> Iterator[IO[bytes
     _fsync_folder(path.parent)
 
 
-def write_many_atomically(files: Sequence[tuple[Path, bytes]], *, threads: int = 8) -> None:
+def _platform_syncfs() -> Callable[[int], None] | None:
+    """`syncfs(2)` where it reports what it failed to write (Linux 5.8 and later: earlier
+    kernels always answer 0), as a function raising `OSError`; else None."""
+    if platform.system() != "Linux":
+        return None
+    try:
+        major, minor = (int(part) for part in platform.release().split(".")[:2])
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (ValueError, OSError, AttributeError):
+        return None
+    if (major, minor) < (5, 8):
+        return None
+
+    def syncfs(fd: int) -> None:
+        if call(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    return syncfs
+
+
+#: How `write_many_atomically` flushes a batch: one `syncfs` per filesystem, or None (an fsync
+#: per file) where the platform has none that reports failures.
+SYNCFS = _platform_syncfs()
+
+
+def write_many_atomically(
+    files: Sequence[tuple[Path, bytes]],
+    *,
+    threads: int = 8,
+    syncfs: Callable[[int], None] | None = SYNCFS,
+) -> None:
     """`write_atomically` for many files at once, durable together before it returns.
 
-    Each text goes to its temp file; the temp files are then fsynced side by side (`threads`
-    overlap the waits), renamed over their paths, and each folder fsynced once. A crash leaves
-    each file either old or new, as `write_atomically` does, at the cost of one wait for the
-    batch instead of two per file. Raises the `OSError` of the first file that could not be
-    written, its `filename` that file's path; temp files not yet renamed are removed.
+    Each text goes to its temp file; the temp files are then made durable together, renamed
+    over their paths, and each folder fsynced once. A crash leaves each file either old or new,
+    as `write_atomically` does, at the cost of one wait for the batch instead of two per file.
+
+    Made durable: with `syncfs` (Linux 5.8+), by one flush of each filesystem the batch writes
+    to: a folder of each is opened before the first file is written, so any failure to write
+    a temp file back since is reported (measured on `opik-dir`'s page of 60 files: 2-3 times
+    less time than an fsync per file, the kernel's journal committed once); the flush also
+    writes what other programs left to write on that filesystem. Without it, each temp file is
+    fsynced, side by side in `threads`. Raises the `OSError` of the first file that could not
+    be written, its `filename` that file's path (a failed flush names the folder); temp files
+    not yet renamed are removed.
     """
     temps: list[tuple[Path, Path]] = []
+    folders = list(dict.fromkeys(path.parent for path, _ in files))
+    watched: list[tuple[Path, int]] = []
     try:
+        for folder in folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(folder)) from exc
+        if syncfs is not None and len(files) > 1:
+            watched = _one_folder_per_filesystem(folders)
         for path, data in files:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 tmp, fd = _create_temp(path)
                 temps.append((tmp, path))
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(path)) from exc
-
-        def sync(pair: tuple[Path, Path]) -> None:
-            tmp, path = pair
-            try:
-                fd = os.open(tmp, os.O_RDONLY)
+        if watched:
+            assert syncfs is not None
+            for folder, fd in watched:
                 try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(path)) from exc
-
-        with ThreadPoolExecutor(max(1, min(threads, len(temps)))) as pool:
-            list(pool.map(sync, temps))
+                    syncfs(fd)
+                except OSError as exc:
+                    raise OSError(exc.errno, exc.strerror, str(folder)) from exc
+        else:
+            _fsync_each(temps, threads)
         while temps:
             tmp, path = temps[0]
             try:
@@ -184,8 +227,46 @@ def write_many_atomically(files: Sequence[tuple[Path, bytes]], *, threads: int =
     finally:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
-    for folder in dict.fromkeys(path.parent for path, _ in files):
+        for _, fd in watched:
+            os.close(fd)
+    for folder in folders:
         _fsync_folder(folder)
+
+
+def _one_folder_per_filesystem(folders: list[Path]) -> list[tuple[Path, int]]:
+    """An open descriptor on one of `folders` per filesystem they are on (for `syncfs`)."""
+    opened: dict[int, tuple[Path, int]] = {}
+    try:
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            device = os.fstat(fd).st_dev
+            if device in opened:
+                os.close(fd)
+            else:
+                opened[device] = (folder, fd)
+    except OSError as exc:
+        for _, fd in opened.values():
+            os.close(fd)
+        raise OSError(exc.errno, exc.strerror, str(folder)) from exc
+    return list(opened.values())
+
+
+def _fsync_each(temps: list[tuple[Path, Path]], threads: int) -> None:
+    """fsync each temp file, side by side in `threads` (the waits overlap)."""
+
+    def sync(pair: tuple[Path, Path]) -> None:
+        tmp, path = pair
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+    with ThreadPoolExecutor(max(1, min(threads, len(temps)))) as pool:
+        list(pool.map(sync, temps))
 
 
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
