@@ -47,6 +47,7 @@ from ._interfaces import Counts, Page
 __all__ = [
     "MAX_DEPTH",
     "check_values",
+    "checked",
     "collecting",
     "decoding",
     "describe_error",
@@ -125,33 +126,40 @@ def _has_surrogate(text: str) -> bool:
 
 
 def _suspect(record: Any) -> bool:
-    """False when `record` surely holds no problem: the lean pass `value_problem` runs first.
+    """False when `record` surely holds no problem and is plain JSON (`checked`): the lean
+    pass `value_problem` runs first.
 
-    No paths, no messages: exact type checks (anything unusual answers True and is left to the
-    full pass), `isascii()` before the surrogate test, and a float is non-finite when its
-    difference with itself is not 0.
+    No paths, no messages: exact type checks (anything unusual, a key that is not a `str`
+    included, answers True and is left to the full pass), `isascii()` before the surrogate
+    test, and a float is non-finite when its difference with itself is not 0.
     """
+    kind = type(record)
+    if kind is not dict and kind is not list:
+        # A top-level scalar; a dict or list subclass goes to the full pass, which walks it.
+        if kind is str:
+            return not record.isascii() and _has_surrogate(record)
+        if kind is float:
+            return bool(record - record != 0)
+        return kind not in _PLAIN
     stack: list[tuple[Any, int]] = [(record, 1)]
     while stack:
         value, depth = stack.pop()
-        if type(value) is dict:
-            for key in value:
-                if type(key) is str and not key.isascii() and _has_surrogate(key):
-                    return True
-            children: Any = value.values()
-        elif type(value) is list:
-            children = value
-        else:
-            return _scalar_problem(value) is not None
         if depth > MAX_DEPTH:
             return True
+        if type(value) is dict:
+            for key in value:
+                if type(key) is not str or (not key.isascii() and _has_surrogate(key)):
+                    return True
+            children: Any = value.values()
+        else:
+            children = value
         for child in children:
             kind = type(child)
-            if kind is dict or kind is list:
-                stack.append((child, depth + 1))
-            elif kind is str:
+            if kind is str:
                 if not child.isascii() and _has_surrogate(child):
                     return True
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
             elif kind is float:
                 if child - child != 0:
                     return True
@@ -169,6 +177,11 @@ def value_problem(record: Any, root: tuple[object, ...] = ()) -> str | None:
     """
     if not _suspect(record):
         return None
+    return _named_problem(record, root)
+
+
+def _named_problem(record: Any, root: tuple[object, ...]) -> str | None:
+    """`value_problem` without the lean pass: the pass that names the field."""
     stack: list[tuple[Any, int, _Link]] = [(record, 1, None)]
     while stack:
         value, depth, link = stack.pop()
@@ -198,9 +211,24 @@ def value_problem(record: Any, root: tuple[object, ...] = ()) -> str | None:
 
 def check_values(record: Any, root: tuple[object, ...] = ()) -> None:
     """Raise `RecordError` when no destination can hold `record` (see `value_problem`)."""
-    problem = value_problem(record, root)
+    checked(record, root)
+
+
+def checked(record: Any, root: tuple[object, ...] = ()) -> bool:
+    """`check_values(record, root)`, answering whether `record` is plain JSON.
+
+    True: every value in it is exactly a dict (with string keys), list, str, int, float, bool
+    or None, what any JSON parser gives (so a reader may compare its values by identity and
+    share them without a copy changing what they are as JSON). False: it holds other types
+    (built in code: a tuple, a subclass, ...) that no rule refuses. Raises `RecordError` when
+    no destination can hold it. One pass over the values when the record is plain.
+    """
+    if not _suspect(record):
+        return True
+    problem = _named_problem(record, root)
     if problem is not None:
         raise RecordError(problem)
+    return False
 
 
 # ----------------------------------------------------------------------------- one record

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from .._decoding import check_values, decoding, describe_validation_error
+from .._decoding import checked, decoding, describe_validation_error
 from .._errors import RecordError
 from .._interfaces import Counts, Page
 from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
@@ -36,6 +37,7 @@ from .._stash import (
     copy_stashes,
     make_patch,
     parse_stash,
+    same,
     with_residual,
 )
 from .._time import from_ms, to_ms
@@ -56,6 +58,7 @@ __all__ = [
 PLATFORM: Platform = "langwatch"
 _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
 _THREAD_TAGS_KEY = "thread_tags"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 # ---------------------------------------------------------------------------------------- read
@@ -77,10 +80,11 @@ def trace_from_wire(
     with decoding(where or f"trace {trace_id}", raw) as notes:
         if not isinstance(raw, dict):
             raise RecordError(f"a JSON {type(raw).__name__}, not a trace object")
-        check_values(raw)
+        plain = checked(raw)
         metadata = raw.get("metadata")
         stash = (parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None) or {}
-        check_values(stash, ("metadata", STASH_KEY))
+        if stash:
+            plain = checked(stash, ("metadata", STASH_KEY)) and plain
         shift = stash.get("shift_ms")
         if isinstance(shift, int) and shift:
             raw = shift_timestamps(raw, -shift)  # undo --shift-old-timestamps
@@ -88,7 +92,7 @@ def trace_from_wire(
         wire = LWTrace.model_validate(raw)
         trace = _decode(wire, stash, project or wire.project_id or "", notes.warnings)
         if trace.source.platform == PLATFORM:
-            trace = _keep_residuals(trace, raw)
+            trace = (_keep_residuals if plain else _residuals_by_encoding)(trace, raw)
         thread = _stashed_thread(stash.get("thread"))
     return trace, thread
 
@@ -247,7 +251,92 @@ def _score_from_wire(wire: LWEvaluation) -> Score:
 
 
 def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
-    """Put in `extras["langwatch"]` what re-encoding would not reproduce of the raw record.
+    """`_residuals_by_encoding(trace, raw)` for a record of plain JSON (`_decoding.checked`),
+    computed without copying or serialising what the canonical records hold.
+
+    The wires compared share their values with the canonical records (`_span_base(...,
+    share=True)`), which for plain JSON are the same JSON as the dumps the general way takes,
+    so the patches are the same (`_diff`). A span's or score's wire with its residual applied
+    is the same JSON as its raw record (`_stash.make_patch` then `apply_patch`), so the raw
+    record itself stands for it in the trace's wire: the trace's `spans` and `evaluations`
+    are then the raw lists' own elements, known to be the same without comparing them.
+    """
+    raw_list = raw.get("spans") or []
+    raw_spans = {s.get("span_id"): s for s in raw_list if isinstance(s, dict)}
+    spans, span_wires = [], []
+    for span in trace.spans:
+        own = raw_spans.get(span.id)
+        base = _span_base(span, trace.id, share=True)
+        wire = with_residual(base, span.extras, PLATFORM)
+        residual = _diff(own if own is not None else {}, wire)
+        if residual:
+            span = span.model_copy(update={"extras": {PLATFORM: residual}})
+        spans.append(span)
+        span_wires.append(_as_applied(own, base, wire, residual))
+    scores, score_wires = [], []
+    for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
+        base = _score_base(score, trace.id)
+        wire = with_residual(base, score.extras, PLATFORM)
+        residual = _diff(raw_eval, wire)
+        if residual:
+            score = score.model_copy(update={"extras": {PLATFORM: residual}})
+        scores.append(score)
+        score_wires.append(_as_applied(raw_eval, base, wire, residual))
+    trace = trace.model_copy(update={"spans": spans, "scores": scores})
+    encoded = _encode(trace, project_id=None, thread=None, wires=(span_wires, score_wires))
+    residual = _diff(raw, encoded)
+    return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
+
+
+def _as_applied(
+    raw: Any, base: dict[str, Any], wire: dict[str, Any], residual: dict[str, Any]
+) -> Any:
+    """The wire `_residuals_by_encoding` takes for a span or score (`base` with `residual`
+    applied, or `wire` when there is none), or the raw record where it is the same JSON."""
+    if raw is not None and (not residual or wire is base):
+        return raw  # make_patch(raw, base) applied to base gives raw again, as JSON
+    return apply_patch(base, residual) if residual else wire
+
+
+def _same_objects(a: Any, b: Any) -> bool:
+    """True when `a` and `b` are lists of the very same objects."""
+    return type(a) is list and type(b) is list and len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+def _diff(original: dict[str, Any], decoded: dict[str, Any]) -> dict[str, Any]:
+    """`_stash.make_patch(original, decoded)` for plain JSON without NaN (`_decoding.checked`),
+    without serialising what is shared: a value that is the other's object is the same JSON,
+    and so are two lists of the same objects; two dicts are compared key by key
+    (`make_patch` finds nothing in two that are the same). Anything else is compared as
+    `make_patch` compares it (`_stash.same`).
+    """
+    patch: dict[str, Any] = {}
+    for key, value in original.items():
+        if key not in decoded:
+            patch[key] = {"set": value}
+            continue
+        other = decoded[key]
+        if value is other:
+            continue
+        kind = type(value)
+        if kind in _SCALARS and kind is type(other):
+            if value != other:
+                patch[key] = {"set": value}
+        elif kind is dict and type(other) is dict:
+            sub = _diff(value, other)
+            if sub:
+                patch[key] = {"sub": sub}
+        elif not _same_objects(value, other) and not same(value, other):
+            patch[key] = {"set": value}
+    for key in decoded:  # in the record's order, as `make_patch`
+        if key not in original:
+            patch[key] = {"del": True}
+    return patch
+
+
+def _residuals_by_encoding(trace: Trace, raw: dict[str, Any]) -> Trace:
+    """Put in `extras["langwatch"]` what re-encoding would not reproduce of the raw record:
+    the general way, for any record (`_keep_residuals` is the same for plain JSON, faster).
 
     Each span and evaluation is encoded once: its wire with the residual applied is what
     encoding the record with its extras gives, so the trace's own residual is taken against
@@ -425,8 +514,9 @@ def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
     return with_residual(_span_base(span, trace_id), span.extras, PLATFORM)
 
 
-def _span_base(span: Span, trace_id: str) -> dict[str, Any]:
-    """The span's wire before its residual is applied."""
+def _span_base(span: Span, trace_id: str, *, share: bool = False) -> dict[str, Any]:
+    """The span's wire before its residual is applied; with `share`, its input and output
+    values are the span's own objects, not copies (for comparing only: `_keep_residuals`)."""
     timestamps: dict[str, Any] = {"started_at": to_ms(span.started_at)}
     if span.ended_at is not None:
         timestamps["finished_at"] = to_ms(span.ended_at)
@@ -441,9 +531,9 @@ def _span_base(span: Span, trace_id: str) -> dict[str, Any]:
         "timestamps": timestamps,
     }
     if span.input is not None:
-        wire["input"] = span.input.model_dump()
+        wire["input"] = _io_wire(span.input) if share else span.input.model_dump()
     if span.output is not None:
-        wire["output"] = span.output.model_dump()
+        wire["output"] = _io_wire(span.output) if share else span.output.model_dump()
     if span.model is not None:
         wire["model"] = span.model
     if span.provider is not None:
@@ -540,6 +630,11 @@ def _opt_ms(value: int | None) -> Any:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _io_wire(value: IOValue) -> dict[str, Any]:
+    """`value.model_dump()` with the value itself in it, not a copy."""
+    return {"type": value.type, "value": value.value}
 
 
 def _typed_value(wire: LWTypedValue | None) -> IOValue | None:
