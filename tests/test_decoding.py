@@ -9,13 +9,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.strategies import json_values
 from tracebridge import Counts, Page, Provenance, RecordError, Rejected, Trace, Unit
-from tracebridge._decoding import MAX_DEPTH, checked, collecting, decoding, value_problem
+from tracebridge._decoding import (
+    _ORJSON_EXACT,
+    MAX_DEPTH,
+    _types_suspect,
+    _values_suspect,
+    checked,
+    collecting,
+    decoding,
+    value_problem,
+)
 from tracebridge._file_source import ThreadIndex, paged
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._mapping import default_mappings
@@ -398,3 +408,15 @@ def test_checked_tells_plain_json_from_what_code_built() -> None:
     assert checked(_nested(MAX_DEPTH - 1)) is True
     with pytest.raises(RecordError):
         checked(_nested(MAX_DEPTH + 1))
+
+
+@given(_any_values)
+def test_the_walk_after_orjson_agrees_with_the_walk_that_checks_strings(value: Any) -> None:
+    """Where `orjson` writes a record, skipping the strings and keys (`_types_suspect`) gives
+    what checking them gives (`_values_suspect`); where it cannot, the latter decides."""
+    record = {"v": value}
+    try:
+        orjson.dumps(record, option=_ORJSON_EXACT)
+    except orjson.JSONEncodeError:
+        return
+    assert _types_suspect(record) is _values_suspect(record)

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -65,6 +66,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _PATH_SHOWN = 8  # path components a message shows before "…"
 _PLAIN = frozenset({int, bool, type(None)})
+#: `orjson` options under which it writes exact JSON types only (and tuples, UUIDs, Enums
+#: and fragments, which the walk after it refuses); anything else raises.
+_ORJSON_EXACT = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 #: A path inside a record, innermost key first: (key, the path of its container).
 _Link = tuple[object, "_Link"] | None
@@ -129,9 +137,11 @@ def _suspect(record: Any) -> bool:
     """False when `record` surely holds no problem and is plain JSON (`checked`): the lean
     pass `value_problem` runs first.
 
-    No paths, no messages: exact type checks (anything unusual, a key that is not a `str`
-    included, answers True and is left to the full pass), `isascii()` before the surrogate
-    test, and a float is non-finite when its difference with itself is not 0.
+    No paths, no messages. `orjson` writes the record first (in C, without keeping the
+    text): when it can, every string and key is an exact `str` without a lone surrogate, and
+    the walk only looks at types, floats and depth (`_types_suspect`); when it cannot (a
+    surrogate, a key that is not a `str`, an integer beyond 64 bits, a subclass, ...), the walk
+    that checks the strings too decides (`_values_suspect`).
     """
     kind = type(record)
     if kind is not dict and kind is not list:
@@ -141,6 +151,38 @@ def _suspect(record: Any) -> bool:
         if kind is float:
             return bool(record - record != 0)
         return kind not in _PLAIN
+    try:
+        orjson.dumps(record, option=_ORJSON_EXACT)
+    except orjson.JSONEncodeError:
+        return _values_suspect(record)
+    return _types_suspect(record)
+
+
+def _types_suspect(record: dict[str, Any] | list[Any]) -> bool:
+    """`_values_suspect` for a record whose strings and keys are known to be good."""
+    stack: list[tuple[Any, int]] = [(record, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        for child in value.values() if type(value) is dict else value:
+            kind = type(child)
+            if kind is str:
+                continue
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is float:
+                if child - child != 0:
+                    return True
+            elif kind not in _PLAIN:
+                return True  # a tuple, a UUID, an Enum, ...: the pass that names the field decides
+    return False
+
+
+def _values_suspect(record: dict[Any, Any] | list[Any]) -> bool:
+    """The lean walk: exact type checks (anything unusual, a key that is not a `str`
+    included, answers True and is left to the full pass), `isascii()` before the surrogate
+    test, and a float is non-finite when its difference with itself is not 0."""
     stack: list[tuple[Any, int]] = [(record, 1)]
     while stack:
         value, depth = stack.pop()
