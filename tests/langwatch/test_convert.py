@@ -18,9 +18,9 @@ from tracebridge._langwatch import convert
 from tracebridge._langwatch.convert import thread_to_wire, trace_from_wire, trace_to_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik
-from tracebridge._stash import same
+from tracebridge._stash import apply_patch, make_patch, same
 
-from ..strategies import langwatch_traces
+from ..strategies import json_objects, langwatch_traces
 
 Json = dict[str, Any]
 
@@ -537,3 +537,18 @@ def test_a_record_built_with_other_types_takes_the_general_way() -> None:
     with patch.object(convert, "_keep_residuals", side_effect=AssertionError("fast way")):
         trace = trace_from_wire(raw)[0]
     assert trace.spans[0].params == {"stop": ("a", "b")}
+
+
+@given(json_objects, json_objects, json_objects)
+def test_the_residual_applied_on_write_is_the_stash_patch_applied(
+    original: Json, decoded: Json, target: Json
+) -> None:
+    """`_apply` (used when writing) gives what `_stash.apply_patch` gives, sharing nothing
+    mutable with the patch."""
+    residual = make_patch(original, decoded)
+    for base in (decoded, target):
+        ours, theirs = convert._apply(base, residual), apply_patch(base, residual)
+        assert json.dumps(ours) == json.dumps(theirs)
+        for key, change in residual.items():
+            if "set" in change and isinstance(change["set"], dict | list):
+                assert ours[key] is not change["set"]

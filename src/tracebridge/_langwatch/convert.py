@@ -17,6 +17,7 @@ Reading such a record undoes all three, so Opik → LangWatch → Opik is the id
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import operator
@@ -267,7 +268,7 @@ def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
     for span in trace.spans:
         own = raw_spans.get(span.id)
         base = _span_base(span, trace.id, share=True)
-        wire = with_residual(base, span.extras, PLATFORM)
+        wire = _with_residual(base, span.extras)
         residual = _diff(own if own is not None else {}, wire)
         if residual:
             span = span.model_copy(update={"extras": {PLATFORM: residual}})
@@ -276,7 +277,7 @@ def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
     scores, score_wires = [], []
     for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
         base = _score_base(score, trace.id)
-        wire = with_residual(base, score.extras, PLATFORM)
+        wire = _with_residual(base, score.extras)
         residual = _diff(raw_eval, wire)
         if residual:
             score = score.model_copy(update={"extras": {PLATFORM: residual}})
@@ -295,7 +296,7 @@ def _as_applied(
     applied, or `wire` when there is none), or the raw record where it is the same JSON."""
     if raw is not None and (not residual or wire is base):
         return raw  # make_patch(raw, base) applied to base gives raw again, as JSON
-    return apply_patch(base, residual) if residual else wire
+    return _apply(base, residual) if residual else wire
 
 
 def _same_objects(a: Any, b: Any) -> bool:
@@ -454,7 +455,29 @@ def _encode(
     wire["error"] = _error_to_wire(trace.error)
     wire["spans"] = spans
     wire["evaluations"] = evaluations
-    return with_residual(wire, trace.extras, PLATFORM)
+    return _with_residual(wire, trace.extras)
+
+
+def _with_residual(wire: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    """`_stash.with_residual(wire, extras, "langwatch")` (`_apply`)."""
+    residual = extras.get(PLATFORM)
+    return _apply(wire, residual) if isinstance(residual, dict) else wire
+
+
+def _apply(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`_stash.apply_patch(target, patch)`: a new dict, the values set deep copies; a string,
+    number, boolean or None is its own copy, so it is set without `copy.deepcopy`'s work."""
+    result = dict(target)
+    for key, change in patch.items():
+        if "del" in change:
+            result.pop(key, None)
+        elif "sub" in change:
+            inner = result.get(key)
+            result[key] = _apply(inner if isinstance(inner, dict) else {}, change["sub"])
+        else:
+            value = change["set"]
+            result[key] = value if type(value) in _SCALARS else copy.deepcopy(value)
+    return result
 
 
 def with_root_span(trace: Trace, wire: dict[str, Any]) -> dict[str, Any]:
@@ -511,7 +534,7 @@ def _under(spans: list[dict[str, Any]], root_id: str) -> list[dict[str, Any]]:
 
 
 def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
-    return with_residual(_span_base(span, trace_id), span.extras, PLATFORM)
+    return _with_residual(_span_base(span, trace_id), span.extras)
 
 
 def _span_base(span: Span, trace_id: str, *, share: bool = False) -> dict[str, Any]:
@@ -563,7 +586,7 @@ def _score_to_wire(
     score: Score, trace_id: str, *, span_id: str | None = None, thread: bool = False
 ) -> dict[str, Any]:
     base = _score_base(score, trace_id, span_id=span_id, thread=thread)
-    return with_residual(base, score.extras, PLATFORM)
+    return _with_residual(base, score.extras)
 
 
 def _score_base(
