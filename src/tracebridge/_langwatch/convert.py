@@ -283,10 +283,13 @@ def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
             score = score.model_copy(update={"extras": {PLATFORM: residual}})
         scores.append(score)
         score_wires.append(_as_applied(raw_eval, base, wire, residual))
-    trace = trace.model_copy(update={"spans": spans, "scores": scores})
+    # (Encoding reads the spans' scores and the trace's extras, which the residuals leave.)
     encoded = _encode(trace, project_id=None, thread=None, wires=(span_wires, score_wires))
     residual = _diff(raw, encoded)
-    return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
+    update: dict[str, Any] = {"spans": spans, "scores": scores}
+    if residual:
+        update["extras"] = {PLATFORM: residual}
+    return trace.model_copy(update=update)
 
 
 def _as_applied(
