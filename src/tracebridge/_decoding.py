@@ -159,23 +159,28 @@ def _suspect(record: Any) -> bool:
 
 
 def _types_suspect(record: dict[str, Any] | list[Any]) -> bool:
-    """`_values_suspect` for a record whose strings and keys are known to be good."""
-    stack: list[tuple[Any, int]] = [(record, 1)]
-    while stack:
-        value, depth = stack.pop()
+    """`_values_suspect` for a record whose strings and keys are known to be good. Level by
+    level (a list per level, no object per value: this runs on every record read)."""
+    level: list[Any] = [record]
+    depth = 1
+    while level:
         if depth > MAX_DEPTH:
             return True
-        for child in value.values() if type(value) is dict else value:
-            kind = type(child)
-            if kind is str:
-                continue
-            if kind is dict or kind is list:
-                stack.append((child, depth + 1))
-            elif kind is float:
-                if child - child != 0:
-                    return True
-            elif kind not in _PLAIN:
-                return True  # a tuple, a UUID, an Enum, ...: the pass that names the field decides
+        below: list[Any] = []
+        for value in level:
+            for child in value.values() if type(value) is dict else value:
+                kind = type(child)
+                if kind is str:
+                    continue
+                if kind is dict or kind is list:
+                    below.append(child)
+                elif kind is float:
+                    if child - child != 0:
+                        return True
+                elif kind not in _PLAIN:
+                    return True  # a tuple, a UUID, an Enum, ...: the full pass decides
+        level = below
+        depth += 1
     return False
 
 
@@ -183,30 +188,34 @@ def _values_suspect(record: dict[Any, Any] | list[Any]) -> bool:
     """The lean walk: exact type checks (anything unusual, a key that is not a `str`
     included, answers True and is left to the full pass), `isascii()` before the surrogate
     test, and a float is non-finite when its difference with itself is not 0."""
-    stack: list[tuple[Any, int]] = [(record, 1)]
-    while stack:
-        value, depth = stack.pop()
+    level: list[Any] = [record]
+    depth = 1
+    while level:
         if depth > MAX_DEPTH:
             return True
-        if type(value) is dict:
-            for key in value:
-                if type(key) is not str or (not key.isascii() and _has_surrogate(key)):
-                    return True
-            children: Any = value.values()
-        else:
-            children = value
-        for child in children:
-            kind = type(child)
-            if kind is str:
-                if not child.isascii() and _has_surrogate(child):
-                    return True
-            elif kind is dict or kind is list:
-                stack.append((child, depth + 1))
-            elif kind is float:
-                if child - child != 0:
-                    return True
-            elif kind not in _PLAIN:
-                return True  # a subclass, a tuple, ...: the pass that names the field decides
+        below: list[Any] = []
+        for value in level:
+            if type(value) is dict:
+                for key in value:
+                    if type(key) is not str or (not key.isascii() and _has_surrogate(key)):
+                        return True
+                children: Any = value.values()
+            else:
+                children = value
+            for child in children:
+                kind = type(child)
+                if kind is str:
+                    if not child.isascii() and _has_surrogate(child):
+                        return True
+                elif kind is dict or kind is list:
+                    below.append(child)
+                elif kind is float:
+                    if child - child != 0:
+                        return True
+                elif kind not in _PLAIN:
+                    return True  # a subclass, a tuple, ...: the full pass decides
+        level = below
+        depth += 1
     return False
 
 

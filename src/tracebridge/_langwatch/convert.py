@@ -60,6 +60,7 @@ PLATFORM: Platform = "langwatch"
 _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
 _THREAD_TAGS_KEY = "thread_tags"
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_NO_PATCH: dict[str, Any] = {}  # (`_diff` finding nothing: shared, never changed)
 
 
 # ---------------------------------------------------------------------------------------- read
@@ -312,30 +313,40 @@ def _diff(original: dict[str, Any], decoded: dict[str, Any]) -> dict[str, Any]:
     without serialising what is shared: a value that is the other's object is the same JSON,
     and so are two lists of the same objects; two dicts are compared key by key
     (`make_patch` finds nothing in two that are the same). Anything else is compared as
-    `make_patch` compares it (`_stash.same`).
+    `make_patch` compares it (`_stash.same`). (The patch is made when it gets its first key:
+    most comparisons find nothing.)
     """
-    patch: dict[str, Any] = {}
+    patch: dict[str, Any] | None = None
     for key, value in original.items():
-        if key not in decoded:
-            patch[key] = {"set": value}
-            continue
-        other = decoded[key]
-        if value is other:
-            continue
-        kind = type(value)
-        if kind in _SCALARS and kind is type(other):
-            if value != other:
-                patch[key] = {"set": value}
-        elif kind is dict and type(other) is dict:
-            sub = _diff(value, other)
-            if sub:
-                patch[key] = {"sub": sub}
-        elif not _same_objects(value, other) and not same(value, other):
-            patch[key] = {"set": value}
+        if key in decoded:
+            other = decoded[key]
+            if value is other:
+                continue
+            kind = type(value)
+            if kind in _SCALARS and kind is type(other):
+                if value == other:
+                    continue
+                change = {"set": value}
+            elif kind is dict and type(other) is dict:
+                sub = _diff(value, other)
+                if not sub:
+                    continue
+                change = {"sub": sub}
+            elif _same_objects(value, other) or same(value, other):
+                continue
+            else:
+                change = {"set": value}
+        else:
+            change = {"set": value}
+        if patch is None:
+            patch = {}
+        patch[key] = change
     for key in decoded:  # in the record's order, as `make_patch`
         if key not in original:
+            if patch is None:
+                patch = {}
             patch[key] = {"del": True}
-    return patch
+    return patch if patch is not None else _NO_PATCH
 
 
 def _residuals_by_encoding(trace: Trace, raw: dict[str, Any]) -> Trace:
