@@ -9,7 +9,9 @@ and start with `check_values(...)`. The rules:
   null), a string with a lone surrogate (no UTF-8 file or request can carry it), or a value
   nested more than `MAX_DEPTH` levels deep (the conversion would fail on Python's recursion
   limit at a depth that depends on the call stack; a fixed limit makes the outcome the same on
-  every path). The check is iterative and reads each value once.
+  every path). The check is iterative and reads each value once (`orjson` reads the strings,
+  a walk the rest); `checked` also answers whether the record is plain JSON, which lets a
+  decoder compare its values by identity (`_langwatch.convert._keep_residuals`).
 - **Any other failure while converting one record is that record's** (`decoding`): a
   `ValidationError` becomes a `RecordError` naming every bad field; any other exception
   `_failures.is_record_failure` calls the record's becomes a `RecordError` naming its type and
@@ -159,8 +161,9 @@ def _suspect(record: Any) -> bool:
 
 
 def _types_suspect(record: dict[str, Any] | list[Any]) -> bool:
-    """`_values_suspect` for a record whose strings and keys are known to be good. Level by
-    level (a list per level, no object per value: this runs on every record read)."""
+    """`_values_suspect` for a record `orjson` could write: its strings and keys are good,
+    and it is no larger walked than the text `orjson` wrote. Level by level (a list per
+    level, no object per value: this runs on every record read)."""
     level: list[Any] = [record]
     depth = 1
     while level:
@@ -187,35 +190,33 @@ def _types_suspect(record: dict[str, Any] | list[Any]) -> bool:
 def _values_suspect(record: dict[Any, Any] | list[Any]) -> bool:
     """The lean walk: exact type checks (anything unusual, a key that is not a `str`
     included, answers True and is left to the full pass), `isascii()` before the surrogate
-    test, and a float is non-finite when its difference with itself is not 0."""
-    level: list[Any] = [record]
-    depth = 1
-    while level:
+    test, and a float is non-finite when its difference with itself is not 0. Depth first,
+    so that a value nested too deep is found before the rest is walked (a structure built
+    in code may share its parts and be far larger walked than it is in memory)."""
+    stack: list[tuple[Any, int]] = [(record, 1)]
+    while stack:
+        value, depth = stack.pop()
         if depth > MAX_DEPTH:
             return True
-        below: list[Any] = []
-        for value in level:
-            if type(value) is dict:
-                for key in value:
-                    if type(key) is not str or (not key.isascii() and _has_surrogate(key)):
-                        return True
-                children: Any = value.values()
-            else:
-                children = value
-            for child in children:
-                kind = type(child)
-                if kind is str:
-                    if not child.isascii() and _has_surrogate(child):
-                        return True
-                elif kind is dict or kind is list:
-                    below.append(child)
-                elif kind is float:
-                    if child - child != 0:
-                        return True
-                elif kind not in _PLAIN:
-                    return True  # a subclass, a tuple, ...: the full pass decides
-        level = below
-        depth += 1
+        if type(value) is dict:
+            for key in value:
+                if type(key) is not str or (not key.isascii() and _has_surrogate(key)):
+                    return True
+            children: Any = value.values()
+        else:
+            children = value
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                if not child.isascii() and _has_surrogate(child):
+                    return True
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is float:
+                if child - child != 0:
+                    return True
+            elif kind not in _PLAIN:
+                return True  # a subclass, a tuple, ...: the pass that names the field decides
     return False
 
 
