@@ -420,3 +420,14 @@ def test_the_walk_after_orjson_agrees_with_the_walk_that_checks_strings(value: A
     except orjson.JSONEncodeError:
         return
     assert _types_suspect(record) is _values_suspect(record)
+
+
+@pytest.mark.timeout(10)
+def test_a_deep_structure_sharing_its_parts_is_refused_without_walking_it_whole() -> None:
+    """Built in code, 2**300 paths in 300 lists: refused at the depth limit, at once."""
+    shared: list[Any] = []
+    for _ in range(300):
+        shared = [shared, shared]
+    problem = value_problem({"x": shared})
+    assert problem is not None
+    assert "nested more than" in problem
