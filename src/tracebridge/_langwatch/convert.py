@@ -431,7 +431,8 @@ def _encode(
     thread: Thread | None,
     wires: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """The wire of `trace`; `wires`: its spans' and its own scores' wires, already encoded."""
+    """The wire of `trace`; `wires`: its spans' and its own scores' wires, already encoded
+    (or, for comparing only, what is the same JSON: `_keep_residuals`)."""
     copy = trace.source.platform != PLATFORM
     metadata: dict[str, Any] = {}
     if trace.thread_id is not None:
