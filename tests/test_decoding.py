@@ -9,10 +9,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests.strategies import json_values
 from tracebridge import Counts, Page, Provenance, RecordError, Rejected, Trace, Unit
-from tracebridge._decoding import MAX_DEPTH, collecting, decoding, value_problem
+from tracebridge._decoding import (
+    _ORJSON_EXACT,
+    MAX_DEPTH,
+    _types_suspect,
+    _values_suspect,
+    checked,
+    collecting,
+    decoding,
+    value_problem,
+)
 from tracebridge._file_source import ThreadIndex, paged
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._mapping import default_mappings
@@ -305,3 +318,116 @@ async def test_what_a_unit_noticed_travels_with_its_page_unless_it_failed() -> N
     (page,) = await _pages(index, load)
     assert page.skipped == Counts(spans=1)
     assert [r.where for r in page.rejected] == ["line 1", "in.jsonl: line 2"]
+
+
+# ------------------------------------------------------------------ plain JSON (`checked`)
+
+
+class _Dict(dict[str, Any]):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+def _plain(value: Any) -> bool:
+    """The reference: only exact JSON types, string keys, finite floats (recursively)."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    if kind is float:
+        return value == value and value not in (float("inf"), float("-inf"))
+    return kind in (str, int, bool, type(None))
+
+
+#: Values as parsers give them, and as code may build them: NaN, lone surrogates, tuples,
+#: subclasses and keys that are not strings too.
+_odd_scalar = (
+    st.floats()
+    | st.text(st.characters(max_codepoint=0xDFFF), max_size=3)
+    | st.sampled_from([(1, 2), _Str("s"), b"x", 2**70, True])
+)
+_any_values = st.recursive(
+    json_values | _odd_scalar,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.text(max_size=2) | st.integers(0, 3) | st.just(float("nan")), inner, max_size=3
+        )
+        | st.dictionaries(st.text(max_size=2), inner, max_size=2).map(_Dict)
+        | st.lists(inner, max_size=2).map(tuple)
+    ),
+    max_leaves=8,
+)
+
+
+@given(_any_values)
+def test_checked_raises_what_value_problem_names_and_tells_plain_json(value: Any) -> None:
+    """`checked` raises exactly when `value_problem` names a problem, with its message, and
+    answers True exactly for plain JSON (the lean pass `checked` relies on is exact)."""
+    problem = value_problem({"v": value})
+    if problem is not None:
+        with pytest.raises(RecordError) as caught:
+            checked({"v": value})
+        assert caught.value.reason == problem
+    else:
+        assert checked({"v": value}) is _plain({"v": value})
+
+
+@given(json_values)
+def test_values_from_json_are_plain(value: Any) -> None:
+    """What a JSON parser gives is plain JSON, at the top or nested."""
+    assert checked(value) is True
+    assert checked(json.loads(json.dumps(value))) is True
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        (_Dict(a=float("nan")), "a"),  # a dict subclass at the top was not walked
+        ({"a": {float("nan"): 1}}, "a"),  # nor a key that is not a string
+        ([_Dict(b=["\ud800"])], "0.b.0"),
+    ],
+)
+def test_the_lean_pass_leaves_no_value_unseen(record: Any, field: str) -> None:
+    """A subclass of dict at the top, and keys that are not strings, go to the full pass."""
+    problem = value_problem(record)
+    assert problem is not None
+    assert f"'{field}'" in problem
+    with pytest.raises(RecordError):
+        checked(record)
+
+
+def test_checked_tells_plain_json_from_what_code_built() -> None:
+    assert checked({"a": [1, 2.5, "é", None, True, {"b": []}]}) is True
+    for built in ({"a": (1, 2)}, {"a": _Str("x")}, {1: "a"}, _Dict(), {"a": [_Dict()]}, b"x"):
+        assert checked(built) is False
+    assert checked(_nested(MAX_DEPTH - 1)) is True
+    with pytest.raises(RecordError):
+        checked(_nested(MAX_DEPTH + 1))
+
+
+@given(_any_values)
+def test_the_walk_after_orjson_agrees_with_the_walk_that_checks_strings(value: Any) -> None:
+    """Where `orjson` writes a record, skipping the strings and keys (`_types_suspect`) gives
+    what checking them gives (`_values_suspect`); where it cannot, the latter decides."""
+    record = {"v": value}
+    try:
+        orjson.dumps(record, option=_ORJSON_EXACT)
+    except orjson.JSONEncodeError:
+        return
+    assert _types_suspect(record) is _values_suspect(record)
+
+
+@pytest.mark.timeout(10)
+def test_a_deep_structure_sharing_its_parts_is_refused_without_walking_it_whole() -> None:
+    """Built in code, 2**300 paths in 300 lists: refused at the depth limit, at once."""
+    shared: list[Any] = []
+    for _ in range(300):
+        shared = [shared, shared]
+    problem = value_problem({"x": shared})
+    assert problem is not None
+    assert "nested more than" in problem

@@ -144,3 +144,30 @@ def test_the_fast_paths_give_what_the_plain_ones_give(value: datetime) -> None:
     assert utc_ms(value).tzinfo is UTC
     assert utc_ms(plain) is plain
     assert to_iso(value) == plain.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _from_ms_general(value: int | float) -> datetime:
+    """`from_ms` as it reads any number: the fast path for integers must give the same."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(value))
+
+
+@given(st.integers(1_000_000_000_000, 9_999_999_999_999))
+def test_from_ms_of_an_integer_is_the_general_conversion(ms: int) -> None:
+    moment = from_ms(ms)
+    assert moment == _from_ms_general(ms)
+    assert moment.tzinfo is UTC
+    assert from_ms(float(ms)) == moment  # the general path agrees
+    assert to_ms(moment) == ms
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3, minutes=-30))])))
+def test_to_ms_floors_to_the_millisecond_on_every_path(value: datetime) -> None:
+    """`to_ms` of an aware datetime is its whole milliseconds since the epoch, floored."""
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    assert to_ms(value) == delta // timedelta(microseconds=1) // 1000
+
+
+@pytest.mark.parametrize("value", [999_999_999_999, 10_000_000_000_000, True, "1", None])
+def test_from_ms_refuses_the_same_values_with_the_fast_path(value: object) -> None:
+    with pytest.raises(ValueError, match="epoch"):
+        from_ms(value)

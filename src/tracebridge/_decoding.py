@@ -9,7 +9,9 @@ and start with `check_values(...)`. The rules:
   null), a string with a lone surrogate (no UTF-8 file or request can carry it), or a value
   nested more than `MAX_DEPTH` levels deep (the conversion would fail on Python's recursion
   limit at a depth that depends on the call stack; a fixed limit makes the outcome the same on
-  every path). The check is iterative and reads each value once.
+  every path). The check is iterative and reads each value once (`orjson` reads the strings,
+  a walk the rest); `checked` also answers whether the record is plain JSON, which lets a
+  decoder compare its values by identity (`_langwatch.convert._keep_residuals`).
 - **Any other failure while converting one record is that record's** (`decoding`): a
   `ValidationError` becomes a `RecordError` naming every bad field; any other exception
   `_failures.is_record_failure` calls the record's becomes a `RecordError` naming its type and
@@ -37,6 +39,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -47,6 +50,7 @@ from ._interfaces import Counts, Page
 __all__ = [
     "MAX_DEPTH",
     "check_values",
+    "checked",
     "collecting",
     "decoding",
     "describe_error",
@@ -64,6 +68,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _PATH_SHOWN = 8  # path components a message shows before "…"
 _PLAIN = frozenset({int, bool, type(None)})
+#: `orjson` options under which it writes exact JSON types only (and tuples, UUIDs, Enums
+#: and fragments, which the walk after it refuses); anything else raises.
+_ORJSON_EXACT = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 #: A path inside a record, innermost key first: (key, the path of its container).
 _Link = tuple[object, "_Link"] | None
@@ -125,33 +136,82 @@ def _has_surrogate(text: str) -> bool:
 
 
 def _suspect(record: Any) -> bool:
-    """False when `record` surely holds no problem: the lean pass `value_problem` runs first.
+    """False when `record` surely holds no problem and is plain JSON (`checked`): the lean
+    pass `value_problem` runs first.
 
-    No paths, no messages: exact type checks (anything unusual answers True and is left to the
-    full pass), `isascii()` before the surrogate test, and a float is non-finite when its
-    difference with itself is not 0.
+    No paths, no messages. `orjson` writes the record first (in C, without keeping the
+    text): when it can, every string and key is an exact `str` without a lone surrogate, and
+    the walk only looks at types, floats and depth (`_types_suspect`); when it cannot (a
+    surrogate, a key that is not a `str`, an integer beyond 64 bits, a subclass, ...), the walk
+    that checks the strings too decides (`_values_suspect`).
     """
+    kind = type(record)
+    if kind is not dict and kind is not list:
+        # A top-level scalar; a dict or list subclass goes to the full pass, which walks it.
+        if kind is str:
+            return not record.isascii() and _has_surrogate(record)
+        if kind is float:
+            return bool(record - record != 0)
+        return kind not in _PLAIN
+    try:
+        orjson.dumps(record, option=_ORJSON_EXACT)
+    except orjson.JSONEncodeError:
+        return _values_suspect(record)
+    return _types_suspect(record)
+
+
+def _types_suspect(record: dict[str, Any] | list[Any]) -> bool:
+    """`_values_suspect` for a record `orjson` could write: its strings and keys are good,
+    and it is no larger walked than the text `orjson` wrote. Level by level (a list per
+    level, no object per value: this runs on every record read)."""
+    level: list[Any] = [record]
+    depth = 1
+    while level:
+        if depth > MAX_DEPTH:
+            return True
+        below: list[Any] = []
+        for value in level:
+            for child in value.values() if type(value) is dict else value:
+                kind = type(child)
+                if kind is str:
+                    continue
+                if kind is dict or kind is list:
+                    below.append(child)
+                elif kind is float:
+                    if child - child != 0:
+                        return True
+                elif kind not in _PLAIN:
+                    return True  # a tuple, a UUID, an Enum, ...: the full pass decides
+        level = below
+        depth += 1
+    return False
+
+
+def _values_suspect(record: dict[Any, Any] | list[Any]) -> bool:
+    """The lean walk: exact type checks (anything unusual, a key that is not a `str`
+    included, answers True and is left to the full pass), `isascii()` before the surrogate
+    test, and a float is non-finite when its difference with itself is not 0. Depth first,
+    so that a value nested too deep is found before the rest is walked (a structure built
+    in code may share its parts and be far larger walked than it is in memory)."""
     stack: list[tuple[Any, int]] = [(record, 1)]
     while stack:
         value, depth = stack.pop()
-        if type(value) is dict:
-            for key in value:
-                if type(key) is str and not key.isascii() and _has_surrogate(key):
-                    return True
-            children: Any = value.values()
-        elif type(value) is list:
-            children = value
-        else:
-            return _scalar_problem(value) is not None
         if depth > MAX_DEPTH:
             return True
+        if type(value) is dict:
+            for key in value:
+                if type(key) is not str or (not key.isascii() and _has_surrogate(key)):
+                    return True
+            children: Any = value.values()
+        else:
+            children = value
         for child in children:
             kind = type(child)
-            if kind is dict or kind is list:
-                stack.append((child, depth + 1))
-            elif kind is str:
+            if kind is str:
                 if not child.isascii() and _has_surrogate(child):
                     return True
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
             elif kind is float:
                 if child - child != 0:
                     return True
@@ -169,6 +229,11 @@ def value_problem(record: Any, root: tuple[object, ...] = ()) -> str | None:
     """
     if not _suspect(record):
         return None
+    return _named_problem(record, root)
+
+
+def _named_problem(record: Any, root: tuple[object, ...]) -> str | None:
+    """`value_problem` without the lean pass: the pass that names the field."""
     stack: list[tuple[Any, int, _Link]] = [(record, 1, None)]
     while stack:
         value, depth, link = stack.pop()
@@ -198,9 +263,24 @@ def value_problem(record: Any, root: tuple[object, ...] = ()) -> str | None:
 
 def check_values(record: Any, root: tuple[object, ...] = ()) -> None:
     """Raise `RecordError` when no destination can hold `record` (see `value_problem`)."""
-    problem = value_problem(record, root)
+    checked(record, root)
+
+
+def checked(record: Any, root: tuple[object, ...] = ()) -> bool:
+    """`check_values(record, root)`, answering whether `record` is plain JSON.
+
+    True: every value in it is exactly a dict (with string keys), list, str, int, float, bool
+    or None, what any JSON parser gives (so a reader may compare its values by identity and
+    share them without a copy changing what they are as JSON). False: it holds other types
+    (built in code: a tuple, a subclass, ...) that no rule refuses. Raises `RecordError` when
+    no destination can hold it. One pass over the values when the record is plain.
+    """
+    if not _suspect(record):
+        return True
+    problem = _named_problem(record, root)
     if problem is not None:
         raise RecordError(problem)
+    return False
 
 
 # ----------------------------------------------------------------------------- one record

@@ -14,6 +14,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # 13-digit epoch-ms values run from 2001-09-09 to 2286-11-20: anything smaller is seconds, not ms.
 _MIN_MS = 1_000_000_000_000
 _MAX_MS = 9_999_999_999_999
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def utc_ms(value: datetime) -> datetime:
@@ -31,6 +32,8 @@ def from_ms(value: object) -> datetime:
 
     Raises ValueError for anything else, naming seconds when the value looks like seconds.
     """
+    if type(value) is int and _MIN_MS <= value <= _MAX_MS:
+        return _EPOCH + _ONE_MS * value  # (the common case, exact: integer arithmetic)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected epoch milliseconds, got {type(value).__name__}")
     if value < _MIN_MS or value > _MAX_MS:
@@ -41,7 +44,9 @@ def from_ms(value: object) -> datetime:
 
 def to_ms(value: datetime) -> int:
     """A datetime as whole epoch milliseconds."""
-    return (utc_ms(value) - _EPOCH) // timedelta(milliseconds=1)
+    if value.tzinfo is not UTC or value.microsecond % 1000:
+        value = utc_ms(value)
+    return (value - _EPOCH) // _ONE_MS
 
 
 def from_iso(value: object) -> datetime:

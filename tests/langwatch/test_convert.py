@@ -7,14 +7,20 @@ import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracebridge import RecordError, Score, Thread, Trace
+from tracebridge._langwatch import convert
 from tracebridge._langwatch.convert import thread_to_wire, trace_from_wire, trace_to_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik
-from tracebridge._stash import same
+from tracebridge._stash import STASH_KEY, apply_patch, make_patch, same
+
+from ..strategies import json_objects, langwatch_traces
 
 Json = dict[str, Any]
 
@@ -450,3 +456,109 @@ def test_thread_without_thread_data_adds_nothing() -> None:
     (wire,) = thread_to_wire(Thread(id="t", traces=[trace]))
     assert wire == trace_to_wire(trace)
     assert thread_to_wire(Thread(id="empty")) == []
+
+
+# ------------------------------------------------------------- residuals: the fast way agrees
+
+
+def _by_encoding(raw: Json) -> Trace:
+    """`trace_from_wire` with its residuals taken the general way, as for any record."""
+    with patch.object(convert, "_keep_residuals", convert._residuals_by_encoding):
+        return trace_from_wire(raw, project="p")[0]
+
+
+#: A span stash of version 1, as a copy read from LangWatch may carry.
+_V1 = '{"patch": {"name": {"set": "renamed"}, "metadata": {"set": {"k": [1.5]}}}}'
+
+
+def _ms_as_float(record: Json) -> None:
+    record["timestamps"]["started_at"] = float(record["timestamps"]["started_at"])
+
+
+#: What the canonical records cannot hold, as (where, how): the trace, each span or each
+#: evaluation.
+_TWEAKS: list[tuple[str, Any]] = [
+    ("trace", _ms_as_float),
+    ("trace", lambda r: r["metadata"].update(labels='["a", "b"]')),
+    ("trace", lambda r: r.update(input={"value": None})),
+    ("trace", lambda r: r.update(metrics={"total_time_ms": 12.0})),
+    ("trace", lambda r: r.pop("evaluations", None)),
+    ("trace", lambda r: r.pop("spans", None)),
+    ("span", _ms_as_float),
+    ("span", lambda s: s.setdefault("metrics", {}).update(cost=3)),
+    ("span", lambda s: s.setdefault("metrics", {}).update(cached=True)),
+    ("span", lambda s: s.pop("type", None)),
+    ("span", lambda s: s.update(trace_id="elsewhere")),
+    ("span", lambda s: s.pop("trace_id", None)),
+    ("span", lambda s: s.update(error={"has_error": False, "message": None})),
+    ("span", lambda s: s.update(error={"message": "m", "stacktrace": [], "code": 7})),
+    ("span", lambda s: s.update(server_field={"a": [1, 2.5]})),
+    ("span", lambda s: s.update(params=None)),
+    ("span", lambda s: s.update(metrics={})),
+    ("span", lambda s: s.update(input=None)),
+    ("span", lambda s: s.update(output={"type": "json", "value": [0.0, -0.0], "x": 1})),
+    ("span", lambda s: s.update(params={**(s.get("params") or {}), "tracebridge": _V1})),
+    ("span", lambda s: s.update(params={"tracebridge": '{"trace_span": true}'})),
+    ("span", lambda s: s.update(params={"tracebridge": '{"v": 2, "hash": "x"}'})),
+    ("trace", lambda r: r["metadata"].update(tracebridge='{"shift_ms": 5}')),
+    ("trace", lambda r: r["metadata"].update(tracebridge='{"patch": {"name": {"set": "n"}}}')),
+    ("evaluation", lambda e: e.update(score=2)),
+    ("evaluation", lambda e: e.update(timestamps={"inserted_at": 1}, passed=None)),
+]
+
+
+@st.composite
+def _tweaked_traces(draw: st.DrawFn) -> Json:
+    """LangWatch traces with what the canonical records cannot hold in many places."""
+    raw = copy.deepcopy(draw(langwatch_traces()))
+    for where, tweak in draw(st.lists(st.sampled_from(_TWEAKS), max_size=4)):
+        if where == "trace":
+            tweak(raw)
+            continue
+        for item in raw.get("spans" if where == "span" else "evaluations") or []:
+            if draw(st.booleans()):
+                tweak(item)
+    return raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(_tweaked_traces())
+def test_residuals_of_plain_json_are_those_the_general_way_takes(raw: Json) -> None:
+    """The fast residuals (`_keep_residuals`, values shared, no re-encoding) are exactly the
+    general way's, key order included, for records as parsed from JSON text."""
+    raw = json.loads(json.dumps(raw))
+    try:
+        fast = trace_from_wire(raw, project="p")[0]
+    except RecordError:
+        with pytest.raises(RecordError):
+            _by_encoding(raw)
+        return
+    general = _by_encoding(raw)
+    assert fast.model_dump_json() == general.model_dump_json()
+    assert json.dumps(trace_to_wire(fast)) == json.dumps(trace_to_wire(general))
+    if STASH_KEY not in json.dumps(raw):  # (a stash may shift or patch what is read)
+        assert same(trace_to_wire(fast), raw)
+
+
+def test_a_record_built_with_other_types_takes_the_general_way() -> None:
+    """A tuple (which JSON has not) sends the record to the general residuals."""
+    raw = json.loads(SEED_THREAD_JSON)[0]
+    raw["spans"][0]["params"] = {"stop": ("a", "b")}
+    with patch.object(convert, "_keep_residuals", side_effect=AssertionError("fast way")):
+        trace = trace_from_wire(raw)[0]
+    assert trace.spans[0].params == {"stop": ("a", "b")}
+
+
+@given(json_objects, json_objects, json_objects)
+def test_the_residual_applied_on_write_is_the_stash_patch_applied(
+    original: Json, decoded: Json, target: Json
+) -> None:
+    """`_apply` (used when writing) gives what `_stash.apply_patch` gives, sharing nothing
+    mutable with the patch."""
+    residual = make_patch(original, decoded)
+    for base in (decoded, target):
+        ours, theirs = convert._apply(base, residual), apply_patch(base, residual)
+        assert json.dumps(ours) == json.dumps(theirs)
+        for key, change in residual.items():
+            if "set" in change and isinstance(change["set"], dict | list):
+                assert ours[key] is not change["set"]

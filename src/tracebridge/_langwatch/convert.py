@@ -17,15 +17,17 @@ Reading such a record undoes all three, so Opik → LangWatch → Opik is the id
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import operator
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from .._decoding import check_values, decoding, describe_validation_error
+from .._decoding import checked, decoding, describe_validation_error
 from .._errors import RecordError
 from .._interfaces import Counts, Page
 from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
@@ -36,6 +38,7 @@ from .._stash import (
     copy_stashes,
     make_patch,
     parse_stash,
+    same,
     with_residual,
 )
 from .._time import from_ms, to_ms
@@ -56,6 +59,8 @@ __all__ = [
 PLATFORM: Platform = "langwatch"
 _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
 _THREAD_TAGS_KEY = "thread_tags"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_NO_PATCH: dict[str, Any] = {}  # (`_diff` finding nothing: shared, never changed)
 
 
 # ---------------------------------------------------------------------------------------- read
@@ -77,10 +82,11 @@ def trace_from_wire(
     with decoding(where or f"trace {trace_id}", raw) as notes:
         if not isinstance(raw, dict):
             raise RecordError(f"a JSON {type(raw).__name__}, not a trace object")
-        check_values(raw)
+        plain = checked(raw)
         metadata = raw.get("metadata")
         stash = (parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None) or {}
-        check_values(stash, ("metadata", STASH_KEY))
+        if stash:
+            plain = checked(stash, ("metadata", STASH_KEY)) and plain
         shift = stash.get("shift_ms")
         if isinstance(shift, int) and shift:
             raw = shift_timestamps(raw, -shift)  # undo --shift-old-timestamps
@@ -88,7 +94,7 @@ def trace_from_wire(
         wire = LWTrace.model_validate(raw)
         trace = _decode(wire, stash, project or wire.project_id or "", notes.warnings)
         if trace.source.platform == PLATFORM:
-            trace = _keep_residuals(trace, raw)
+            trace = (_keep_residuals if plain else _residuals_by_encoding)(trace, raw)
         thread = _stashed_thread(stash.get("thread"))
     return trace, thread
 
@@ -247,7 +253,105 @@ def _score_from_wire(wire: LWEvaluation) -> Score:
 
 
 def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
-    """Put in `extras["langwatch"]` what re-encoding would not reproduce of the raw record.
+    """`_residuals_by_encoding(trace, raw)` for a record of plain JSON (`_decoding.checked`),
+    computed without copying or serialising what the canonical records hold.
+
+    The wires compared share their values with the canonical records (`_span_base(...,
+    share=True)`), which for plain JSON are the same JSON as the dumps the general way takes,
+    so the patches are the same (`_diff`). A span's or score's wire with its residual applied
+    is the same JSON as its raw record (`_stash.make_patch` then `apply_patch`), so the raw
+    record itself stands for it in the trace's wire: the trace's `spans` and `evaluations`
+    are then the raw lists' own elements, known to be the same without comparing them.
+    """
+    raw_list = raw.get("spans") or []
+    raw_spans = {s.get("span_id"): s for s in raw_list if isinstance(s, dict)}
+    spans, span_wires = [], []
+    for span in trace.spans:
+        own = raw_spans.get(span.id)
+        base = _span_base(span, trace.id, share=True)
+        wire = _with_residual(base, span.extras)
+        residual = _diff(own if own is not None else {}, wire)
+        if residual:
+            span = span.model_copy(update={"extras": {PLATFORM: residual}})
+        spans.append(span)
+        span_wires.append(_as_applied(own, base, wire, residual))
+    scores, score_wires = [], []
+    for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
+        base = _score_base(score, trace.id)
+        wire = _with_residual(base, score.extras)
+        residual = _diff(raw_eval, wire)
+        if residual:
+            score = score.model_copy(update={"extras": {PLATFORM: residual}})
+        scores.append(score)
+        score_wires.append(_as_applied(raw_eval, base, wire, residual))
+    # (Encoding reads the spans' scores and the trace's extras, which the residuals leave.)
+    encoded = _encode(trace, project_id=None, thread=None, wires=(span_wires, score_wires))
+    residual = _diff(raw, encoded)
+    update: dict[str, Any] = {"spans": spans, "scores": scores}
+    if residual:
+        update["extras"] = {PLATFORM: residual}
+    return trace.model_copy(update=update)
+
+
+def _as_applied(
+    raw: Any, base: dict[str, Any], wire: dict[str, Any], residual: dict[str, Any]
+) -> Any:
+    """The wire `_residuals_by_encoding` takes for a span or score (`base` with `residual`
+    applied, or `wire` when there is none), or the raw record where it is the same JSON."""
+    if raw is not None and (not residual or wire is base):
+        return raw  # make_patch(raw, base) applied to base gives raw again, as JSON
+    return _apply(base, residual) if residual else wire
+
+
+def _same_objects(a: Any, b: Any) -> bool:
+    """True when `a` and `b` are lists of the very same objects."""
+    return type(a) is list and type(b) is list and len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+def _diff(original: dict[str, Any], decoded: dict[str, Any]) -> dict[str, Any]:
+    """`_stash.make_patch(original, decoded)` for plain JSON without NaN (`_decoding.checked`),
+    without serialising what is shared: a value that is the other's object is the same JSON,
+    and so are two lists of the same objects; two dicts are compared key by key
+    (`make_patch` finds nothing in two that are the same). Anything else is compared as
+    `make_patch` compares it (`_stash.same`). (The patch is made when it gets its first key:
+    most comparisons find nothing.)
+    """
+    patch: dict[str, Any] | None = None
+    for key, value in original.items():
+        if key in decoded:
+            other = decoded[key]
+            if value is other:
+                continue
+            kind = type(value)
+            if kind in _SCALARS and kind is type(other):
+                if value == other:
+                    continue
+                change = {"set": value}
+            elif kind is dict and type(other) is dict:
+                sub = _diff(value, other)
+                if not sub:
+                    continue
+                change = {"sub": sub}
+            elif _same_objects(value, other) or same(value, other):
+                continue
+            else:
+                change = {"set": value}
+        else:
+            change = {"set": value}
+        if patch is None:
+            patch = {}
+        patch[key] = change
+    for key in decoded:  # in the record's order, as `make_patch`
+        if key not in original:
+            if patch is None:
+                patch = {}
+            patch[key] = {"del": True}
+    return patch if patch is not None else _NO_PATCH
+
+
+def _residuals_by_encoding(trace: Trace, raw: dict[str, Any]) -> Trace:
+    """Put in `extras["langwatch"]` what re-encoding would not reproduce of the raw record:
+    the general way, for any record (`_keep_residuals` is the same for plain JSON, faster).
 
     Each span and evaluation is encoded once: its wire with the residual applied is what
     encoding the record with its extras gives, so the trace's own residual is taken against
@@ -327,7 +431,8 @@ def _encode(
     thread: Thread | None,
     wires: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """The wire of `trace`; `wires`: its spans' and its own scores' wires, already encoded."""
+    """The wire of `trace`; `wires`: its spans' and its own scores' wires, already encoded
+    (or, for comparing only, what is the same JSON: `_keep_residuals`)."""
     copy = trace.source.platform != PLATFORM
     metadata: dict[str, Any] = {}
     if trace.thread_id is not None:
@@ -365,7 +470,29 @@ def _encode(
     wire["error"] = _error_to_wire(trace.error)
     wire["spans"] = spans
     wire["evaluations"] = evaluations
-    return with_residual(wire, trace.extras, PLATFORM)
+    return _with_residual(wire, trace.extras)
+
+
+def _with_residual(wire: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
+    """`_stash.with_residual(wire, extras, "langwatch")` (`_apply`)."""
+    residual = extras.get(PLATFORM)
+    return _apply(wire, residual) if isinstance(residual, dict) else wire
+
+
+def _apply(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`_stash.apply_patch(target, patch)`: a new dict, the values set deep copies; a string,
+    number, boolean or None is its own copy, so it is set without `copy.deepcopy`'s work."""
+    result = dict(target)
+    for key, change in patch.items():
+        if "del" in change:
+            result.pop(key, None)
+        elif "sub" in change:
+            inner = result.get(key)
+            result[key] = _apply(inner if isinstance(inner, dict) else {}, change["sub"])
+        else:
+            value = change["set"]
+            result[key] = value if type(value) in _SCALARS else copy.deepcopy(value)
+    return result
 
 
 def with_root_span(trace: Trace, wire: dict[str, Any]) -> dict[str, Any]:
@@ -422,11 +549,12 @@ def _under(spans: list[dict[str, Any]], root_id: str) -> list[dict[str, Any]]:
 
 
 def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
-    return with_residual(_span_base(span, trace_id), span.extras, PLATFORM)
+    return _with_residual(_span_base(span, trace_id), span.extras)
 
 
-def _span_base(span: Span, trace_id: str) -> dict[str, Any]:
-    """The span's wire before its residual is applied."""
+def _span_base(span: Span, trace_id: str, *, share: bool = False) -> dict[str, Any]:
+    """The span's wire before its residual is applied; with `share`, its input and output
+    values are the span's own objects, not copies (for comparing only: `_keep_residuals`)."""
     timestamps: dict[str, Any] = {"started_at": to_ms(span.started_at)}
     if span.ended_at is not None:
         timestamps["finished_at"] = to_ms(span.ended_at)
@@ -441,9 +569,9 @@ def _span_base(span: Span, trace_id: str) -> dict[str, Any]:
         "timestamps": timestamps,
     }
     if span.input is not None:
-        wire["input"] = span.input.model_dump()
+        wire["input"] = _io_wire(span.input) if share else span.input.model_dump()
     if span.output is not None:
-        wire["output"] = span.output.model_dump()
+        wire["output"] = _io_wire(span.output) if share else span.output.model_dump()
     if span.model is not None:
         wire["model"] = span.model
     if span.provider is not None:
@@ -473,7 +601,7 @@ def _score_to_wire(
     score: Score, trace_id: str, *, span_id: str | None = None, thread: bool = False
 ) -> dict[str, Any]:
     base = _score_base(score, trace_id, span_id=span_id, thread=thread)
-    return with_residual(base, score.extras, PLATFORM)
+    return _with_residual(base, score.extras)
 
 
 def _score_base(
@@ -540,6 +668,11 @@ def _opt_ms(value: int | None) -> Any:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _io_wire(value: IOValue) -> dict[str, Any]:
+    """`value.model_dump()` with the value itself in it, not a copy."""
+    return {"type": value.type, "value": value.value}
 
 
 def _typed_value(wire: LWTypedValue | None) -> IOValue | None:
