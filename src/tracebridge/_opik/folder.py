@@ -27,10 +27,11 @@ import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 from .._errors import CheckpointError, LockedError, RecordError, UsageError
-from .._file_source import FileSource, ThreadIndex
+from .._file_source import FileSource, Strings, ThreadIndex
 from .._interfaces import Counts, Rejected, Unit, Window, WriteResult
 from .._json import loads
 from .._locks import PathLock
@@ -157,26 +158,28 @@ class OpikDirSource(FileSource[str]):
         self._thread_files: dict[str, str] = {}  # thread id: its file's name
 
     def _index(self, window: Window) -> ThreadIndex[str]:
-        """Each trace file's name by thread (a name, not a `Path`: one small object per trace
-        instead of a Path and its parts); the folder's listing is read once."""
-        index: ThreadIndex[str] = ThreadIndex()
+        """Each trace file's name by thread, kept compactly (`Strings`: one buffer, not an
+        object per trace); the folder's listing is read once, as names (not `DirEntry`s, which
+        hold two strings each), and each file is looked at through its name alone."""
+        index: ThreadIndex[str] = ThreadIndex(Strings())
         digest = hashlib.blake2b(digest_size=16)
+        folder = str(self.folder)
         with os.scandir(self.folder) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-        for entry in entries:
-            name = entry.name
-            if entry.is_file():
-                stat = entry.stat()
+            names = sorted(entry.name for entry in listing)
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # a dangling link, or gone: read below, which names the problem
+                is_file = is_dir = False
+            else:
+                is_file, is_dir = S_ISREG(stat.st_mode), S_ISDIR(stat.st_mode)
+            if is_file:
                 digest.update(f"{name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
-            path = self.folder / name
-            if (
-                entry.is_dir()
-                or name in _KNOWN_FILES
-                or name.startswith(".")
-                or path.suffix in _KNOWN_SUFFIXES
-            ):
+            suffix = _suffix(name)
+            if is_dir or name in _KNOWN_FILES or name.startswith(".") or suffix in _KNOWN_SUFFIXES:
                 continue
-            if name.startswith("thread_") and path.suffix == ".json":
+            if name.startswith("thread_") and suffix == ".json":
                 data, _ = _read(path)
                 if data is not None and isinstance(data.get("thread_id"), str):
                     self._thread_files[data["thread_id"]] = name
@@ -185,7 +188,7 @@ class OpikDirSource(FileSource[str]):
             if problem is None and not name.startswith("trace_"):
                 problem = "not an Opik export file (expected trace_<id>.json)"
             if problem is not None:
-                index.rejected.append(Rejected("trace", str(path), problem, None))
+                index.rejected.append(Rejected("trace", str(self.folder / name), problem, None))
                 continue
             assert data is not None
             trace = data.get("trace")
@@ -206,7 +209,7 @@ class OpikDirSource(FileSource[str]):
         traces: list[Trace] = []
         rejected: list[Rejected] = []
         for name in names:
-            path = self.folder / name
+            path = os.path.join(self.folder, name)  # str(self.folder / name), without a Path
             data, problem = _read(path)
             trace, spans = (data or {}).get("trace"), (data or {}).get("spans", [])
             if isinstance(spans, list):
@@ -218,20 +221,18 @@ class OpikDirSource(FileSource[str]):
             ):
                 problem = "'spans' is not a list of objects"
             if problem is not None:
-                rejected.append(
-                    Rejected("trace", str(path), problem, data, raw_counts(trace, spans))
-                )
+                rejected.append(Rejected("trace", path, problem, data, raw_counts(trace, spans)))
                 continue
             assert isinstance(trace, dict)
             try:
                 traces.append(
                     trace_from_opik(
-                        trace, spans, project=self.project, mappings=self.mappings, where=str(path)
+                        trace, spans, project=self.project, mappings=self.mappings, where=path
                     )
                 )
             except RecordError as exc:
                 counts = raw_counts(trace, spans)
-                rejected.append(Rejected("trace", str(path), exc.reason, data, counts))
+                rejected.append(Rejected("trace", path, exc.reason, data, counts))
         if not traces:
             return None, rejected
         if thread_id is None:
@@ -248,9 +249,17 @@ def _project_folders_named(root: Path) -> list[tuple[str, Path, str]]:
     return [(ws, f, _project_name(f)) for ws, f in _project_folders(root)]
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _suffix(name: str) -> str:
+    """`PurePath(name).suffix`, without making a path."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+def _read(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        data = loads(path.read_bytes())
+        with open(path, "rb") as handle:
+            text = handle.read()
+        data = loads(text)
     except OSError as exc:
         return None, f"cannot read ({exc.strerror})"
     except UnicodeDecodeError:
