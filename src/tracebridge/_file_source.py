@@ -25,11 +25,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, Protocol, TypeVar
 
+from ._compact import Strings
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
 from ._interfaces import Counts, Notes, Page, Rejected, Unit, Window
 
-__all__ = ["FileSource", "Strings", "Table", "ThreadIndex", "locate", "paged", "quiet_collector"]
+__all__ = ["FileSource", "Table", "ThreadIndex", "locate", "paged", "quiet_collector"]
 
 L = TypeVar("L")
 
@@ -45,27 +46,6 @@ class Table(Protocol[L]):
     def append(self, locator: L, /) -> None: ...
 
     def __getitem__(self, number: int, /) -> L: ...
-
-
-class Strings:
-    """Strings kept as one UTF-8 buffer and its ends, not one object each: a large index holds
-    a few buffers instead of tens of thousands of small objects scattered over the heap (which
-    keep the allocator's memory from being reused). Any `str` round-trips (lone surrogates too)."""
-
-    def __init__(self) -> None:
-        self._text = bytearray()
-        self._ends = array("q")
-
-    def append(self, value: str, /) -> None:
-        self._text += value.encode("utf-8", "surrogatepass")
-        self._ends.append(len(self._text))
-
-    def __getitem__(self, number: int, /) -> str:
-        start = self._ends[number - 1] if number > 0 else 0
-        return self._text[start : self._ends[number]].decode("utf-8", "surrogatepass")
-
-    def __len__(self) -> int:
-        return len(self._ends)
 
 
 class ThreadIndex(Generic[L]):

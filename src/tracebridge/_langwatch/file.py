@@ -22,8 +22,9 @@ from array import array
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from .._compact import Strings
 from .._errors import RecordError, UsageError
-from .._file_source import FileSource, Strings, ThreadIndex
+from .._file_source import FileSource, ThreadIndex
 from .._interfaces import Counts, Notes, Rejected, Unit, Window
 from .._models import Thread, Trace
 from .._time import from_ms

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from .._compact import DigestMap
 from .._decoding import describe_validation_error
 from .._errors import CheckpointError, LockedError, UsageError
 from .._interfaces import Counts, Rejected, Unit, WriteResult
@@ -51,7 +52,11 @@ class LangWatchFileSink:
         _check_not_a_directory(path, self.label)
         self._lock = PathLock(path.with_name(f".{path.name}.tracebridge.lock"), self.label)
         self._state_path = path.with_name(f".{path.name}.tracebridge.json")
-        self._digests: dict[str, bytes] = {}  # trace id -> digest of its last line in the file
+        # Trace id -> digest of its last line in the file. Compact, and not exact: when two ids
+        # share a digest, it answers with the other's line digest, which differs from this
+        # id's line (each line holds its id), so the line is written; and as the id seems
+        # known, the file is compacted at close, which reads the ids from the lines themselves.
+        self._digests = DigestMap()
         self._ready = self._locked = self._replaced = self._needs_newline = False
         self._base = self._acked = 0  # see the module docstring
         self._handle: IO[bytes] | None = None
@@ -99,7 +104,7 @@ class LangWatchFileSink:
     def _index(self, state: tuple[int, int] | None, result: WriteResult) -> bool:
         """Read trace ids and digests and mend the tail; True when our copies need compacting."""
         base = state[0] if state else None
-        self._digests, needs_compacting, offset = {}, False, 0
+        self._digests, needs_compacting, offset = DigestMap(), False, 0
         with self.path.open("rb") as handle:
             for start, number, raw in json_lines(handle):
                 offset = start + len(raw)
@@ -172,7 +177,7 @@ class LangWatchFileSink:
         lines: list[bytes] = []
         # Digests of this batch's lines: known only once the lines are in the file, so that a
         # batch that fails half-way (and is written again) is not taken as written.
-        pending: dict[str, bytes] = {}
+        pending: dict[str, int] = {}
         for unit in units:
             try:
                 wires = (
@@ -212,14 +217,16 @@ class LangWatchFileSink:
                     )
                     continue
                 trace_id, digest = wire["trace_id"], _digest(line)
-                if pending.get(trace_id, self._digests.get(trace_id)) != digest:  # new or changed
+                known = pending[trace_id] if trace_id in pending else self._digests.get(trace_id)
+                if known != digest:  # new or changed
                     pending[trace_id] = digest
                     lines.append(line)
             result.written.add(written)
         if lines:
             self._append(b"".join(lines))
         self._replaced |= any(trace_id in self._digests for trace_id in pending)
-        self._digests.update(pending)
+        for trace_id, digest in pending.items():
+            self._digests[trace_id] = digest
         return result
 
     def _append(self, data: bytes) -> None:
@@ -287,8 +294,8 @@ def _key(raw: bytes, number: int) -> str:
     return trace_id if isinstance(trace_id, str) else f"\x00{number}"
 
 
-def _digest(line: bytes) -> bytes:
-    return hashlib.blake2b(line, digest_size=8).digest()
+def _digest(line: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest())
 
 
 def _label(unit: Unit) -> str:
