@@ -56,6 +56,10 @@ class _Locators:
         offset, length, ordinal, line = (column[number] for column in self._columns)
         return Locator(offset, length, ordinal, line)
 
+    def __setitem__(self, number: int, locator: Locator, /) -> None:
+        for column, value in zip(self._columns, locator, strict=True):
+            column[number] = value
+
     def __len__(self) -> int:
         return len(self._columns[0])
 
@@ -89,8 +93,7 @@ class _Copies:
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         else:
-            for n, value in enumerate(copy.locator):
-                self.locators._columns[n][entry] = value
+            self.locators[entry] = copy.locator
             for column, value in zip(columns, values, strict=True):
                 column[entry] = value
 
