@@ -4,11 +4,16 @@ anywhere in the input, kept in a few machine words a record."""
 from __future__ import annotations
 
 import tracemalloc
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from tracebridge import Counts, Provenance, Span, Trace
 from tracebridge._compact import Strings
-from tracebridge._file_source import ThreadIndex
+from tracebridge._file_source import ThreadIndex, paged
+
+START = datetime(2026, 3, 9, tzinfo=UTC)
 
 
 def test_threads_gather_their_records_from_anywhere_in_order_of_first_appearance() -> None:
@@ -74,3 +79,35 @@ def test_a_large_index_holds_a_few_dozen_bytes_a_record() -> None:
     assert first == (None, [names[0]])
     assert held / len(names) < 100
     assert sum(len(locators) for _, locators in index.units()) == 50_000
+
+
+def _trace(name: str, spans: int) -> Trace:
+    return Trace(
+        id=name,
+        source=Provenance(platform="langwatch", project="p", id=name),
+        started_at=START,
+        spans=[Span(id=f"{name}-{n}", started_at=START) for n in range(spans)],
+    )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_a_page_ends_before_a_unit_that_would_take_it_past_its_spans() -> None:
+    """Spans as the index counted them: 100 + 100 fit a page of 250; the 300-span unit gets
+    a page of its own (it ends that page too); then the rest. Nothing is lost or reordered."""
+    sizes = {"a": 100, "b": 100, "big": 300, "c": 10, "d": 200}
+    index: ThreadIndex[str] = ThreadIndex()
+    for name, spans in sizes.items():
+        index.add(None, name, spans)
+
+    def load(thread_id: str | None, names: list[str]) -> tuple[Trace, list[Any]]:
+        return _trace(names[0], sizes[names[0]]), []
+
+    pages = [page async for page in paged(index, load, None, 100, "in", page_spans=250)]
+    assert [[u.id for u in page.units] for page in pages] == [["a", "b"], ["big"], ["c", "d"]]
+    assert [page.cursor["units_done"] for page in pages if page.cursor] == [2, 3, 5]
+    assert sum((Counts.of(u).spans for p in pages for u in p.units), 0) == 710

@@ -65,6 +65,7 @@ class ThreadIndex(Generic[L]):
         self._units_of_threads: dict[str, int] | None = {}  # thread id -> unit, while adding
         self._members = array("q")  # record numbers, grouped by unit (once grouped)
         self._starts = array("q")  # unit -> where its records start in `_members` (and the end)
+        self._spans = array("q")  # unit -> the spans its records hold, as pass one counted them
         self.rejected: list[Rejected] = []
         #: Records pass one left out by a rule, and warnings about the input: they reach the
         #: first page (skips only when reading from the start, like the rejects; warnings always).
@@ -74,9 +75,10 @@ class ThreadIndex(Generic[L]):
         #: Trace records indexed (each locator is one).
         self.records = 0
 
-    def add(self, thread_id: str | None, locator: L) -> None:
-        """Index one record of `thread_id` (None: a trace of its own). Refused (RuntimeError)
-        once the units have been read."""
+    def add(self, thread_id: str | None, locator: L, spans: int = 0) -> None:
+        """Index one record of `thread_id` (None: a trace of its own) holding `spans` spans (as
+        far as pass one can tell: `paged` ends a page before a unit too big for it). Refused
+        (RuntimeError) once the units have been read."""
         threads = self._units_of_threads
         if threads is None:
             raise RuntimeError("the index's units were read already: it takes no more records")
@@ -91,10 +93,16 @@ class ThreadIndex(Generic[L]):
                 threads[thread_id] = unit
                 self._unit_thread.append(len(self._thread_ids))
                 self._thread_ids.append(thread_id)
+            self._spans.append(0)
+        self._spans[unit] += spans
         self._unit_of.append(unit)
 
     def __len__(self) -> int:
         return len(self._unit_thread)
+
+    def spans(self, unit: int) -> int:
+        """The spans the `unit`-th unit's records hold, as added."""
+        return self._spans[unit]
 
     def _group(self) -> None:
         """Each unit's record numbers, in one array (a counting sort: records keep their order)."""
@@ -194,6 +202,10 @@ async def paged(
     """Pages of loaded units (at most `page_size` units and rejects, or `page_spans` spans);
     the first page also carries the index pass's rejects and notes.
 
+    A page also ends before a unit whose spans (as the index counted them) would take it past
+    `page_spans`: a large thread then shares its page with no other units, so that the pages
+    in flight are no larger than they must be (the largest unit sets a read's peak memory).
+
     `label` names the input in the dead letter of a unit that cannot be loaded.
     """
     done, warning = _resume_at(index, resume)
@@ -210,7 +222,12 @@ async def paged(
         return {"units_done": done, "units": len(index), "input": index.fingerprint}
 
     spans = 0
-    for thread_id, locators in index.units(done):
+    for number, (thread_id, locators) in enumerate(index.units(done), start=done):
+        if page.units and spans + index.spans(number) > page_spans:
+            spans = 0
+            page.cursor = cursor()
+            yield page
+            page = Page()
         unit, rejected, notes = _load_unit(load, thread_id, locators, label)
         done += 1
         if unit is not None:

@@ -186,7 +186,7 @@ class LangWatchFileSource(FileSource[Locator]):
         previews: list[str] = []
         for key, entry in entries.items():
             copy = copies.get(entry)
-            index.add(copy.thread_id, copy.locator)
+            index.add(copy.thread_id, copy.locator, copy.spans)
             if copy.preview:
                 previews.append(key)
         repeats.report(index.notes, self.label, self.shape == "jsonl", entries, copies)

@@ -202,7 +202,12 @@ class OpikDirSource(FileSource[str]):
                 thread_id = trace.get("thread_id")
             else:
                 thread_id = None
-            index.add(thread_id if isinstance(thread_id, str) and thread_id else None, name)
+            spans = data.get("spans")
+            index.add(
+                thread_id if isinstance(thread_id, str) and thread_id else None,
+                name,
+                len(spans) if isinstance(spans, list) else 0,
+            )
         index.fingerprint = digest.hexdigest()
         return index
 
