@@ -1,7 +1,8 @@
 """What the file sources share: a two-pass read that groups traces into threads.
 
 Pass one indexes every record's thread id and location (not its content), so memory grows with
-the number of records, not their size; pass two loads one unit at a time. Units come in the
+the number of records, not their size, by a few machine words each (`ThreadIndex` keeps them in
+arrays); pass two loads one unit at a time. Units come in the
 order their first record appears in the files, which makes `{"units_done": n}` a resumable cursor
 for *that* input only: the cursor also carries the input's fingerprint (a digest pass one takes
 of what it read) and the number of units, and a resume whose input changed, or whose cursor does
