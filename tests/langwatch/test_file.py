@@ -36,6 +36,7 @@ from tracebridge._compact import DigestMap
 from tracebridge._engine import run
 from tracebridge._langwatch import export_shapes
 from tracebridge._langwatch import file as file_module
+from tracebridge._langwatch import file_sink as file_sink_module
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._langwatch.file import REPEATED
 from tracebridge._state import StateDir
@@ -944,6 +945,31 @@ async def test_trace_ids_sharing_a_digest_cost_no_line(
     assert len(_lines(path)) == 3
     assert sorted(by_id) == ["a", "b", "c"]
     assert by_id["b"]["output"]["value"] == "changed"
+
+
+@pytest.mark.anyio
+async def test_compaction_parses_each_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing after a replaced trace compacts in two passes over the file; only the first
+    parses (each line once), the second copies what it decided to keep."""
+    path = _jsonl(tmp_path / "traces.jsonl", [_trace("a", 0), _trace("b", 1)])
+    sink = LangWatchFileSink(path)
+    await sink.write(_units_of(_trace("a", 0, output={"value": "changed"})))
+    parsed: list[int] = []
+    key = file_sink_module._key
+
+    def counted(raw: bytes, number: int) -> str:
+        parsed.append(number)
+        return key(raw, number)
+
+    monkeypatch.setattr(file_sink_module, "_key", counted)
+    await sink.aclose()
+    assert sorted(parsed) == [1, 2, 3]
+    assert [(line["trace_id"], line["output"]["value"]) for line in _lines(path)] == [
+        ("b", "answer b"),
+        ("a", "changed"),
+    ]
 
 
 @pytest.mark.anyio

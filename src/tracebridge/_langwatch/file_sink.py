@@ -21,6 +21,7 @@ import json
 import os
 import re
 import stat
+from array import array
 from pathlib import Path
 from typing import IO, Any
 
@@ -145,23 +146,31 @@ class LangWatchFileSink:
 
     def _compact(self) -> None:
         """Keep only the last line of each trace tracebridge wrote (at or after `base`); every
-        other line stays. Streamed into a temp file with the file's mode, then replaced."""
-        last: dict[str, int] = {}
-        ours: set[str] = set()
+        other line stays. Streamed into a temp file with the file's mode, then replaced. Each
+        line is parsed once: the first pass numbers the trace ids and notes each line's; the
+        second only copies (a line the first pass did not see is kept)."""
+        numbers: dict[str, int] = {}  # trace id -> its number, for the first pass only
+        key_of = array("q")  # line number - 1 -> its trace id's number
+        last = array("q")  # trace id's number -> its last line number
+        ours = bytearray()  # trace id's number -> 1 when tracebridge wrote a line of it
         with self.path.open("rb") as handle:
             for offset, number, raw in json_lines(handle):
-                key = _key(raw, number)
+                key = numbers.setdefault(_key(raw, number), len(numbers))
+                if key == len(last):
+                    last.append(number)
+                    ours.append(0)
                 last[key] = number
-                if offset >= self._base:
-                    ours.add(key)
+                ours[key] |= offset >= self._base
+                key_of.append(key)
+        del numbers
         mode = stat.S_IMODE(self.path.stat().st_mode)  # the new file keeps the file's mode
         with open_atomically(self.path, mode=mode) as out, self.path.open("rb") as handle:
             base = None
             for offset, number, raw in json_lines(handle):
                 if base is None and offset >= self._base:
                     base = out.tell()
-                key = _key(raw, number)
-                if key not in ours or last[key] == number:
+                key = key_of[number - 1] if number <= len(key_of) else -1
+                if key < 0 or not ours[key] or last[key] == number:
                     out.write(raw if raw.endswith(b"\n") else raw + b"\n")
             size = out.tell()
         self._base, self._acked = (size if base is None else base), size
