@@ -357,35 +357,46 @@ class OpikDirSink:
         self._ready = True
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        """Each file's text is made as soon as its record is mapped (the mapped record is then
+        dropped: a large thread's pages hold its texts, not its records too), and the batch's
+        files are written together (`_write_files`)."""
         result = WriteResult()
-        files: list[tuple[Path, dict[str, Any], bool]] = []
+        texts: list[tuple[Path, bytes | None]] = []
         for unit in units:
             for trace in unit.traces if isinstance(unit, Thread) else [unit]:
-                self._add_trace(trace, result, files, dry_run)
+                self._add_trace(trace, result, texts, dry_run)
             if isinstance(unit, Thread):
                 result.written.threads += 1
                 data = thread_data_to_opik(unit, self.mappings)
                 if data is not None:
                     result.written.scores += len(data.get("feedback_scores", []))
                     digest = hashlib.sha256(unit.id.encode()).hexdigest()[:16]
-                    files.append((self.folder / f"thread_{digest}.json", data, False))
-        if files and not dry_run:
-            if not self._ready:
-                self._prepare()
+                    if not dry_run:
+                        self._add_file(texts, f"thread_{digest}.json", data, stamp=False)
+        if texts:
             if self._project_json is not None:
                 _write_json(self.folder / "project.json", self._project_json)
                 self._project_json = None
-            may_exist = [path.name in self._present for path, _, _ in files]
-            for path, _, _ in files:
-                self._present[path.name] = 1  # before the write: a failed one may leave it
-            await _write_files(files, may_exist)
+            await _write_files(texts)
         return result
+
+    def _add_file(
+        self, texts: list[tuple[Path, bytes | None]], name: str, body: dict[str, Any], stamp: bool
+    ) -> None:
+        """`name`'s text (None: the file holds it already), after the folder is prepared; a
+        name is noted as present before its file is written (a failed write may leave it)."""
+        if not self._ready:
+            self._prepare()
+        may_exist = name in self._present
+        self._present[name] = 1
+        path = self.folder / name
+        texts.append((path, _file_text(path, body, stamp, may_exist=may_exist)))
 
     def _add_trace(
         self,
         trace: Trace,
         result: WriteResult,
-        files: list[tuple[Path, dict[str, Any], bool]],
+        texts: list[tuple[Path, bytes | None]],
         dry_run: bool,
     ) -> None:
         counts = Counts.of(trace)
@@ -417,28 +428,22 @@ class OpikDirSink:
             "attachments": [],
             "project_name": self.project,
         }
-        files.append((self.folder / f"trace_{record.trace['id']}.json", body, True))
+        self._add_file(texts, f"trace_{record.trace['id']}.json", body, stamp=True)
 
     async def aclose(self) -> None:
         self._lock.release()
         self._ready = False
 
 
-async def _write_files(
-    files: list[tuple[Path, dict[str, Any], bool]], may_exist: list[bool]
-) -> None:
-    """Write the files that changed, durable together (`write_many_atomically`: one wait for
-    the batch, before the checkpoint moves); UsageError names the first that could not be
-    written.
+async def _write_files(texts: list[tuple[Path, bytes | None]]) -> None:
+    """Write the files that changed (a text that is not None), durable together
+    (`write_many_atomically`: one wait for the batch, before the checkpoint moves); UsageError
+    names the first that could not be written.
 
     In the event loop's thread, as the LangWatch file sink appends: in a worker thread, each of
     the many small system calls would wait for the GIL while the engine reads the next page
     (measured: 6.3 s of a 10 s run); the fsyncs themselves run side by side in threads.
     """
-    texts = [
-        (path, _file_text(path, body, stamp, may_exist=maybe))
-        for (path, body, stamp), maybe in zip(files, may_exist, strict=True)
-    ]
     try:
         write_many_atomically([(path, text) for path, text in texts if text is not None])
     except OSError as exc:
