@@ -16,6 +16,11 @@ A span's cost is written twice: `total_estimated_cost` (the export shape) and `t
 the run (a second run writing PATH fails with exit 2), removes at start the temp files a killed
 run left in its project folder, and never writes outside PATH: a workspace or trace id that is not
 a plain file name is refused.
+
+A rerun changes nothing: a file that already holds its record (whatever its `downloaded_at`) is
+not written again. To know that without looking for every file, the sink lists its project
+folder once, at its first write: a file neither listed then nor written since is not there, so
+its text is written without reading anything back (the folder is locked for the run).
 """
 
 from __future__ import annotations
