@@ -801,6 +801,24 @@ async def test_traces_cut_to_the_64_kb_preview_are_named_with_the_way_to_get_the
     assert "GET /api/traces/{id}" in warning
 
 
+@pytest.mark.anyio
+async def test_a_preview_is_found_beside_an_integer_json_cannot_hold_in_64_bits(
+    tmp_path: Path,
+) -> None:
+    """Pass one skips a structure whose JSON text is too short to hold a preview; a structure
+    `orjson` cannot write (an integer beyond 64 bits) is walked all the same."""
+    span = _trace("x", 0)["spans"][0]
+    cut = _cut("y" * 9000, 8192)
+    lines = [
+        _trace("big_int", 0, spans=[{**span, "input": {"n": 2**70, "value": [{"t": cut}]}}]),
+        _trace("small", 1, spans=[{**span, "input": {"n": 2**70, "value": "short…"}}]),
+    ]
+    pages = await _read(_jsonl(tmp_path / "in.jsonl", lines))
+    (warning,) = _warnings(pages)
+    assert warning.startswith("1 traces in ")
+    assert "trace big_int" in warning
+
+
 # --- checkpoints
 
 

@@ -22,6 +22,8 @@ from array import array
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+import orjson
+
 from .._compact import Strings
 from .._errors import RecordError, UsageError
 from .._file_source import FileSource, ThreadIndex
@@ -271,9 +273,26 @@ _PREVIEW_CHARS = 2047
 
 
 def _holds_preview(values: list[Any]) -> bool:
-    """True when a string inside `values` is a search preview (`is_preview`); walked without
-    recursion (values can nest deeply), and only long strings are looked at closely."""
-    stack = list(values)
+    """True when a string inside `values` is a search preview (`is_preview`). Only long strings
+    are looked at closely, and a structure is walked (without recursion: values can nest
+    deeply) only when its JSON text is long enough to hold one."""
+    for value in values:
+        if isinstance(value, str):
+            if len(value) > _PREVIEW_CHARS and is_preview(value):
+                return True
+        elif isinstance(value, dict | list):
+            try:
+                if len(orjson.dumps(value)) <= _PREVIEW_CHARS:
+                    continue  # every string in it is shorter than its text
+            except orjson.JSONEncodeError:
+                pass  # (an integer beyond 64 bits) walked
+            if _walk_for_preview(value):
+                return True
+    return False
+
+
+def _walk_for_preview(value: Any) -> bool:
+    stack = [value]
     while stack:
         value = stack.pop()
         if isinstance(value, str):
