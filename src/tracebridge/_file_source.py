@@ -1,7 +1,8 @@
 """What the file sources share: a two-pass read that groups traces into threads.
 
 Pass one indexes every record's thread id and location (not its content), so memory grows with
-the number of records, not their size; pass two loads one unit at a time. Units come in the
+the number of records, not their size, by a few machine words each (`ThreadIndex` keeps them in
+arrays); pass two loads one unit at a time. Units come in the
 order their first record appears in the files, which makes `{"units_done": n}` a resumable cursor
 for *that* input only: the cursor also carries the input's fingerprint (a digest pass one takes
 of what it read) and the number of units, and a resume whose input changed, or whose cursor does
@@ -20,15 +21,17 @@ from __future__ import annotations
 
 import gc
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from ._compact import Strings
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
 from ._interfaces import Counts, Notes, Page, Rejected, Unit, Window
 
-__all__ = ["FileSource", "ThreadIndex", "locate", "paged", "quiet_collector"]
+__all__ = ["FileSource", "Table", "ThreadIndex", "locate", "paged", "quiet_collector"]
 
 L = TypeVar("L")
 
@@ -37,13 +40,33 @@ L = TypeVar("L")
 Loader = Callable[[str | None, list[L]], tuple[Unit | None, list[Rejected]]]
 
 
-class ThreadIndex(Generic[L]):
-    """Locators of every record, grouped by thread id, in order of first appearance."""
+class Table(Protocol[L]):
+    """Where the index keeps its locators, numbered in the order they were appended: a `list`,
+    or a compact table of a source's own (`Strings`, the LangWatch file's locator arrays)."""
 
-    def __init__(self) -> None:
-        # (thread id, None) for a thread, (None, locator) for a standalone trace.
-        self._order: list[tuple[str | None, L | None]] = []
-        self._threads: dict[str, list[L]] = {}
+    def append(self, locator: L, /) -> None: ...
+
+    def __getitem__(self, number: int, /) -> L: ...
+
+
+class ThreadIndex(Generic[L]):
+    """Locators of every record, grouped by thread id, in order of first appearance.
+
+    Compact: the locators live in `table` (a plain list unless the source gives one of its
+    own), and the grouping in arrays of integers; the thread ids met while adding are kept in
+    a dict only until the units are first read (`units`), after which `add` is refused. Memory
+    is a few machine words per record (measured in tests/test_file_source.py).
+    """
+
+    def __init__(self, table: Table[L] | None = None) -> None:
+        self._table: Table[L] = table if table is not None else []
+        self._unit_of = array("q")  # record number -> its unit, until the units are grouped
+        self._unit_thread = array("q")  # unit -> its number in `_thread_ids`, or -1 (a trace)
+        self._thread_ids = Strings()
+        self._units_of_threads: dict[str, int] | None = {}  # thread id -> unit, while adding
+        self._members = array("q")  # record numbers, grouped by unit (once grouped)
+        self._starts = array("q")  # unit -> where its records start in `_members` (and the end)
+        self._spans = array("q")  # unit -> the spans its records hold, as pass one counted them
         self.rejected: list[Rejected] = []
         #: Records pass one left out by a rule, and warnings about the input: they reach the
         #: first page (skips only when reading from the start, like the rejects; warnings always).
@@ -53,25 +76,60 @@ class ThreadIndex(Generic[L]):
         #: Trace records indexed (each locator is one).
         self.records = 0
 
-    def add(self, thread_id: str | None, locator: L) -> None:
+    def add(self, thread_id: str | None, locator: L, spans: int = 0) -> None:
+        """Index one record of `thread_id` (None: a trace of its own) holding `spans` spans (as
+        far as pass one can tell: `paged` ends a page before a unit too big for it). Refused
+        (RuntimeError) once the units have been read."""
+        threads = self._units_of_threads
+        if threads is None:
+            raise RuntimeError("the index's units were read already: it takes no more records")
+        self._table.append(locator)
         self.records += 1
-        if thread_id is None:
-            self._order.append((None, locator))
-        elif thread_id in self._threads:
-            self._threads[thread_id].append(locator)
-        else:
-            self._threads[thread_id] = [locator]
-            self._order.append((thread_id, None))
+        unit = threads.get(thread_id) if thread_id is not None else None
+        if unit is None:
+            unit = len(self._unit_thread)
+            if thread_id is None:
+                self._unit_thread.append(-1)
+            else:
+                threads[thread_id] = unit
+                self._unit_thread.append(len(self._thread_ids))
+                self._thread_ids.append(thread_id)
+            self._spans.append(0)
+        self._spans[unit] += spans
+        self._unit_of.append(unit)
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._unit_thread)
+
+    def spans(self, unit: int) -> int:
+        """The spans the `unit`-th unit's records hold, as added."""
+        return self._spans[unit]
+
+    def _group(self) -> None:
+        """Each unit's record numbers, in one array (a counting sort: records keep their order)."""
+        self._units_of_threads = None
+        units = len(self._unit_thread)
+        starts = array("q", bytes(8 * (units + 1)))
+        for unit in self._unit_of:
+            starts[unit + 1] += 1
+        for unit in range(units):
+            starts[unit + 1] += starts[unit]
+        members = array("q", bytes(8 * len(self._unit_of)))
+        fill = array("q", starts)
+        for record, unit in enumerate(self._unit_of):
+            members[fill[unit]] = record
+            fill[unit] += 1
+        self._members, self._starts, self._unit_of = members, starts, array("q")
 
     def units(self, start: int = 0) -> Iterator[tuple[str | None, list[L]]]:
-        for thread_id, locator in self._order[start:]:
-            if thread_id is not None:
-                yield thread_id, self._threads[thread_id]
-            elif locator is not None:
-                yield None, [locator]
+        """`(thread id or None, locators)` of each unit from the `start`-th, in order."""
+        if self._units_of_threads is not None:
+            self._group()
+        table, members, starts = self._table, self._members, self._starts
+        for unit in range(start, len(self._unit_thread)):
+            thread = self._unit_thread[unit]
+            locators = [table[r] for r in members[starts[unit] : starts[unit + 1]]]
+            yield (self._thread_ids[thread] if thread >= 0 else None), locators
 
 
 def _resume_at(index: ThreadIndex[L], resume: dict[str, object] | None) -> tuple[int, str | None]:
@@ -145,6 +203,10 @@ async def paged(
     """Pages of loaded units (at most `page_size` units and rejects, or `page_spans` spans);
     the first page also carries the index pass's rejects and notes.
 
+    A page also ends before a unit whose spans (as the index counted them) would take it past
+    `page_spans`: a large thread then shares its page with no other units, so that the pages
+    in flight are no larger than they must be (the largest unit sets a read's peak memory).
+
     `label` names the input in the dead letter of a unit that cannot be loaded.
     """
     done, warning = _resume_at(index, resume)
@@ -161,7 +223,12 @@ async def paged(
         return {"units_done": done, "units": len(index), "input": index.fingerprint}
 
     spans = 0
-    for thread_id, locators in index.units(done):
+    for number, (thread_id, locators) in enumerate(index.units(done), start=done):
+        if page.units and spans + index.spans(number) > page_spans:
+            spans = 0
+            page.cursor = cursor()
+            yield page
+            page = Page()
         unit, rejected, notes = _load_unit(load, thread_id, locators, label)
         done += 1
         if unit is not None:

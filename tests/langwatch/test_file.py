@@ -32,9 +32,11 @@ from tracebridge import (
     Window,
     WriteResult,
 )
+from tracebridge._compact import DigestMap
 from tracebridge._engine import run
 from tracebridge._langwatch import export_shapes
 from tracebridge._langwatch import file as file_module
+from tracebridge._langwatch import file_sink as file_sink_module
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._langwatch.file import REPEATED
 from tracebridge._state import StateDir
@@ -693,6 +695,41 @@ async def test_the_most_complete_copy_is_kept(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("array", [False, True])
+async def test_a_tie_on_spans_and_evaluations_is_decided_by_the_text_read_again(
+    tmp_path: Path, array: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pass one counts a copy's input/output only when a repeat ties on spans and evaluations:
+    the earlier copy's text is then read again from the file (a JSONL line or an array
+    element), and the longer copy wins wherever it is; a file without repeats counts none."""
+    counted: list[str] = []
+    text = file_module._text
+
+    def counting(record: Json) -> int:
+        counted.append(record["trace_id"])
+        return text(record)
+
+    monkeypatch.setattr(file_module, "_text", counting)
+    filler = [_trace(f"f{i}", 10 + i, f"conv_{i % 3}") for i in range(20)]
+    lines = [
+        _trace("t", 0, "conv_a", output={"value": "the longer, whole answer"}),
+        *filler,
+        _trace("t", 0, "conv_a", output={"value": "cut"}),
+        _trace("u", 1, output={"value": "short"}),
+        _trace("u", 1, output={"value": "longer again"}),
+    ]
+    write = _array if array else _jsonl
+    pages = await _read(write(tmp_path / "in.json", lines))
+    by_id = {t.id: t for u in _units(pages) for t in (u.traces if isinstance(u, Thread) else [u])}
+    assert "whole answer" in str(by_id["t"].output)
+    assert "longer again" in str(by_id["u"].output)
+    assert sorted(counted) == ["t", "t", "u", "u"]
+    counted.clear()
+    await _read(write(tmp_path / "once.json", filler))
+    assert counted == []
+
+
+@pytest.mark.anyio
 async def test_repeats_are_skipped_once_not_again_on_resume(tmp_path: Path) -> None:
     """Like index rejects, the repeats are counted on the first page of a read from the start."""
     path, _ = _exporter_repeats(tmp_path / "in.jsonl")
@@ -762,6 +799,24 @@ async def test_traces_cut_to_the_64_kb_preview_are_named_with_the_way_to_get_the
     assert "trace short" not in warning
     assert "--from langwatch" in warning
     assert "GET /api/traces/{id}" in warning
+
+
+@pytest.mark.anyio
+async def test_a_preview_is_found_beside_an_integer_json_cannot_hold_in_64_bits(
+    tmp_path: Path,
+) -> None:
+    """Pass one skips a structure whose JSON text is too short to hold a preview; a structure
+    `orjson` cannot write (an integer beyond 64 bits) is walked all the same."""
+    span = _trace("x", 0)["spans"][0]
+    cut = _cut("y" * 9000, 8192)
+    lines = [
+        _trace("big_int", 0, spans=[{**span, "input": {"n": 2**70, "value": [{"t": cut}]}}]),
+        _trace("small", 1, spans=[{**span, "input": {"n": 2**70, "value": "short…"}}]),
+    ]
+    pages = await _read(_jsonl(tmp_path / "in.jsonl", lines))
+    (warning,) = _warnings(pages)
+    assert warning.startswith("1 traces in ")
+    assert "trace big_int" in warning
 
 
 # --- checkpoints
@@ -888,6 +943,51 @@ async def test_a_trace_changed_twice_in_one_session_keeps_one_line(tmp_path: Pat
     await sink.aclose()
     (line,) = _lines(path)
     assert line["output"]["value"] == "v3"
+
+
+@pytest.mark.anyio
+async def test_trace_ids_sharing_a_digest_cost_no_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink remembers each trace id as a 64-bit digest (`DigestMap`). Were every id's
+    digest the same, each trace would still be written once, with its last content: a line
+    is written whenever its own digest differs, and the file is compacted at close."""
+    monkeypatch.setattr(DigestMap, "_key", staticmethod(lambda text: 7))
+    path = tmp_path / "traces.jsonl"
+    sink = LangWatchFileSink(path)
+    await sink.write(_units_of(_trace("a", 0), _trace("b", 1)))
+    await sink.write(_units_of(_trace("c", 2), _trace("a", 0)))
+    await sink.write(_units_of(_trace("b", 1, output={"value": "changed"})))
+    await sink.aclose()
+    by_id = {line["trace_id"]: line for line in _lines(path)}
+    assert len(_lines(path)) == 3
+    assert sorted(by_id) == ["a", "b", "c"]
+    assert by_id["b"]["output"]["value"] == "changed"
+
+
+@pytest.mark.anyio
+async def test_compaction_parses_each_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing after a replaced trace compacts in two passes over the file; only the first
+    parses (each line once), the second copies what it decided to keep."""
+    path = _jsonl(tmp_path / "traces.jsonl", [_trace("a", 0), _trace("b", 1)])
+    sink = LangWatchFileSink(path)
+    await sink.write(_units_of(_trace("a", 0, output={"value": "changed"})))
+    parsed: list[int] = []
+    key = file_sink_module._key
+
+    def counted(raw: bytes, number: int) -> str:
+        parsed.append(number)
+        return key(raw, number)
+
+    monkeypatch.setattr(file_sink_module, "_key", counted)
+    await sink.aclose()
+    assert sorted(parsed) == [1, 2, 3]
+    assert [(line["trace_id"], line["output"]["value"]) for line in _lines(path)] == [
+        ("b", "answer b"),
+        ("a", "changed"),
+    ]
 
 
 @pytest.mark.anyio

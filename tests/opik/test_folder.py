@@ -36,6 +36,7 @@ from tracebridge import (
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._locks import PathLock
 from tracebridge._mapping import default_mappings
+from tracebridge._opik import folder as folder_module
 from tracebridge._opik.convert import trace_from_opik
 from tracebridge._opik.folder import LOCK_NAME
 from tracebridge._stash import same
@@ -198,6 +199,68 @@ async def test_a_changed_trace_is_rewritten_in_place(tmp_path: Path) -> None:
     assert len(changed) == 1
     body = json.loads((out / changed[0]).read_text())
     assert body["trace"]["output"] == {"text": "A corrected answer."}
+
+
+@pytest.mark.anyio
+async def test_a_fresh_folder_is_written_without_looking_for_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink lists its folder once, at the first write: a trace file it knows is not there
+    is neither looked for nor read back (only project.json is, once)."""
+    looked: list[str] = []
+    exists = Path.exists
+
+    def watched(path: Path, **kwargs: Any) -> bool:
+        looked.append(path.name)
+        return exists(path, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", watched)
+    monkeypatch.setattr(folder_module, "_read", _never_read)
+    source = _jsonl(tmp_path / "in.jsonl", langwatch_project(30, 6, seed=3, start_ms=START_MS))
+    report = await _to_opik_dir(source, tmp_path / "out")
+    assert report.written.traces == 30
+    assert not [name for name in looked if name.startswith(("trace_", "thread_"))]
+
+
+def _never_read(path: object) -> None:
+    raise AssertionError(f"read back {path}")
+
+
+@pytest.mark.anyio
+async def test_files_present_at_the_start_or_written_in_the_run_are_compared_as_before(
+    tmp_path: Path,
+) -> None:
+    """What the folder held at the start, and what this run wrote, is read and compared before
+    each write: the same trace (whatever its `downloaded_at`) is left alone, a file that
+    differs is replaced by the trace's text, also when it changed during the run."""
+    lines = _sample_lines()[:2]
+    source, out = _jsonl(tmp_path / "in.jsonl", lines), tmp_path / "out"
+    await _to_opik_dir(source, out)
+    first, second = sorted(out.rglob("trace_*.json"))
+    same_trace = json.loads(first.read_text())
+    same_trace["downloaded_at"] = "2020-01-01T00:00:00.000+00:00"
+    first.write_text(json.dumps(same_trace) + "\n")
+    kept = first.read_bytes(), first.stat().st_mtime_ns
+    theirs = json.loads(second.read_text())
+    second.write_text(json.dumps({**theirs, "trace": {**theirs["trace"], "name": "theirs"}}))
+    await _to_opik_dir(source, out)
+    assert (first.read_bytes(), first.stat().st_mtime_ns) == kept
+    assert json.loads(second.read_text())["trace"] == theirs["trace"]
+
+    trace = trace_from_wire(lines[0])[0]
+    sink = OpikDirSink(tmp_path / "fresh", workspace="acme", project="p", mappings=M)
+    try:
+        await sink.write([trace])
+        (written,) = (tmp_path / "fresh").rglob("trace_*.json")
+        body = json.loads(written.read_text())
+        written.write_text(json.dumps({**body, "trace": {**body["trace"], "name": "changed"}}))
+        await sink.write([trace])  # written earlier in this run: compared, and replaced
+        assert json.loads(written.read_text())["trace"] == body["trace"]
+        unchanged = written.read_bytes(), written.stat().st_mtime_ns
+        await sink.write([trace])
+        assert (written.read_bytes(), written.stat().st_mtime_ns) == unchanged
+    finally:
+        await sink.aclose()
 
 
 @pytest.mark.anyio

@@ -18,9 +18,13 @@ Sink: `file_sink.LangWatchFileSink` (appends, replaces changed traces, repairs o
 from __future__ import annotations
 
 import hashlib
+from array import array
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+import orjson
+
+from .._compact import Strings
 from .._errors import RecordError, UsageError
 from .._file_source import FileSource, ThreadIndex
 from .._interfaces import Counts, Notes, Rejected, Unit, Window
@@ -40,18 +44,85 @@ _EXAMPLES = 5
 _TOO_DEEP = "JSON nested too deeply to convert (deeper than Python's recursion limit allows)"
 
 
+class _Locators:
+    """The index's table of `Locator`s: four arrays of integers, not a tuple per record."""
+
+    def __init__(self) -> None:
+        self._columns = tuple(array("q") for _ in Locator._fields)
+
+    def append(self, locator: Locator, /) -> None:
+        for column, value in zip(self._columns, locator, strict=True):
+            column.append(value)
+
+    def __getitem__(self, number: int, /) -> Locator:
+        offset, length, ordinal, line = (column[number] for column in self._columns)
+        return Locator(offset, length, ordinal, line)
+
+    def __setitem__(self, number: int, locator: Locator, /) -> None:
+        for column, value in zip(self._columns, locator, strict=True):
+            column[number] = value
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+
+class _Copies:
+    """Pass one's one entry per trace id, in arrays: how complete its best copy is so far
+    (spans, evaluations, characters of input and output: -1 until a repeat needs them), where
+    it is, its thread id, whether it holds a search preview, and how many copies were met."""
+
+    def __init__(self) -> None:
+        self.spans, self.evaluations, self.text = array("q"), array("q"), array("q")
+        self.locators = _Locators()
+        self.threads = Strings()
+        self.thread_of = array("q")  # entry -> its number in `threads`, or -1 (no thread)
+        self.preview = bytearray()
+        self.copies: dict[int, int] = {}  # entry -> copies met, for trace ids met more than once
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def put(self, entry: int, copy: _Copy) -> None:
+        """Make `copy` entry number `entry` (a new one when `entry` is `len(self)`)."""
+        thread = -1
+        if copy.thread_id is not None:
+            thread = len(self.threads)
+            self.threads.append(copy.thread_id)
+        values = (copy.spans, copy.evaluations, copy.text, thread, copy.preview)
+        columns = (self.spans, self.evaluations, self.text, self.thread_of, self.preview)
+        if entry == len(self):
+            self.locators.append(copy.locator)
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        else:
+            self.locators[entry] = copy.locator
+            for column, value in zip(columns, values, strict=True):
+                column[entry] = value
+
+    def get(self, entry: int) -> _Copy:
+        thread = self.thread_of[entry]
+        return _Copy(
+            spans=self.spans[entry],
+            evaluations=self.evaluations[entry],
+            text=self.text[entry],
+            locator=self.locators[entry],
+            thread_id=self.threads[thread] if thread >= 0 else None,
+            preview=bool(self.preview[entry]),
+        )
+
+
 class _Copy(NamedTuple):
-    """Pass one's one entry per trace id: how complete its best copy is, and where it is."""
+    """One copy of a trace as pass one sees it: how complete it is, and where it is."""
 
     spans: int
     evaluations: int
-    text: int  # characters of input and output
+    text: int  # characters of input and output; -1: not counted yet (only a repeat needs it)
     locator: Locator
     thread_id: str | None
     preview: bool
-    copies: int = 1
 
     def rank(self) -> tuple[int, int, int, int]:
+        """Most spans, then most evaluations, then the longest input/output, then the last."""
         return (self.spans, self.evaluations, self.text, self.locator.ordinal)
 
 
@@ -72,38 +143,55 @@ class LangWatchFileSource(FileSource[Locator]):
         self._handle: IO[bytes] | None = None
 
     def _index(self, window: Window) -> ThreadIndex[Locator]:
-        index: ThreadIndex[Locator] = ThreadIndex()
+        index: ThreadIndex[Locator] = ThreadIndex(_Locators())
         digest = hashlib.blake2b(digest_size=16)
-        best: dict[str, _Copy] = {}  # in order of first appearance
+        entries: dict[str, int] = {}  # trace id -> its entry in `copies`, by first appearance
+        copies = _Copies()
         repeats = _Repeats()
         traces = with_spans = 0
-        for item in scan(self.path, self.shape, digest):
-            label = where(self.path, self.shape, item.locator)
-            if item.record is None:
-                index.rejected.append(Rejected("trace", label, item.problem or "", item.raw))
-                continue
-            record, copy = item.record, _copy_of(item.record, item.locator)
-            traces += 1
-            with_spans += copy.spans > 0
-            started = _started_at(record)
-            if started is not None and not window.holds(started):
-                continue
-            trace_id = record.get("trace_id")
-            key = trace_id if isinstance(trace_id, str) and trace_id else f"\x00{label}"
-            kept = best.get(key)
-            if kept is None:
-                best[key] = copy
-                continue
-            keep, drop = (copy, kept) if copy.rank() > kept.rank() else (kept, copy)
-            best[key] = keep._replace(copies=kept.copies + 1)
-            repeats.add(key, kept, copy, drop)
+        with self.path.open("rb") as again:  # to count the text of a copy met before
+            for item in scan(self.path, self.shape, digest):
+                if item.record is None:
+                    label = where(self.path, self.shape, item.locator)
+                    index.rejected.append(Rejected("trace", label, item.problem or "", item.raw))
+                    continue
+                record, locator = item.record, item.locator
+                spans = record.get("spans")
+                spans = spans if isinstance(spans, list) else []
+                traces += 1
+                with_spans += len(spans) > 0
+                started = _started_at(record)
+                if started is not None and not window.holds(started):
+                    continue
+                trace_id = record.get("trace_id")
+                key = (
+                    trace_id
+                    if isinstance(trace_id, str) and trace_id
+                    else f"\x00{where(self.path, self.shape, locator)}"
+                )
+                copy = _copy_of(record, spans, locator)
+                entry = entries.get(key)
+                if entry is None:
+                    entries[key] = len(copies)
+                    copies.put(len(copies), copy)
+                    continue
+                kept = copies.get(entry)
+                if kept.rank()[:2] == copy.rank()[:2]:  # a tie so far: the text decides
+                    copy = copy._replace(text=_text(record))
+                    if kept.text < 0:
+                        kept = kept._replace(text=_text(load(again, kept.locator)[0] or {}))
+                keep, drop = (copy, kept) if copy.rank() > kept.rank() else (kept, copy)
+                copies.copies[entry] = copies.copies.get(entry, 1) + 1
+                copies.put(entry, keep)
+                repeats.add(key, kept, copy, drop)
         index.fingerprint = digest.hexdigest()
         previews: list[str] = []
-        for key, copy in best.items():
-            index.add(copy.thread_id, copy.locator)
+        for key, entry in entries.items():
+            copy = copies.get(entry)
+            index.add(copy.thread_id, copy.locator, copy.spans)
             if copy.preview:
                 previews.append(key)
-        repeats.report(index.notes, self.label, self.shape == "jsonl", best)
+        repeats.report(index.notes, self.label, self.shape == "jsonl", entries, copies)
         if traces and not with_spans:
             index.notes.warnings.append(
                 f"{self.label} holds no spans at all: was it exported without "
@@ -158,37 +246,79 @@ class LangWatchFileSource(FileSource[Locator]):
             self._handle = None
 
 
-def _copy_of(record: dict[str, Any], locator: Locator) -> _Copy:
-    spans = record.get("spans")
-    spans = spans if isinstance(spans, list) else []
+def _copy_of(record: dict[str, Any], spans: list[Any], locator: Locator) -> _Copy:
+    """`record` as pass one keeps it; its text is counted only when a repeat needs it."""
     evaluations = record.get("evaluations")
     metadata = record.get("metadata")
     thread_id = metadata.get("thread_id") if isinstance(metadata, dict) else None
-    io = [record.get("input"), record.get("output")]
-    values = io + [s.get(k) for s in spans if isinstance(s, dict) for k in ("input", "output")]
+    # A preview is longer than `_PREVIEW_CHARS`: a shorter record holds none (a character is
+    # at least one byte of its text).
+    preview = locator.length > _PREVIEW_CHARS and _holds_preview(
+        [record.get("input"), record.get("output")]
+        + [s.get(k) for s in spans if isinstance(s, dict) for k in ("input", "output")]
+    )
     return _Copy(
         spans=len(spans),
         evaluations=len(evaluations) if isinstance(evaluations, list) else 0,
-        text=sum(len(s) for s in _strings(io)),
+        text=-1,
         locator=locator,
         thread_id=thread_id if isinstance(thread_id, str) and thread_id else None,
-        preview=any(is_preview(s) for s in _strings(values)),
+        preview=preview,
     )
 
 
-def _strings(values: list[Any]) -> list[str]:
-    """Every string inside `values` (walked without recursion: values can nest deeply)."""
-    found: list[str] = []
-    stack = list(values)
+#: `is_preview` is False for every string of at most this many characters (a preview holds at
+#: least `CLAMP_BYTES - 3` bytes of UTF-8, at most 4 a character).
+_PREVIEW_CHARS = 2047
+
+
+def _holds_preview(values: list[Any]) -> bool:
+    """True when a string inside `values` is a search preview (`is_preview`). Only long strings
+    are looked at closely, and a structure is walked (without recursion: values can nest
+    deeply) only when its JSON text is long enough to hold one."""
+    for value in values:
+        if isinstance(value, str):
+            if len(value) > _PREVIEW_CHARS and is_preview(value):
+                return True
+        elif isinstance(value, dict | list):
+            try:
+                if len(orjson.dumps(value)) <= _PREVIEW_CHARS:
+                    continue  # every string in it is shorter than its text
+            except orjson.JSONEncodeError:
+                pass  # (an integer beyond 64 bits) walked
+            if _walk_for_preview(value):
+                return True
+    return False
+
+
+def _walk_for_preview(value: Any) -> bool:
+    stack = [value]
     while stack:
         value = stack.pop()
         if isinstance(value, str):
-            found.append(value)
+            if len(value) > _PREVIEW_CHARS and is_preview(value):
+                return True
         elif isinstance(value, dict):
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
-    return found
+    return False
+
+
+def _text(record: dict[str, Any]) -> int:
+    """Characters of every string inside the record's input and output (walked without
+    recursion: values can nest deeply)."""
+    total = 0
+    stack = [record.get("input"), record.get("output")]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return total
 
 
 def _some(names: list[str], prefix: str = "") -> str:
@@ -212,17 +342,19 @@ class _Repeats:
         elif len(self.ordinals) < _EXAMPLES:
             self.ordinals[key] = [earlier.locator.ordinal, later.locator.ordinal]
 
-    def report(self, notes: Notes, label: str, lines: bool, best: dict[str, _Copy]) -> None:
+    def report(
+        self, notes: Notes, label: str, lines: bool, entries: dict[str, int], copies: _Copies
+    ) -> None:
         if not self.left_out.traces:
             return
         notes.skip(self.left_out.traces, "traces", REPEATED)
         notes.skip(self.left_out.spans, "spans", _REPEATED_SPANS)
         notes.skip(self.left_out.scores, "scores", _REPEATED_SCORES)
         unit = "line" if lines else "element"
-        repeated = sum(1 for copy in best.values() if copy.copies > 1)
+        repeated = len(copies.copies)
         named = [
             f"trace {key} on {unit}s {', '.join(map(str, ordinals))} "
-            f"(kept {unit} {best[key].locator.ordinal})"
+            f"(kept {unit} {copies.locators[entries[key]].ordinal})"
             for key, ordinals in self.ordinals.items()
         ]
         more = repeated - len(named)

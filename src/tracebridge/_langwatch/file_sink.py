@@ -21,11 +21,13 @@ import json
 import os
 import re
 import stat
+from array import array
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import ValidationError
 
+from .._compact import DigestMap
 from .._decoding import describe_validation_error
 from .._errors import CheckpointError, LockedError, UsageError
 from .._interfaces import Counts, Rejected, Unit, WriteResult
@@ -51,7 +53,11 @@ class LangWatchFileSink:
         _check_not_a_directory(path, self.label)
         self._lock = PathLock(path.with_name(f".{path.name}.tracebridge.lock"), self.label)
         self._state_path = path.with_name(f".{path.name}.tracebridge.json")
-        self._digests: dict[str, bytes] = {}  # trace id -> digest of its last line in the file
+        # Trace id -> digest of its last line in the file. Compact, and not exact: when two ids
+        # share a digest, it answers with the other's line digest, which differs from this
+        # id's line (each line holds its id), so the line is written; and as the id seems
+        # known, the file is compacted at close, which reads the ids from the lines themselves.
+        self._digests = DigestMap()
         self._ready = self._locked = self._replaced = self._needs_newline = False
         self._base = self._acked = 0  # see the module docstring
         self._handle: IO[bytes] | None = None
@@ -99,7 +105,7 @@ class LangWatchFileSink:
     def _index(self, state: tuple[int, int] | None, result: WriteResult) -> bool:
         """Read trace ids and digests and mend the tail; True when our copies need compacting."""
         base = state[0] if state else None
-        self._digests, needs_compacting, offset = {}, False, 0
+        self._digests, needs_compacting, offset = DigestMap(), False, 0
         with self.path.open("rb") as handle:
             for start, number, raw in json_lines(handle):
                 offset = start + len(raw)
@@ -140,23 +146,31 @@ class LangWatchFileSink:
 
     def _compact(self) -> None:
         """Keep only the last line of each trace tracebridge wrote (at or after `base`); every
-        other line stays. Streamed into a temp file with the file's mode, then replaced."""
-        last: dict[str, int] = {}
-        ours: set[str] = set()
+        other line stays. Streamed into a temp file with the file's mode, then replaced. Each
+        line is parsed once: the first pass numbers the trace ids and notes each line's; the
+        second only copies (a line the first pass did not see is kept)."""
+        numbers: dict[str, int] = {}  # trace id -> its number, for the first pass only
+        key_of = array("q")  # line number - 1 -> its trace id's number
+        last = array("q")  # trace id's number -> its last line number
+        ours = bytearray()  # trace id's number -> 1 when tracebridge wrote a line of it
         with self.path.open("rb") as handle:
             for offset, number, raw in json_lines(handle):
-                key = _key(raw, number)
+                key = numbers.setdefault(_key(raw, number), len(numbers))
+                if key == len(last):
+                    last.append(number)
+                    ours.append(0)
                 last[key] = number
-                if offset >= self._base:
-                    ours.add(key)
+                ours[key] |= offset >= self._base
+                key_of.append(key)
+        del numbers
         mode = stat.S_IMODE(self.path.stat().st_mode)  # the new file keeps the file's mode
         with open_atomically(self.path, mode=mode) as out, self.path.open("rb") as handle:
             base = None
             for offset, number, raw in json_lines(handle):
                 if base is None and offset >= self._base:
                     base = out.tell()
-                key = _key(raw, number)
-                if key not in ours or last[key] == number:
+                key = key_of[number - 1] if number <= len(key_of) else -1
+                if key < 0 or not ours[key] or last[key] == number:
                     out.write(raw if raw.endswith(b"\n") else raw + b"\n")
             size = out.tell()
         self._base, self._acked = (size if base is None else base), size
@@ -172,7 +186,7 @@ class LangWatchFileSink:
         lines: list[bytes] = []
         # Digests of this batch's lines: known only once the lines are in the file, so that a
         # batch that fails half-way (and is written again) is not taken as written.
-        pending: dict[str, bytes] = {}
+        pending: dict[str, int] = {}
         for unit in units:
             try:
                 wires = (
@@ -212,14 +226,16 @@ class LangWatchFileSink:
                     )
                     continue
                 trace_id, digest = wire["trace_id"], _digest(line)
-                if pending.get(trace_id, self._digests.get(trace_id)) != digest:  # new or changed
+                known = pending[trace_id] if trace_id in pending else self._digests.get(trace_id)
+                if known != digest:  # new or changed
                     pending[trace_id] = digest
                     lines.append(line)
             result.written.add(written)
         if lines:
             self._append(b"".join(lines))
         self._replaced |= any(trace_id in self._digests for trace_id in pending)
-        self._digests.update(pending)
+        for trace_id, digest in pending.items():
+            self._digests[trace_id] = digest
         return result
 
     def _append(self, data: bytes) -> None:
@@ -287,8 +303,8 @@ def _key(raw: bytes, number: int) -> str:
     return trace_id if isinstance(trace_id, str) else f"\x00{number}"
 
 
-def _digest(line: bytes) -> bytes:
-    return hashlib.blake2b(line, digest_size=8).digest()
+def _digest(line: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(line, digest_size=8).digest())
 
 
 def _label(unit: Unit) -> str:

@@ -16,6 +16,11 @@ A span's cost is written twice: `total_estimated_cost` (the export shape) and `t
 the run (a second run writing PATH fails with exit 2), removes at start the temp files a killed
 run left in its project folder, and never writes outside PATH: a workspace or trace id that is not
 a plain file name is refused.
+
+A rerun changes nothing: a file that already holds its record (whatever its `downloaded_at`) is
+not written again. To know that without looking for every file, the sink lists its project
+folder once, at its first write: a file neither listed then nor written since is not there, so
+its text is written without reading anything back (the folder is locked for the run).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
+from .._compact import DigestMap, Strings
 from .._errors import CheckpointError, LockedError, RecordError, UsageError
 from .._file_source import FileSource, ThreadIndex
 from .._interfaces import Counts, Rejected, Unit, Window, WriteResult
@@ -157,26 +164,28 @@ class OpikDirSource(FileSource[str]):
         self._thread_files: dict[str, str] = {}  # thread id: its file's name
 
     def _index(self, window: Window) -> ThreadIndex[str]:
-        """Each trace file's name by thread (a name, not a `Path`: one small object per trace
-        instead of a Path and its parts); the folder's listing is read once."""
-        index: ThreadIndex[str] = ThreadIndex()
+        """Each trace file's name by thread, kept compactly (`Strings`: one buffer, not an
+        object per trace); the folder's listing is read once, as names (not `DirEntry`s, which
+        hold two strings each), and each file is looked at through its name alone."""
+        index: ThreadIndex[str] = ThreadIndex(Strings())
         digest = hashlib.blake2b(digest_size=16)
+        folder = str(self.folder)
         with os.scandir(self.folder) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-        for entry in entries:
-            name = entry.name
-            if entry.is_file():
-                stat = entry.stat()
+            names = sorted(entry.name for entry in listing)
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # a dangling link, or gone: read below, which names the problem
+                is_file = is_dir = False
+            else:
+                is_file, is_dir = S_ISREG(stat.st_mode), S_ISDIR(stat.st_mode)
+            if is_file:
                 digest.update(f"{name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
-            path = self.folder / name
-            if (
-                entry.is_dir()
-                or name in _KNOWN_FILES
-                or name.startswith(".")
-                or path.suffix in _KNOWN_SUFFIXES
-            ):
+            suffix = _suffix(name)
+            if is_dir or name in _KNOWN_FILES or name.startswith(".") or suffix in _KNOWN_SUFFIXES:
                 continue
-            if name.startswith("thread_") and path.suffix == ".json":
+            if name.startswith("thread_") and suffix == ".json":
                 data, _ = _read(path)
                 if data is not None and isinstance(data.get("thread_id"), str):
                     self._thread_files[data["thread_id"]] = name
@@ -185,7 +194,7 @@ class OpikDirSource(FileSource[str]):
             if problem is None and not name.startswith("trace_"):
                 problem = "not an Opik export file (expected trace_<id>.json)"
             if problem is not None:
-                index.rejected.append(Rejected("trace", str(path), problem, None))
+                index.rejected.append(Rejected("trace", str(self.folder / name), problem, None))
                 continue
             assert data is not None
             trace = data.get("trace")
@@ -198,7 +207,12 @@ class OpikDirSource(FileSource[str]):
                 thread_id = trace.get("thread_id")
             else:
                 thread_id = None
-            index.add(thread_id if isinstance(thread_id, str) and thread_id else None, name)
+            spans = data.get("spans")
+            index.add(
+                thread_id if isinstance(thread_id, str) and thread_id else None,
+                name,
+                len(spans) if isinstance(spans, list) else 0,
+            )
         index.fingerprint = digest.hexdigest()
         return index
 
@@ -206,7 +220,7 @@ class OpikDirSource(FileSource[str]):
         traces: list[Trace] = []
         rejected: list[Rejected] = []
         for name in names:
-            path = self.folder / name
+            path = os.path.join(self.folder, name)  # str(self.folder / name), without a Path
             data, problem = _read(path)
             trace, spans = (data or {}).get("trace"), (data or {}).get("spans", [])
             if isinstance(spans, list):
@@ -218,20 +232,18 @@ class OpikDirSource(FileSource[str]):
             ):
                 problem = "'spans' is not a list of objects"
             if problem is not None:
-                rejected.append(
-                    Rejected("trace", str(path), problem, data, raw_counts(trace, spans))
-                )
+                rejected.append(Rejected("trace", path, problem, data, raw_counts(trace, spans)))
                 continue
             assert isinstance(trace, dict)
             try:
                 traces.append(
                     trace_from_opik(
-                        trace, spans, project=self.project, mappings=self.mappings, where=str(path)
+                        trace, spans, project=self.project, mappings=self.mappings, where=path
                     )
                 )
             except RecordError as exc:
                 counts = raw_counts(trace, spans)
-                rejected.append(Rejected("trace", str(path), exc.reason, data, counts))
+                rejected.append(Rejected("trace", path, exc.reason, data, counts))
         if not traces:
             return None, rejected
         if thread_id is None:
@@ -248,9 +260,17 @@ def _project_folders_named(root: Path) -> list[tuple[str, Path, str]]:
     return [(ws, f, _project_name(f)) for ws, f in _project_folders(root)]
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _suffix(name: str) -> str:
+    """`PurePath(name).suffix`, without making a path."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+def _read(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        data = loads(path.read_bytes())
+        with open(path, "rb") as handle:
+            text = handle.read()
+        data = loads(text)
     except OSError as exc:
         return None, f"cannot read ({exc.strerror})"
     except UnicodeDecodeError:
@@ -294,6 +314,12 @@ class OpikDirSink:
         self.label = f"opik-dir:{root} (workspace {workspace}, project {project})"
         self._lock = PathLock(root / LOCK_NAME, f"the output folder opik-dir:{root}")
         self._ready = False
+        # Names of the files the folder may hold: listed at the first write, then each name
+        # before its file is written. A name not here is a file that is not there, so its
+        # text is written without looking for it (a fresh folder reads nothing back). Compact
+        # and not exact: a name that only shares its digest with one here is looked for, as
+        # every name was before.
+        self._present = DigestMap()
         projects = root / workspace / "projects"
         existing = [
             f
@@ -311,7 +337,8 @@ class OpikDirSink:
             self._project_json = {"id": project_id, "name": project}
 
     def _prepare(self) -> None:
-        """Before the first write: make the folder, lock it, remove a killed run's temp files."""
+        """Before the first write: make the folder, lock it, remove a killed run's temp files,
+        and note which of its own kind of files the folder holds (`_present`)."""
         _make_folder(self.root)
         try:
             self._lock.acquire()
@@ -320,42 +347,61 @@ class OpikDirSink:
         except CheckpointError as exc:  # the lock file cannot be made: the folder is unusable
             raise UsageError(str(exc)) from None
         _make_folder(self.folder)
-        for path in self.folder.iterdir():
-            target = temp_target(path.name)
-            if target is not None and _OWN_FILES.fullmatch(target) and path.is_file():
+        with os.scandir(self.folder) as listing:
+            entries = list(listing)
+        for entry in entries:
+            target = temp_target(entry.name)
+            if target is None:
+                if _OWN_FILES.fullmatch(entry.name):
+                    self._present[entry.name] = 1
+            elif _OWN_FILES.fullmatch(target) and entry.is_file():
                 try:
-                    path.unlink()
+                    os.unlink(entry.path)
                 except OSError as exc:
-                    raise _cannot_write(path, exc) from None
+                    raise _cannot_write(self.folder / entry.name, exc) from None
         self._ready = True
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        """Each file's text is made as soon as its record is mapped (the mapped record is then
+        dropped: a large thread's pages hold its texts, not its records too), and the batch's
+        files are written together (`_write_files`)."""
         result = WriteResult()
-        files: list[tuple[Path, dict[str, Any], bool]] = []
+        texts: list[tuple[Path, bytes | None]] = []
         for unit in units:
             for trace in unit.traces if isinstance(unit, Thread) else [unit]:
-                self._add_trace(trace, result, files, dry_run)
+                self._add_trace(trace, result, texts, dry_run)
             if isinstance(unit, Thread):
                 result.written.threads += 1
                 data = thread_data_to_opik(unit, self.mappings)
                 if data is not None:
                     result.written.scores += len(data.get("feedback_scores", []))
                     digest = hashlib.sha256(unit.id.encode()).hexdigest()[:16]
-                    files.append((self.folder / f"thread_{digest}.json", data, False))
-        if files and not dry_run:
-            if not self._ready:
-                self._prepare()
+                    if not dry_run:
+                        self._add_file(texts, f"thread_{digest}.json", data, stamp=False)
+        if texts:
             if self._project_json is not None:
                 _write_json(self.folder / "project.json", self._project_json)
                 self._project_json = None
-            await _write_files(files)
+            await _write_files(texts)
         return result
+
+    def _add_file(
+        self, texts: list[tuple[Path, bytes | None]], name: str, body: dict[str, Any], stamp: bool
+    ) -> None:
+        """`name`'s text (None: the file holds it already), after the folder is prepared; a
+        name is noted as present before its file is written (a failed write may leave it)."""
+        if not self._ready:
+            self._prepare()
+        may_exist = name in self._present
+        self._present[name] = 1
+        path = self.folder / name
+        texts.append((path, _file_text(path, body, stamp, may_exist=may_exist)))
 
     def _add_trace(
         self,
         trace: Trace,
         result: WriteResult,
-        files: list[tuple[Path, dict[str, Any], bool]],
+        texts: list[tuple[Path, bytes | None]],
         dry_run: bool,
     ) -> None:
         counts = Counts.of(trace)
@@ -387,23 +433,22 @@ class OpikDirSink:
             "attachments": [],
             "project_name": self.project,
         }
-        files.append((self.folder / f"trace_{record.trace['id']}.json", body, True))
+        self._add_file(texts, f"trace_{record.trace['id']}.json", body, stamp=True)
 
     async def aclose(self) -> None:
         self._lock.release()
         self._ready = False
 
 
-async def _write_files(files: list[tuple[Path, dict[str, Any], bool]]) -> None:
-    """Write the files that changed, durable together (`write_many_atomically`: one wait for
-    the batch, before the checkpoint moves); UsageError names the first that could not be
-    written.
+async def _write_files(texts: list[tuple[Path, bytes | None]]) -> None:
+    """Write the files that changed (a text that is not None), durable together
+    (`write_many_atomically`: one wait for the batch, before the checkpoint moves); UsageError
+    names the first that could not be written.
 
     In the event loop's thread, as the LangWatch file sink appends: in a worker thread, each of
     the many small system calls would wait for the GIL while the engine reads the next page
     (measured: 6.3 s of a 10 s run); the fsyncs themselves run side by side in threads.
     """
-    texts = [(path, _file_text(path, body, stamp)) for path, body, stamp in files]
     try:
         write_many_atomically([(path, text) for path, text in texts if text is not None])
     except OSError as exc:
@@ -425,10 +470,13 @@ def _cannot_write(path: Path, exc: OSError) -> UsageError:
     return UsageError(f"opik-dir: cannot write {path}: {exc.strerror or exc}")
 
 
-def _file_text(path: Path, body: dict[str, Any], stamp: bool) -> bytes | None:
+def _file_text(
+    path: Path, body: dict[str, Any], stamp: bool, *, may_exist: bool = True
+) -> bytes | None:
     """The text of `body` as its file holds it, or None when the file already holds it (a
-    rerun changes nothing). `stamp` adds `downloaded_at`, as `opik export` does."""
-    existing, _ = _read(path) if path.exists() else (None, None)
+    rerun changes nothing). `stamp` adds `downloaded_at`, as `opik export` does. A file known
+    not to be there (`may_exist=False`) is not looked for."""
+    existing, _ = _read(path) if may_exist and path.exists() else (None, None)
     if existing is not None:
         existing.pop("downloaded_at", None)
         if existing == body:
