@@ -51,6 +51,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
+from ._gc import quiet_collector
 from ._hashing import remembering_dumps
 from ._interfaces import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._models import Thread, Trace
@@ -452,11 +453,12 @@ async def run(
             report.dead_letter_path = str(dead_letters.path)
         send, receive = anyio.create_memory_object_stream[Page](_PAGES_IN_FLIGHT)
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(read, send)
-                group.start_soon(write, receive, group.cancel_scope)
-                if stop is not None:
-                    group.start_soon(watch, group.cancel_scope)
+            with quiet_collector():  # records by the hundred thousand (`_gc`)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(read, send)
+                    group.start_soon(write, receive, group.cancel_scope)
+                    if stop is not None:
+                        group.start_soon(watch, group.cancel_scope)
         except BaseExceptionGroup as errors:
             raise first_cause(errors) from None
         sink_closed = True

@@ -19,19 +19,18 @@ it, and is dropped with a unit that failed (its dead letter already counts its r
 
 from __future__ import annotations
 
-import gc
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._compact import Strings
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
+from ._gc import quiet_collector
 from ._interfaces import Counts, Notes, Page, Rejected, Unit, Window
 
-__all__ = ["FileSource", "Table", "ThreadIndex", "locate", "paged", "quiet_collector"]
+__all__ = ["FileSource", "Table", "ThreadIndex", "locate", "paged"]
 
 L = TypeVar("L")
 
@@ -243,34 +242,6 @@ async def paged(
             page = Page()
     page.cursor = cursor()
     yield page
-
-
-#: The collector's thresholds while a file is read (`quiet_collector`).
-QUIET_THRESHOLDS = (50_000, 20, 100)
-_quiet = 0
-
-
-@contextmanager
-def quiet_collector() -> Iterator[None]:
-    """Run the cyclic garbage collector rarely for the duration (nested uses share one).
-
-    A file source allocates records by the hundred thousand, nearly all freed by reference
-    counting once their page is written; with the default thresholds they survive enough young
-    collections to trigger full ones, each walking every page in flight (a third of the CPU on
-    a large file, measured). A first generation of 50,000 objects keeps collections rare and
-    short; the thresholds before are restored when the last reader ends.
-    """
-    global _quiet
-    before = gc.get_threshold()
-    if _quiet == 0:
-        gc.set_threshold(*QUIET_THRESHOLDS)
-    _quiet += 1
-    try:
-        yield
-    finally:
-        _quiet -= 1
-        if _quiet == 0:
-            gc.set_threshold(*before)
 
 
 class FileSource(ABC, Generic[L]):
