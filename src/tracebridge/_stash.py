@@ -87,6 +87,7 @@ __all__ = [
     "patched",
     "same",
     "span_stash",
+    "told_stashes",
     "trace_stash",
     "with_residual",
 ]
@@ -360,21 +361,52 @@ def copy_stashes(
     """`trace_stash(trace, decoded)` and `span_stash(span, back)` of every span of `trace`
     (`backs[i]`, one of `decoded.spans` or None, is how `trace.spans[i]` reads back), from one
     dump of each trace (`_hashing.Dumped`): the same stashes, computed once."""
-    mine, theirs = Dumped.of(trace), Dumped.of(decoded)
+    theirs = Dumped.of(decoded)
+    dumps = {id(span): dump for span, dump in zip(decoded.spans, theirs.spans, strict=True)}
+    span_backs = [dumps[id(back)] if back is not None else {} for back in backs]
+    return _copy_stashes(trace, Dumped.of(trace), theirs.trace, span_backs, make_merge_patch)
+
+
+def told_stashes(
+    trace: Trace, mine: Dumped, back: dict[str, Json], span_backs: list[dict[str, Json]]
+) -> tuple[dict[str, Json], list[dict[str, Json]]]:
+    """`copy_stashes`, from how the copy reads back as told by its mapping instead of decoded:
+    `mine` is `Dumped.of(trace)`, `back` and `span_backs[i]` are the dumps `decoded` and its
+    spans would have (every key of `mine.trace` and `mine.spans[i]`). A value of `back` that
+    *is* (the same object as) the original's is known to read back unchanged and is not
+    compared: the stashes are those `copy_stashes` gives for the same dumps."""
+    return _copy_stashes(trace, mine, back, span_backs, _told_patch)
+
+
+def _told_patch(original: dict[str, Json], back: dict[str, Json]) -> dict[str, Json]:
+    """`make_merge_patch(original, back)` for two dicts with the same keys, a value of `back`
+    that is the original's own object taken as the same without comparing it."""
+    keys = [key for key, value in original.items() if back[key] is not value]
+    if len(keys) == len(original):
+        return make_merge_patch(original, back)
+    return make_merge_patch({k: original[k] for k in keys}, {k: back[k] for k in keys})
+
+
+def _copy_stashes(
+    trace: Trace,
+    mine: Dumped,
+    back: dict[str, Json],
+    span_backs: list[dict[str, Json]],
+    diff: Callable[[dict[str, Json], dict[str, Json]], dict[str, Json]],
+) -> tuple[dict[str, Json], list[dict[str, Json]]]:
     stash: dict[str, Json] = {
         "v": STASH_VERSION,
         "source": trace.source.model_dump(),
         "hash": mine.hash,
         "parts": mine.parts(),
     }
-    patch = make_merge_patch(mine.trace, theirs.trace)
+    patch = diff(mine.trace, back)
     if patch:
         stash["patch"] = patch
-    dumps = {id(span): dump for span, dump in zip(decoded.spans, theirs.spans, strict=True)}
     spans = []
-    for dump, span_hash, back in zip(mine.spans, mine.span_digests(), backs, strict=True):
+    for dump, span_hash, span_back in zip(mine.spans, mine.span_digests(), span_backs, strict=True):
         span_stash: dict[str, Json] = {"v": STASH_VERSION, "hash": span_hash}
-        patch = make_merge_patch(dump, dumps[id(back)] if back is not None else {})
+        patch = diff(dump, span_back) if span_back else make_merge_patch(dump, {})
         if patch:
             span_stash["patch"] = patch
         spans.append(span_stash)
