@@ -541,7 +541,7 @@ def _decode(
     reader = CopyReader(stash, PLATFORM)
     copied = []
     for wire_span in wire_spans:
-        copied.append(reader.span(_span_from_opik(wire_span, m), _span_stash(wire_span)))
+        copied.append(reader.span_fields(_span_fields(wire_span, m), _span_stash(wire_span)))
     tree, repairs = break_cycles(
         reader.adopt_new_spans(copied),
         trace_id=wire.id,
@@ -549,30 +549,32 @@ def _decode(
     )
     if warnings is not None:
         warnings += repairs
-    canonical = Trace(
-        id=wire.id,
-        source=source,
-        name=wire.name,
-        thread_id=wire.thread_id,
-        started_at=started_at,
-        ended_at=from_iso(wire.end_time) if wire.end_time else None,
-        input=json_to_io(wire.input, m),
-        output=json_to_io(wire.output, m),
-        metadata={rename.get(k, k): v for k, v in metadata.items()},
-        tags=list(wire.tags or []),
-        error=_error_from_opik(wire.error_info),
-        spans=tree,
-        scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
-    )
-    return reader.trace(canonical, warnings)
+    fields: dict[str, Any] = {
+        "id": wire.id,
+        "source": source,
+        "name": wire.name,
+        "thread_id": wire.thread_id,
+        "started_at": started_at,
+        "ended_at": from_iso(wire.end_time) if wire.end_time else None,
+        "input": json_to_io(wire.input, m),
+        "output": json_to_io(wire.output, m),
+        "metadata": {rename.get(k, k): v for k, v in metadata.items()},
+        "tags": list(wire.tags or []),
+        "error": _error_from_opik(wire.error_info),
+        "spans": tree,
+        "scores": [_score_from_opik(s, m) for s in wire.feedback_scores or []],
+        "extras": {},
+    }
+    return reader.trace_fields(fields, warnings)
 
 
 def _span_stash(wire: OSpan) -> dict[str, Any] | None:
     return parse_stash(wire.metadata.get(STASH_KEY)) if isinstance(wire.metadata, dict) else None
 
 
-def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
-    """The span as its Opik record says (a copy's stash is applied by the caller)."""
+def _span_fields(wire: OSpan, m: Mappings) -> dict[str, Any]:
+    """The span as its Opik record says, as the keyword arguments of every field of `Span`
+    (a copy's stash is merged in by the caller before they are validated)."""
     metadata = _plain_metadata(wire.metadata)
     params = metadata.pop("params") if isinstance(metadata.get("params"), dict) else {}
     contexts = metadata.pop("contexts") if isinstance(metadata.get("contexts"), list) else None
@@ -591,29 +593,30 @@ def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
     if model and wire.provider and m.to_langwatch.model.join_provider:
         model = f"{wire.provider}/{model}"
     started_at = from_iso(wire.start_time)
-    return Span(
-        id=wire.id,
-        parent_id=wire.parent_span_id,
-        name=wire.name,
-        kind=m.to_langwatch.span_type(wire.type or "general"),
-        started_at=started_at,
-        ended_at=from_iso(wire.end_time) if wire.end_time else None,
-        first_token_at=started_at + timedelta(milliseconds=wire.ttft)
+    return {
+        "id": wire.id,
+        "parent_id": wire.parent_span_id,
+        "name": wire.name,
+        "kind": m.to_langwatch.span_type(wire.type or "general"),
+        "started_at": started_at,
+        "ended_at": from_iso(wire.end_time) if wire.end_time else None,
+        "first_token_at": started_at + timedelta(milliseconds=wire.ttft)
         if wire.ttft is not None
         else None,
-        input=json_to_io(wire.input, m),
-        output=json_to_io(wire.output, m),
-        model=model,
-        provider=None if model != wire.model else wire.provider,
-        usage=usage,
-        cost=wire.total_estimated_cost,
-        params=params,
-        metadata=metadata,
-        tags=list(wire.tags or []),
-        contexts=contexts,
-        error=_error_from_opik(wire.error_info),
-        scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
-    )
+        "input": json_to_io(wire.input, m),
+        "output": json_to_io(wire.output, m),
+        "model": model,
+        "provider": None if model != wire.model else wire.provider,
+        "usage": usage,
+        "cost": wire.total_estimated_cost,
+        "params": params,
+        "metadata": metadata,
+        "tags": list(wire.tags or []),
+        "contexts": contexts,
+        "error": _error_from_opik(wire.error_info),
+        "scores": [_score_from_opik(s, m) for s in wire.feedback_scores or []],
+        "extras": {},
+    }
 
 
 def _score_from_opik(wire: OScore, m: Mappings) -> Score:
