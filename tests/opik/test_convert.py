@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tests.opik_spec import load_spec, require_spec, validate_schema
 from tests.strategies import json_values, langwatch_traces, typed_values
@@ -772,6 +773,25 @@ def test_the_common_cases_are_told_not_decoded() -> None:
     old = trace.model_copy(update={"started_at": trace.started_at.replace(year=999)})
     record = opik_convert._encode(old, M, _PlainIds())  # (a UUID v7 cannot hold the year 999)
     assert opik_convert._read_back(old, record, Dumped.of(old), M) is None
+
+
+def test_ids_opik_would_refuse_are_left_to_the_decoder_to_refuse() -> None:
+    """An `OpikIds` giving an empty id: the stash is not told, and the write fails as before."""
+    trace, _ = trace_from_wire(_lw())
+    record = opik_convert._encode(trace, M, _EmptyIds())
+    assert opik_convert._read_back(trace, record, Dumped.of(trace), M) is None
+    with pytest.raises(ValidationError, match="at least 1 character"):
+        trace_to_opik(trace, mappings=M, ids=_EmptyIds())
+
+
+class _EmptyIds:
+    """Opik ids that are empty: no valid Opik record has one."""
+
+    def trace_id(self, trace: Trace) -> str:
+        return ""
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        return f"o-{span.id}"
 
 
 class _PlainIds:

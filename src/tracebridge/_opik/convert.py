@@ -111,10 +111,13 @@ def _read_back(
     them (`mine` is `Dumped.of(trace)`); a value that reads back as it is, is `mine`'s own.
 
     None where this cannot tell it without decoding: platform residuals written into the
-    record, a stash key in a span's metadata, a time before the year 1000, a parent cycle, or
-    an input or output the bijection of `io_to_json` is not shown to hold for.
+    record, a stash key in a span's metadata, a time before the year 1000, a parent cycle, an
+    id that is not a text (an `OpikIds` of the caller's), or an input or output the
+    bijection of `io_to_json` is not shown to hold for.
     """
     if PLATFORM in trace.extras or trace.started_at.year < 1000:
+        return None
+    if not all(type(r["id"]) is str and r["id"] for r in (record.trace, *record.spans)):
         return None
     if any(PLATFORM in s.extras for s in trace.scores):
         return None
