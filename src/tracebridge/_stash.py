@@ -438,8 +438,9 @@ def merged_fields(
     current = {key: _dumped(model, key, fields[key]) for key in patch if key in fields}
     merged = merge_patch(current, patch, share=True)
     result = dict(fields)
-    for key in current.keys() - merged.keys():
-        del result[key]
+    for key in current:
+        if key not in merged:
+            del result[key]  # (deleted by the patch: the field's default)
     result.update(merged)
     return result
 
