@@ -5,19 +5,33 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tests.factories import langwatch_trace
-from tracebridge import RecordError, Score, Thread, Trace
+from tests.strategies import langwatch_traces
+from tracebridge import RecordError, Score, Span, Thread, Trace
 from tracebridge._decoding import collecting
 from tracebridge._hashing import content_hash
 from tracebridge._langwatch.convert import thread_to_wire, trace_from_wire, trace_to_wire
 from tracebridge._mapping import default_mappings
 from tracebridge._opik.convert import trace_from_opik, trace_to_opik
-from tracebridge._stash import STASH_KEY, make_merge_patch, make_patch, merge_patch, same
+from tracebridge._stash import (
+    STASH_KEY,
+    CopyReader,
+    make_merge_patch,
+    make_patch,
+    merge_patch,
+    merged_fields,
+    same,
+)
 
 Json = Any
 MAPPINGS = default_mappings()
@@ -358,3 +372,128 @@ def test_patches_name_deleted_keys_in_the_records_order_not_a_sets() -> None:
     each = patch["items"]["each"]["items"]
     drops = [k for k, change in each.items() if "drop" in change]
     assert drops == list(extra)
+
+
+# ------------------------------------------- patches merged into the decoder's fields (fast path)
+
+
+def _by_dump(reader: CopyReader, kind: str) -> Callable[..., Any]:
+    """`CopyReader.span_fields` / `trace_fields` as the reader did before: validate, dump,
+    merge into the dump, validate again."""
+    if kind == "span":
+        return lambda fields, stash: reader.span(Span.model_validate(fields), stash)
+    return lambda fields, warnings=None: reader.trace(Trace.model_validate(fields), warnings)
+
+
+def _read(records: tuple[Json, list[Json]], *, by_dump: bool) -> tuple[Trace, list[str]]:
+    trace, spans = copy.deepcopy(records)
+    with pytest.MonkeyPatch.context() as patch:
+        if by_dump:
+            real = CopyReader.__init__
+
+            def init(self: CopyReader, *args: Any) -> None:
+                real(self, *args)
+                self.span_fields = _by_dump(self, "span")  # type: ignore[method-assign]
+                self.trace_fields = _by_dump(self, "trace")  # type: ignore[method-assign]
+
+            patch.setattr(CopyReader, "__init__", init)
+        with collecting() as page:
+            read = trace_from_opik(trace, spans, project="p", mappings=MAPPINGS)
+    return read, page.warnings
+
+
+_EDITS = st.lists(
+    st.sampled_from(
+        [
+            ("trace", "name", "renamed"),
+            ("trace", "start_time", "2026-03-09T19:02:11.480123Z"),
+            ("trace", "tags", ["reviewed"]),
+            ("trace", "feedback_scores", [{"name": "human", "value": 1, "source": "ui"}]),
+            ("trace", "error_info", {"exception_type": "E", "traceback": "t"}),
+            ("trace", "metadata", None),
+            ("span", "model", "gpt-x"),
+            ("span", "type", "tool"),
+            ("span", "end_time", "2026-03-09T19:02:12.000+00:00"),
+            ("span", "ttft", 1.5),
+            ("span", "usage", {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+            ("span", "input", {"messages": [{"role": "user", "content": "hi"}]}),
+            ("span", "tags", ["a", "a"]),
+            ("span", "feedback_scores", [{"name": "s", "value": 0.5}]),
+            ("span", "metadata", {"params": {"t": 1}}),
+            ("span", None, None),
+        ]
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(langwatch_traces(), _EDITS, st.integers(0, 4))
+def test_patches_merged_into_fields_read_as_merged_into_the_dump(
+    raw: Json, edits: list[tuple[str, str | None, Json]], which: int
+) -> None:
+    """A copy, untouched or edited on Opik, reads the same (content, copy state, warnings)
+    whether its patches are merged into the decoder's fields or into a dump of its records."""
+    trace, _ = trace_from_wire(raw)
+    record = trace_to_opik(trace, mappings=MAPPINGS)
+    opik, spans = _json(record.trace), _json(record.spans)
+    for where, key, value in edits:
+        if where == "trace" and key is not None:
+            if key == "metadata":  # (the stash kept, every other key dropped)
+                opik["metadata"] = {STASH_KEY: opik["metadata"][STASH_KEY]}
+            else:
+                opik[key] = value
+        elif spans and key is None:
+            del spans[which % len(spans)]
+        elif spans and key is not None:
+            span = spans[which % len(spans)]
+            if key == "metadata":
+                value = {**value, STASH_KEY: span["metadata"][STASH_KEY]}
+            span[key] = value
+    fast, fast_warnings = _read((opik, spans), by_dump=False)
+    slow, slow_warnings = _read((opik, spans), by_dump=True)
+    assert fast == slow
+    assert fast.copy_state == slow.copy_state
+    assert fast_warnings == slow_warnings
+    assert json.dumps(fast.model_dump(mode="json")) == json.dumps(slow.model_dump(mode="json"))
+    if not edits:
+        assert fast.copy_state is not None
+        assert fast.copy_state.changed is False
+
+
+def test_a_v1_stash_reads_the_same_through_fields() -> None:
+    """A copy written before stash v2 (the v1 writer's fixture) reads as through a dump."""
+    data = json.loads((FIXTURES / "stash_v1_langwatch_in_opik.json").read_text())
+    records = (data["opik"]["trace"], data["opik"]["spans"])
+    fast, _ = _read(records, by_dump=False)
+    slow, _ = _read(records, by_dump=True)
+    assert fast == slow == trace_from_wire(data["langwatch"])[0]
+    assert fast.copy_state == slow.copy_state
+
+
+def test_merged_fields_take_what_the_patch_names_as_the_dump_has_it() -> None:
+    """A time is compared as its dump writes it (truncated to the millisecond), a field the
+    patch deletes falls back to its default, and a key no field has is refused on validation."""
+    started = datetime(2026, 3, 9, 19, 2, 11, 482000, tzinfo=UTC)
+    fields = {name: None for name in Span.model_fields} | {
+        "id": "s",
+        "started_at": started,
+        "first_token_at": started + timedelta(microseconds=1500),
+        "usage": {},
+        "params": {},
+        "metadata": {"k": 1},
+        "tags": [],
+        "scores": [],
+        "extras": {},
+        "kind": "span",
+    }
+    dump = Span.model_validate(fields).model_dump(mode="json")
+    patch = make_merge_patch(
+        {**dump, "first_token_at": "2026-03-09T19:02:11.490Z", "metadata": {}}, dump
+    )
+    merged = merged_fields(Span, fields, patch)
+    assert Span.model_validate(merged) == Span.model_validate(merge_patch(dump, patch))
+    assert Span.model_validate(merged).first_token_at == started + timedelta(milliseconds=8)
+    assert Span.model_validate(merged).metadata == {}
+    with pytest.raises(ValidationError, match="unknown"):
+        Span.model_validate(merged_fields(Span, fields, {"unknown": {"set": 1}}))

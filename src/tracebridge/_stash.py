@@ -54,9 +54,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from ._errors import RecordError
 from ._hashing import (
@@ -83,10 +83,12 @@ __all__ = [
     "make_merge_patch",
     "make_patch",
     "merge_patch",
+    "merged_fields",
     "parse_stash",
     "patched",
     "same",
     "span_stash",
+    "told_stashes",
     "trace_stash",
     "with_residual",
 ]
@@ -360,21 +362,52 @@ def copy_stashes(
     """`trace_stash(trace, decoded)` and `span_stash(span, back)` of every span of `trace`
     (`backs[i]`, one of `decoded.spans` or None, is how `trace.spans[i]` reads back), from one
     dump of each trace (`_hashing.Dumped`): the same stashes, computed once."""
-    mine, theirs = Dumped.of(trace), Dumped.of(decoded)
+    theirs = Dumped.of(decoded)
+    dumps = {id(span): dump for span, dump in zip(decoded.spans, theirs.spans, strict=True)}
+    span_backs = [dumps[id(back)] if back is not None else {} for back in backs]
+    return _copy_stashes(trace, Dumped.of(trace), theirs.trace, span_backs, make_merge_patch)
+
+
+def told_stashes(
+    trace: Trace, mine: Dumped, back: dict[str, Json], span_backs: list[dict[str, Json]]
+) -> tuple[dict[str, Json], list[dict[str, Json]]]:
+    """`copy_stashes`, from how the copy reads back as told by its mapping instead of decoded:
+    `mine` is `Dumped.of(trace)`, `back` and `span_backs[i]` are the dumps `decoded` and its
+    spans would have (every key of `mine.trace` and `mine.spans[i]`). A value of `back` that
+    *is* (the same object as) the original's is known to read back unchanged and is not
+    compared: the stashes are those `copy_stashes` gives for the same dumps."""
+    return _copy_stashes(trace, mine, back, span_backs, _told_patch)
+
+
+def _told_patch(original: dict[str, Json], back: dict[str, Json]) -> dict[str, Json]:
+    """`make_merge_patch(original, back)` for two dicts with the same keys, a value of `back`
+    that is the original's own object taken as the same without comparing it."""
+    keys = [key for key, value in original.items() if back[key] is not value]
+    if len(keys) == len(original):
+        return make_merge_patch(original, back)
+    return make_merge_patch({k: original[k] for k in keys}, {k: back[k] for k in keys})
+
+
+def _copy_stashes(
+    trace: Trace,
+    mine: Dumped,
+    back: dict[str, Json],
+    span_backs: list[dict[str, Json]],
+    diff: Callable[[dict[str, Json], dict[str, Json]], dict[str, Json]],
+) -> tuple[dict[str, Json], list[dict[str, Json]]]:
     stash: dict[str, Json] = {
         "v": STASH_VERSION,
         "source": trace.source.model_dump(),
         "hash": mine.hash,
         "parts": mine.parts(),
     }
-    patch = make_merge_patch(mine.trace, theirs.trace)
+    patch = diff(mine.trace, back)
     if patch:
         stash["patch"] = patch
-    dumps = {id(span): dump for span, dump in zip(decoded.spans, theirs.spans, strict=True)}
     spans = []
-    for dump, span_hash, back in zip(mine.spans, mine.span_digests(), backs, strict=True):
+    for dump, span_hash, span_back in zip(mine.spans, mine.span_digests(), span_backs, strict=True):
         span_stash: dict[str, Json] = {"v": STASH_VERSION, "hash": span_hash}
-        patch = make_merge_patch(dump, dumps[id(back)] if back is not None else {})
+        patch = diff(dump, span_back) if span_back else make_merge_patch(dump, {})
         if patch:
             span_stash["patch"] = patch
         spans.append(span_stash)
@@ -392,6 +425,44 @@ def span_stash(span: Span, decoded: Span | None) -> dict[str, Json]:
 
 
 _MAX_CHANGES = 10
+
+
+def merged_fields(
+    model: type[BaseModel], fields: dict[str, Json], patch: dict[str, Json]
+) -> dict[str, Json]:
+    """The keyword arguments `fields` (every field of `model`, as a decoder gives them) with a
+    v2 patch merged in as `merge_patch(record.model_dump(mode="json"), patch)` merges it into
+    the dump of the record they make: the fields the patch names are taken as their dump has
+    them, merged, and put back; the others are left as they are (they validate to the same
+    values as their dump would). The patch's values are shared, as a parsed stash's are."""
+    current = {key: _dumped(model, key, fields[key]) for key in patch if key in fields}
+    merged = merge_patch(current, patch, share=True)
+    result = dict(fields)
+    for key in current:
+        if key not in merged:
+            del result[key]  # (deleted by the patch: the field's default)
+    result.update(merged)
+    return result
+
+
+_FIELD_ADAPTERS: dict[tuple[type[BaseModel], str], TypeAdapter[Any]] = {}
+
+
+def _dumped(model: type[BaseModel], key: str, value: Json) -> Json:
+    """`value`, given for field `key` of `model`, as the record's `model_dump(mode="json")`
+    writes it: validated as that field validates it (a time truncated to the millisecond,
+    ...), then dumped."""
+    if value is None or type(value) is str:
+        return value  # (what every field of a str, or None, validates and dumps to)
+    adapter = _FIELD_ADAPTERS.get((model, key))
+    if adapter is None:
+        field = model.model_fields[key]
+        annotation: Any = field.annotation
+        if field.metadata:  # (`Instant`'s truncation, ...)
+            annotation = Annotated[annotation, *field.metadata]
+        adapter = TypeAdapter(annotation)
+        _FIELD_ADAPTERS[model, key] = adapter
+    return adapter.dump_python(adapter.validate_python(value), mode="json")
 
 
 class CopyReader:
@@ -435,6 +506,19 @@ class CopyReader:
         self._recorded[span.id] = stash.get("hash")
         return span
 
+    def span_fields(self, fields: dict[str, Json], stash: dict[str, Json] | None) -> Span:
+        """`span(Span.model_validate(fields), stash)`, validated once: a v2 patch is merged
+        into `fields` (the keyword arguments of every field of the decoded span), not into its
+        dump (`merged_fields`)."""
+        stash = stash or {}
+        patch = stash.get("patch")
+        if stash.get("v") != STASH_VERSION or not isinstance(patch, dict):
+            return self.span(Span.model_validate(fields), stash)
+        span = Span.model_validate(merged_fields(Span, fields, patch))
+        self._ids[fields["id"]] = span.id
+        self._recorded[span.id] = stash.get("hash")
+        return span
+
     def adopt_new_spans(self, spans: list[Span]) -> list[Span]:
         """`spans` with the parents of spans added on the destination named as the original
         names them (a span added under a copied span points at that span's id there)."""
@@ -461,6 +545,19 @@ class CopyReader:
         if isinstance(patch, dict):
             merged = merge_patch(decoded.model_dump(mode="json"), patch, share=True)
             trace = Trace.model_validate(merged)
+        return self._compared(trace, warnings)
+
+    def trace_fields(self, fields: dict[str, Json], warnings: list[str] | None = None) -> Trace:
+        """`trace(Trace.model_validate(fields), warnings)`, validated once: a v2 patch is
+        merged into `fields` (the keyword arguments of every field of the decoded trace, its
+        spans already applied), not into its dump (`merged_fields`)."""
+        patch = self.stash.get("patch")
+        if not self.v2 or not isinstance(patch, dict):
+            return self.trace(Trace.model_validate(fields), warnings)
+        return self._compared(Trace.model_validate(merged_fields(Trace, fields, patch)), warnings)
+
+    def _compared(self, trace: Trace, warnings: list[str] | None) -> Trace:
+        """A v2 copy with its stash applied, its `copy_state` set from the recorded hash."""
         recorded = self.stash.get("hash")
         recorded = recorded if isinstance(recorded, str) else None
         if recorded is not None and content_hash(trace) == recorded:

@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tests.opik_spec import load_spec, require_spec, validate_schema
+from tests.strategies import json_values, langwatch_traces, typed_values
 from tracebridge import IOValue, RecordError, Span, Trace
+from tracebridge._hashing import Dumped
 from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
 from tracebridge._mapping import Mappings, default_mappings, load_mappings
+from tracebridge._models import ErrorInfo, Provenance, Score
+from tracebridge._opik import convert as opik_convert
 from tracebridge._opik.convert import (
     OpikTrace,
     SourceTimeIds,
@@ -553,3 +561,244 @@ def test_conversion_does_not_change_its_input() -> None:
     trace_to_opik(trace, mappings=M)
     assert trace == before
     assert isinstance(trace, Trace)
+
+
+# ------------------------------------------------- the stash told from the mapping (fast path)
+
+
+def _general(trace: Trace, mappings: Mappings = M) -> OpikTrace:
+    """`trace_to_opik` by decoding the record again (the general path), never told."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(opik_convert, "_read_back", lambda *_: None)
+        return trace_to_opik(trace, mappings=mappings)
+
+
+def _assert_told_as_decoded(trace: Trace, mappings: Mappings = M) -> bool:
+    """The record `trace_to_opik` writes is byte for byte the general path's; True when the
+    stash was told from the mapping (not decoded)."""
+    told = opik_convert._read_back(
+        trace,
+        opik_convert._encode(trace, mappings, SourceTimeIds()),
+        Dumped.of(trace),
+        mappings,
+    )
+    fast, general = trace_to_opik(trace, mappings=mappings), _general(trace, mappings)
+    assert json.dumps(fast.trace) == json.dumps(general.trace)
+    assert [json.dumps(s) for s in fast.spans] == [json.dumps(s) for s in general.spans]
+    assert fast.warnings == general.warnings
+    return told is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(langwatch_traces())
+def test_the_told_stash_is_the_decoded_one_for_langwatch_traces(raw: Json) -> None:
+    trace, _ = trace_from_wire(raw)
+    assert _assert_told_as_decoded(trace)
+
+
+#: Mappings that rename metadata keys onto each other and onto the stash key, keep vendor
+#: prefixes and join no providers.
+RENAMING = Mappings(
+    to_opik=M.to_opik.model_copy(
+        update={
+            "metadata": M.to_opik.metadata.model_copy(
+                update={"rename": {"user_id": "k", "k": "tracebridge", "labels": "user_id"}}
+            ),
+            "model": M.to_opik.model.model_copy(update={"split_vendor_prefix": False}),
+        }
+    ),
+    to_langwatch=M.to_langwatch.model_copy(
+        update={
+            "metadata": M.to_langwatch.metadata.model_copy(
+                update={"rename": {"k": "user_id", "user_id": "params"}}
+            ),
+            "model": M.to_langwatch.model.model_copy(update={"join_provider": False}),
+        }
+    ),
+)
+
+
+@st.composite
+def _canonical_traces(draw: st.DrawFn) -> Trace:
+    """Canonical traces with what the mapping loses or moves: stash and params/contexts keys
+    in metadata, repeated tags, given totals, negative costs, every kind of score, residuals."""
+    start = datetime(2026, 3, 9, 19, 2, 11, 482000, tzinfo=UTC)
+    # Half the traces also hold what sends `trace_to_opik` to the decoder: residuals for Opik,
+    # a stash key in a span's metadata, parent cycles.
+    odd = draw(st.booleans())
+
+    def extras(residual: Json) -> Json:
+        return draw(st.sampled_from([{}, {"langwatch": {"k": [1]}}, *([residual] if odd else [])]))
+
+    def when() -> datetime:
+        return start + timedelta(milliseconds=draw(st.integers(-5, 10_000)))
+
+    def metadata() -> Json:
+        keys = _meta_key if odd else _meta_key.filter(lambda k: k != "tracebridge")
+        out: Json = draw(st.dictionaries(keys, json_values, max_size=3))
+        return out
+
+    def scores() -> list[Score]:
+        return draw(
+            st.lists(
+                st.builds(
+                    Score,
+                    name=st.sampled_from(["a", "b", " ", "c"]),
+                    value=st.none() | st.floats(-2e9, 2e9, allow_nan=False),
+                    passed=st.none() | st.booleans(),
+                    label=st.none() | st.text(max_size=3),
+                    reason=st.none() | st.text(max_size=3),
+                    status=st.sampled_from(["processed", "skipped", "error"]),
+                    id=st.none() | st.just("eval_1"),
+                    source=st.none() | st.sampled_from(["sdk", "ui", "online_scoring"]),
+                    extras=st.sampled_from(
+                        [
+                            {},
+                            {"langwatch": {"x": 1}},
+                            *([{"opik": {"y": {"set": 2}}}] if odd else []),
+                        ]
+                    ),
+                ),
+                max_size=3,
+            )
+        )
+
+    def error() -> ErrorInfo | None:
+        return draw(
+            st.none()
+            | st.builds(
+                ErrorInfo,
+                message=st.none() | st.text(max_size=3),
+                exception_type=st.none() | st.just("ValueError"),
+                stacktrace=st.lists(st.text(max_size=3), max_size=2),
+            )
+        )
+
+    def io() -> IOValue | None:
+        value = draw(st.none() | typed_values())
+        if value is not None and draw(st.booleans()):
+            value = {"type": "json", "value": {draw(st.sampled_from(["text", "json", "k"])): value}}
+        return None if value is None else IOValue.model_validate(value)
+
+    tags = st.lists(st.sampled_from(["x", "y", "z"]), max_size=4)
+    n = draw(st.integers(0, 4))
+    ids = [f"s{i}" for i in range(n)]
+    spans = []
+    for i in range(n):
+        started = when()
+        spans.append(
+            Span(
+                id=ids[i],
+                parent_id=draw(
+                    st.none()
+                    | st.sampled_from((ids if odd else ids[:i]) or ["gone"])
+                    | st.just("gone")
+                ),
+                name=draw(st.none() | st.sampled_from(["", "n"])),
+                kind=draw(st.sampled_from(["llm", "tool", "agent", "span", ""])),
+                started_at=started,
+                ended_at=draw(st.none() | st.just(started + timedelta(milliseconds=7))),
+                first_token_at=draw(st.none() | st.just(started + timedelta(milliseconds=3))),
+                input=io(),
+                output=io(),
+                model=draw(st.none() | st.sampled_from(["openai/gpt-5", "gpt-5", "", "a/b"])),
+                provider=draw(st.none() | st.sampled_from(["openai", "azure"])),
+                usage=draw(
+                    st.dictionaries(
+                        st.sampled_from(["prompt_tokens", "completion_tokens", "total_tokens"]),
+                        st.integers(0, 3),
+                    )
+                ),
+                cost=draw(st.none() | st.floats(-1, 1, allow_nan=False)),
+                params=draw(st.sampled_from([{}, {"temperature": 0.5}])),
+                metadata=metadata(),
+                tags=draw(tags),
+                contexts=draw(st.none() | st.just([]) | st.just([{"content": "c"}])),
+                error=error(),
+                scores=scores(),
+                extras=extras({"opik": {"name": {"set": "o"}}}),
+            )
+        )
+    return Trace(
+        id="t1",
+        source=Provenance(platform="langwatch", project="p", id="t1"),
+        name=draw(st.none() | st.just("named")),
+        thread_id=draw(st.none() | st.just("th")),
+        started_at=start,
+        ended_at=draw(st.none() | st.just(start + timedelta(seconds=1))),
+        input=io(),
+        output=io(),
+        metadata=metadata(),
+        tags=draw(tags),
+        error=error(),
+        spans=spans,
+        scores=scores(),
+        extras=extras({"opik": {"tags": {"set": ["o"]}}}),
+    )
+
+
+_meta_key = st.sampled_from(["user_id", "params", "contexts", "tracebridge", "labels", "k"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_canonical_traces(), st.booleans())
+def test_the_told_stash_is_the_decoded_one_where_the_mapping_loses_most(
+    trace: Trace, renamed: bool
+) -> None:
+    _assert_told_as_decoded(trace, RENAMING if renamed else M)
+
+
+def test_the_common_cases_are_told_not_decoded() -> None:
+    """Traces that lose ids, names, kinds, providers, totals, repeated tags and scores are told
+    from the mapping; a residual for Opik, a stash key in a span's metadata, a parent cycle and
+    a time before the year 1000 are decoded."""
+    raw = _lw(
+        spans=[
+            _span("s1", "agent", model="openai/gpt-5", metrics={"prompt_tokens": 3}),
+            _span("s2", "llm", "s1", params={"temperature": 0.1}, name=None),
+        ],
+        evaluations=[_eval("helpful", score=0.5), _eval("pending", status="scheduled")],
+        labels=["a", "a"],
+    )
+    trace, _ = trace_from_wire(raw)
+    assert _assert_told_as_decoded(trace)
+    span = trace.spans[0]
+    assert not _assert_told_as_decoded(
+        trace.model_copy(update={"extras": {"opik": {"x": {"set": 1}}}})
+    )
+    stashed = span.model_copy(update={"metadata": {"tracebridge": {"v": 2}}})
+    assert not _assert_told_as_decoded(trace.model_copy(update={"spans": [stashed]}))
+    cycle = [span.model_copy(update={"parent_id": span.id})]
+    assert not _assert_told_as_decoded(trace.model_copy(update={"spans": cycle}))
+    old = trace.model_copy(update={"started_at": trace.started_at.replace(year=999)})
+    record = opik_convert._encode(old, M, _PlainIds())  # (a UUID v7 cannot hold the year 999)
+    assert opik_convert._read_back(old, record, Dumped.of(old), M) is None
+
+
+def test_ids_opik_would_refuse_are_left_to_the_decoder_to_refuse() -> None:
+    """An `OpikIds` giving an empty id: the stash is not told, and the write fails as before."""
+    trace, _ = trace_from_wire(_lw())
+    record = opik_convert._encode(trace, M, _EmptyIds())
+    assert opik_convert._read_back(trace, record, Dumped.of(trace), M) is None
+    with pytest.raises(ValidationError, match="at least 1 character"):
+        trace_to_opik(trace, mappings=M, ids=_EmptyIds())
+
+
+class _EmptyIds:
+    """Opik ids that are empty: no valid Opik record has one."""
+
+    def trace_id(self, trace: Trace) -> str:
+        return ""
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        return f"o-{span.id}"
+
+
+class _PlainIds:
+    """Opik ids that are the canonical ids with a prefix."""
+
+    def trace_id(self, trace: Trace) -> str:
+        return f"o-{trace.id}"
+
+    def span_id(self, trace: Trace, span: Span) -> str:
+        return f"o-{span.id}"

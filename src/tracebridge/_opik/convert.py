@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from .._decoding import check_values, decoding, describe_validation_error, value_problem
 from .._errors import RecordError
+from .._hashing import Dumped
 from .._interfaces import Counts, Rejected
 from .._mapping import Mappings
 from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
@@ -29,6 +30,7 @@ from .._stash import (
     copy_stashes,
     make_patch,
     parse_stash,
+    told_stashes,
     with_residual,
 )
 from .._time import from_iso, to_iso, to_ms
@@ -83,16 +85,191 @@ def trace_to_opik(trace: Trace, *, mappings: Mappings, ids: OpikIds | None = Non
     _refuse_shared_span_ids(trace, record)
     if trace.source.platform == PLATFORM:
         return record
-    decoded = _decode(
-        record.trace, record.spans, mappings, stash={"source": trace.source.model_dump()}
-    )
     # What the mapping lost, per trace and per span, so the reverse copy restores it, and the
-    # content hash, so a read can tell a copy changed here since (`_stash.py`, version 2).
-    stash, span_stashes = copy_stashes(trace, decoded, list(decoded.spans))
+    # content hash, so a read can tell a copy changed here since (`_stash.py`, version 2):
+    # told from the mapping where `_read_back` can, else by decoding the record.
+    mine = Dumped.of(trace)
+    told = _read_back(trace, record, mine, mappings)
+    if told is not None:
+        stash, span_stashes = told_stashes(trace, mine, *told)
+    else:
+        decoded = _decode(
+            record.trace, record.spans, mappings, stash={"source": trace.source.model_dump()}
+        )
+        stash, span_stashes = copy_stashes(trace, decoded, list(decoded.spans))
     record.trace["metadata"] = {**record.trace.get("metadata", {}), STASH_KEY: stash}
     for wire_span, own in zip(record.spans, span_stashes, strict=True):
         wire_span["metadata"] = {**wire_span.get("metadata", {}), STASH_KEY: own}
     return record
+
+
+def _read_back(
+    trace: Trace, record: OpikTrace, mine: Dumped, m: Mappings
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """How `_decode` reads `record` (the encoding of `trace`) back, told from the mapping: the
+    dump of the trace without its spans and of each span, as `Dumped.of(decoded)` would give
+    them (`mine` is `Dumped.of(trace)`); a value that reads back as it is, is `mine`'s own.
+
+    None where this cannot tell it without decoding: platform residuals written into the
+    record, a stash key in a span's metadata, a time before the year 1000, a parent cycle, an
+    id that is not a text (an `OpikIds` of the caller's), or an input or output the
+    bijection of `io_to_json` is not shown to hold for.
+    """
+    if PLATFORM in trace.extras or trace.started_at.year < 1000:
+        return None
+    if not all(type(r["id"]) is str and r["id"] for r in (record.trace, *record.spans)):
+        return None
+    if any(PLATFORM in s.extras for s in trace.scores):
+        return None
+    if trace.ended_at is not None and trace.ended_at.year < 1000:
+        return None
+    if break_cycles(trace.spans, trace_id=trace.id)[1]:
+        return None
+    wire = record.trace
+    back = dict(mine.trace)
+    back["id"] = wire["id"]
+    back["name"] = wire["name"]
+    for key in ("input", "output"):
+        if not _reads_as(getattr(trace, key), wire.get(key), m):
+            return None
+    # `_encode`'s and `_decode`'s renames, and the stash key the reader leaves out, on the dump.
+    to_opik, to_langwatch = m.to_opik.metadata.rename, m.to_langwatch.metadata.rename
+    written = {to_opik.get(k, k): v for k, v in mine.trace["metadata"].items()}
+    metadata = {to_langwatch.get(k, k): v for k, v in written.items() if k != STASH_KEY}
+    back["metadata"] = _same_or(mine.trace["metadata"], metadata)
+    back["tags"] = _tags_back(mine.trace["tags"])
+    back["error"] = _error_back(wire.get("error_info"))
+    if trace.scores:
+        back["scores"] = [_score_back(s, m) for s in wire.get("feedback_scores", [])]
+    if trace.extras:
+        back["extras"] = {}
+    span_backs = []
+    for span, dump, wire_span in zip(trace.spans, mine.spans, record.spans, strict=True):
+        span_back = _span_read_back(span, dump, wire_span, m)
+        if span_back is None:
+            return None
+        span_backs.append(span_back)
+    return back, span_backs
+
+
+def _span_read_back(
+    span: Span, dump: dict[str, Any], wire: dict[str, Any], m: Mappings
+) -> dict[str, Any] | None:
+    """`_read_back` of one span (`dump` is its dump, `wire` its Opik record)."""
+    if PLATFORM in span.extras or STASH_KEY in span.metadata:
+        return None
+    if any(PLATFORM in s.extras for s in span.scores):
+        return None
+    for instant in (span.started_at, span.ended_at, span.first_token_at):
+        if instant is not None and instant.year < 1000:
+            return None
+    if not (
+        _reads_as(span.input, wire.get("input"), m)
+        and _reads_as(span.output, wire.get("output"), m)
+    ):
+        return None
+    back = dict(dump)
+    back["id"] = wire["id"]
+    back["parent_id"] = wire.get("parent_span_id")
+    back["name"] = wire["name"]
+    back["kind"] = m.to_langwatch.span_type(wire["type"] or "general")
+    # `_encode`'s writing and `_span_from_opik`'s reading of metadata, params and contexts, on
+    # the dump: the reader takes a dict `params` and a list `contexts` out of the metadata.
+    raw = span.metadata
+    if span.params or span.contexts is not None or "params" in raw or "contexts" in raw:
+        if not (
+            _same_kind(raw, dump["metadata"], "params", dict)
+            and _same_kind(raw, dump["metadata"], "contexts", list)
+        ):
+            return None  # (a value whose dump is of another kind: let the decoder tell)
+        metadata = dict(dump["metadata"])
+        if span.params:
+            metadata["params"] = dump["params"]
+        if span.contexts is not None:
+            metadata["contexts"] = dump["contexts"]
+        params = metadata.pop("params") if isinstance(metadata.get("params"), dict) else {}
+        contexts = metadata.pop("contexts") if isinstance(metadata.get("contexts"), list) else None
+        back["metadata"] = _same_or(dump["metadata"], metadata)
+        back["params"] = _same_or(dump["params"], params)
+        back["contexts"] = contexts
+    model, provider = wire.get("model"), wire.get("provider")
+    if model and provider and m.to_langwatch.model.join_provider:
+        model = f"{provider}/{model}"
+    back["model"] = model
+    back["provider"] = None if model != wire.get("model") else provider
+    usage = dict(dump["usage"])  # (as `_span_to_opik` writes it and `_span_from_opik` reads it)
+    both = {"prompt_tokens", "completion_tokens"} <= usage.keys()
+    if both and "total_tokens" not in usage:
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    if both and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]:
+        del usage["total_tokens"]
+    back["usage"] = _same_or(dump["usage"], usage)
+    cost = wire.get("total_estimated_cost")
+    back["cost"] = dump["cost"] if cost is not None and cost is span.cost else None
+    back["tags"] = _tags_back(dump["tags"])
+    back["error"] = _error_back(wire.get("error_info"))
+    if span.scores:
+        back["scores"] = [_score_back(s, m) for s in wire.get("feedback_scores", [])]
+    if span.extras:
+        back["extras"] = {}
+    return back
+
+
+def _reads_as(value: IOValue | None, wire: Any, m: Mappings) -> bool:
+    """True when `json_to_io(wire)` is `value` again: the same type and the same object."""
+    if value is None:
+        return wire is None
+    if wire is None:
+        return False
+    kind, inner = _io_parts(wire, m)
+    return kind == value.type and inner is value.value
+
+
+def _same_kind(raw: dict[str, Any], dump: dict[str, Any], key: str, kind: type) -> bool:
+    """True when `raw[key]` and its dump are both of `kind` or both not (or there is none)."""
+    return key not in raw or isinstance(raw[key], kind) == isinstance(dump[key], kind)
+
+
+def _same_or(dump: dict[str, Any], back: dict[str, Any]) -> dict[str, Any]:
+    """`dump` itself when `back` holds the same keys, in order, with the same objects."""
+    if len(dump) == len(back) and all(
+        k == j and v is w for (k, v), (j, w) in zip(dump.items(), back.items(), strict=True)
+    ):
+        return dump
+    return back
+
+
+def _tags_back(tags: list[str]) -> list[str]:
+    """The tags as read back: repeats are written once."""
+    return tags if len(set(tags)) == len(tags) else list(dict.fromkeys(tags))
+
+
+def _error_back(wire: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The dump of `_error_from_opik` of an error `_error_to_opik` wrote."""
+    if wire is None:
+        return None
+    traceback = wire.get("traceback")
+    return {
+        "message": wire.get("message"),
+        "exception_type": wire.get("exception_type"),
+        "stacktrace": [traceback] if traceback is not None else [],
+    }
+
+
+def _score_back(wire: dict[str, Any], m: Mappings) -> dict[str, Any]:
+    """The dump of `_score_from_opik` of a score `_scores_to_opik` wrote."""
+    source = wire.get("source")
+    return {
+        "name": wire["name"],
+        "value": float(wire["value"]),
+        "passed": None,
+        "label": wire.get("category_name"),
+        "reason": wire.get("reason"),
+        "status": m.to_langwatch.scores.status,
+        "id": None,
+        "source": None if source == m.to_opik.scores.source else source,
+        "extras": {},
+    }
 
 
 def _refuse_shared_span_ids(trace: Trace, record: OpikTrace) -> None:
@@ -254,14 +431,20 @@ def json_to_io(value: Any, m: Mappings) -> IOValue | None:
     """Opik JSON as a typed value (inverse of `io_to_json`); None stays None."""
     if value is None:
         return None
+    kind, inner = _io_parts(value, m)
+    return IOValue(type=kind, value=inner)
+
+
+def _io_parts(value: Any, m: Mappings) -> tuple[str, Any]:
+    """The type and value `json_to_io` reads `value` (not None) as."""
     if isinstance(value, dict) and len(value) == 1:
         ((key, inner),) = value.items()
         kind = m.to_langwatch.io.get(key)
         if kind == "json" and not _plain(inner, m):
-            return IOValue(type="json", value=inner)
+            return "json", inner
         if kind not in (None, "json") and _fits(kind, inner):
-            return IOValue(type=kind, value=inner)
-    return IOValue(type="json", value=value)
+            return kind, inner
+    return "json", value
 
 
 def _plain(value: Any, m: Mappings) -> bool:
@@ -361,7 +544,7 @@ def _decode(
     reader = CopyReader(stash, PLATFORM)
     copied = []
     for wire_span in wire_spans:
-        copied.append(reader.span(_span_from_opik(wire_span, m), _span_stash(wire_span)))
+        copied.append(reader.span_fields(_span_fields(wire_span, m), _span_stash(wire_span)))
     tree, repairs = break_cycles(
         reader.adopt_new_spans(copied),
         trace_id=wire.id,
@@ -369,30 +552,32 @@ def _decode(
     )
     if warnings is not None:
         warnings += repairs
-    canonical = Trace(
-        id=wire.id,
-        source=source,
-        name=wire.name,
-        thread_id=wire.thread_id,
-        started_at=started_at,
-        ended_at=from_iso(wire.end_time) if wire.end_time else None,
-        input=json_to_io(wire.input, m),
-        output=json_to_io(wire.output, m),
-        metadata={rename.get(k, k): v for k, v in metadata.items()},
-        tags=list(wire.tags or []),
-        error=_error_from_opik(wire.error_info),
-        spans=tree,
-        scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
-    )
-    return reader.trace(canonical, warnings)
+    fields: dict[str, Any] = {
+        "id": wire.id,
+        "source": source,
+        "name": wire.name,
+        "thread_id": wire.thread_id,
+        "started_at": started_at,
+        "ended_at": from_iso(wire.end_time) if wire.end_time else None,
+        "input": json_to_io(wire.input, m),
+        "output": json_to_io(wire.output, m),
+        "metadata": {rename.get(k, k): v for k, v in metadata.items()},
+        "tags": list(wire.tags or []),
+        "error": _error_from_opik(wire.error_info),
+        "spans": tree,
+        "scores": [_score_from_opik(s, m) for s in wire.feedback_scores or []],
+        "extras": {},
+    }
+    return reader.trace_fields(fields, warnings)
 
 
 def _span_stash(wire: OSpan) -> dict[str, Any] | None:
     return parse_stash(wire.metadata.get(STASH_KEY)) if isinstance(wire.metadata, dict) else None
 
 
-def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
-    """The span as its Opik record says (a copy's stash is applied by the caller)."""
+def _span_fields(wire: OSpan, m: Mappings) -> dict[str, Any]:
+    """The span as its Opik record says, as the keyword arguments of every field of `Span`
+    (a copy's stash is merged in by the caller before they are validated)."""
     metadata = _plain_metadata(wire.metadata)
     params = metadata.pop("params") if isinstance(metadata.get("params"), dict) else {}
     contexts = metadata.pop("contexts") if isinstance(metadata.get("contexts"), list) else None
@@ -411,29 +596,30 @@ def _span_from_opik(wire: OSpan, m: Mappings) -> Span:
     if model and wire.provider and m.to_langwatch.model.join_provider:
         model = f"{wire.provider}/{model}"
     started_at = from_iso(wire.start_time)
-    return Span(
-        id=wire.id,
-        parent_id=wire.parent_span_id,
-        name=wire.name,
-        kind=m.to_langwatch.span_type(wire.type or "general"),
-        started_at=started_at,
-        ended_at=from_iso(wire.end_time) if wire.end_time else None,
-        first_token_at=started_at + timedelta(milliseconds=wire.ttft)
+    return {
+        "id": wire.id,
+        "parent_id": wire.parent_span_id,
+        "name": wire.name,
+        "kind": m.to_langwatch.span_type(wire.type or "general"),
+        "started_at": started_at,
+        "ended_at": from_iso(wire.end_time) if wire.end_time else None,
+        "first_token_at": started_at + timedelta(milliseconds=wire.ttft)
         if wire.ttft is not None
         else None,
-        input=json_to_io(wire.input, m),
-        output=json_to_io(wire.output, m),
-        model=model,
-        provider=None if model != wire.model else wire.provider,
-        usage=usage,
-        cost=wire.total_estimated_cost,
-        params=params,
-        metadata=metadata,
-        tags=list(wire.tags or []),
-        contexts=contexts,
-        error=_error_from_opik(wire.error_info),
-        scores=[_score_from_opik(s, m) for s in wire.feedback_scores or []],
-    )
+        "input": json_to_io(wire.input, m),
+        "output": json_to_io(wire.output, m),
+        "model": model,
+        "provider": None if model != wire.model else wire.provider,
+        "usage": usage,
+        "cost": wire.total_estimated_cost,
+        "params": params,
+        "metadata": metadata,
+        "tags": list(wire.tags or []),
+        "contexts": contexts,
+        "error": _error_from_opik(wire.error_info),
+        "scores": [_score_from_opik(s, m) for s in wire.feedback_scores or []],
+        "extras": {},
+    }
 
 
 def _score_from_opik(wire: OScore, m: Mappings) -> Score:
