@@ -31,7 +31,9 @@ from tracebridge import (
     WriteResult,
     run,
 )
+from tracebridge._hashing import _HASHES, Dumped, content_hash
 from tracebridge._state import StateDir
+from tracebridge._unchanged import SkipUnchanged
 
 START = datetime(2026, 3, 9, 19, 0, tzinfo=UTC)
 JOB: dict[str, Any] = {"from": "memory", "to": "memory", "since": None, "until": None}
@@ -1067,3 +1069,56 @@ async def test_a_skip_unchanged_sink_fills_the_reports_unchanged_counts(tmp_path
     assert again.skipped == again.unchanged
     assert again.to_dict()["unchanged"] == {"threads": 0, "traces": 4, "spans": 4, "scores": 0}
     assert sink.calls == 0
+
+
+class HashingSource(MemorySource):
+    """A `MemorySource` that hashes each trace as it reads it, as a reader of copies does
+    (`_stash.CopyReader` tells a changed copy by its content hash)."""
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        async for page in super().pages(window, resume):
+            for unit in page.units:
+                assert isinstance(unit, Trace)
+                content_hash(unit)
+            yield page
+
+
+@pytest.mark.anyio
+async def test_without_steps_a_trace_the_source_hashed_is_not_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The skip-unchanged index takes the source's hash; the memo holds a few pages at most."""
+    dumps: list[str] = []
+    real = Dumped.of.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Dumped], trace: Trace) -> Dumped:
+        dumps.append(trace.id)
+        return real(cls, trace)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Dumped, "of", classmethod(counted))
+    held: list[int] = []
+    inner = MemorySink(before_write=lambda _: held.append(len(_HASHES.get() or ())))
+    report = await run(HashingSource(_pages(6, per_page=3)), SkipUnchanged(inner, tmp_path))
+    assert report.written.traces == 18
+    assert sorted(dumps) == sorted(f"p{p}t{i}" for p in range(6) for i in range(3))
+    assert max(held) <= 3 * 4  # the page written, and what the reader got ahead by
+
+
+@pytest.mark.anyio
+async def test_with_steps_the_index_hashes_the_unit_as_the_steps_left_it(tmp_path: Path) -> None:
+    """A step may change a unit in place: the hash the source took is not the unit's any more,
+    so a run with steps hashes again, and a changed unit is written, not skipped."""
+    first = MemorySink()
+    await run(HashingSource(_pages(1)), SkipUnchanged(first, tmp_path))
+
+    def tag_in_place(unit: Unit) -> Unit:
+        assert isinstance(unit, Trace)
+        unit.tags.append("added in place")
+        return unit
+
+    again = MemorySink()
+    report = await run(
+        HashingSource(_pages(1)), SkipUnchanged(again, tmp_path), steps=[tag_in_place]
+    )
+    assert _written(again) == ["p0t0", "p0t1"]
+    assert report.written.traces == 2

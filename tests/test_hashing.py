@@ -15,9 +15,11 @@ from tests.strategies import langwatch_traces, opik_traces
 from tracebridge import Provenance, Score, Span, Thread, Trace
 from tracebridge._hashing import (
     Dumped,
+    HashMemo,
     content_hash,
     digest,
     remembering_dumps,
+    remembering_hashes,
     span_digest,
     trace_parts,
 )
@@ -236,3 +238,19 @@ def test_an_edit_made_before_the_block_is_seen_by_the_hash() -> None:
     with remembering_dumps():
         assert content_hash(trace) != before
         assert content_hash(trace) == _plain_hash(trace)
+
+
+def test_a_hash_memo_keeps_each_objects_hash_until_its_page_is_forgotten() -> None:
+    trace, other = _trace(), _trace(id="t2")
+    memo = HashMemo()
+    with remembering_hashes(memo):
+        first = content_hash(trace)
+        memo.generation = 1
+        content_hash(other)
+        assert memo.get(trace) == first == _plain_hash(trace)
+        assert memo.get(trace.model_copy()) is None  # another object: hashed on its own
+        memo.forget_through(0)
+        assert (memo.get(trace), memo.get(other)) == (None, content_hash(other))
+    assert len(memo) == 1
+    content_hash(trace)  # outside the block: not recorded
+    assert len(memo) == 1

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +53,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
 from ._gc import quiet_collector
-from ._hashing import remembering_dumps
+from ._hashing import HashMemo, remembering_dumps, remembering_hashes
 from ._interfaces import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._models import Thread, Trace
 from ._state import DeadLetters, JobCounts, JobState, KeepsJobCounts
@@ -219,6 +220,14 @@ async def _write_isolating(sink: Sink, units: list[Unit], dry_run: bool) -> Writ
     return result
 
 
+async def aenumerate(items: AsyncIterator[Page]) -> AsyncIterator[tuple[int, Page]]:
+    """`enumerate` for an async iterator."""
+    number = 0
+    async for item in items:
+        yield number, item
+        number += 1
+
+
 def step_rule(step: Step) -> str:
     """The name a step's skips and failures are reported under."""
     rule = getattr(step, "rule", None)
@@ -368,6 +377,9 @@ async def run(
     report.window = window
     dead_letters: DeadLetters | None = None
     begun = sink_closed = False
+    # Without steps nothing changes a unit between the source and the sink, so a trace the
+    # source hashed (a copy read back) is not hashed again by the skip-unchanged index.
+    hashes = HashMemo() if not steps else None
     resume: dict[str, Any] | None = None
     writing = stopping = False
 
@@ -384,6 +396,8 @@ async def run(
                 try:
                     async for page in source.pages(window, resume):
                         drain_into(page, notes)
+                        if hashes is not None:
+                            hashes.generation += 1  # what comes next is the next page's
                         await send.send(page)
                 except anyio.BrokenResourceError:
                     return  # the writer stopped reading: its own end says why
@@ -424,10 +438,12 @@ async def run(
     async def write(receive: MemoryObjectReceiveStream[Page], scope: anyio.CancelScope) -> None:
         nonlocal writing
         async with receive:
-            async for page in receive:
+            async for number, page in aenumerate(receive):
                 writing = True
                 await write_page(page)
                 writing = False
+                if hashes is not None:
+                    hashes.forget_through(number)
                 if stopping:
                     report.stopped = True
                     scope.cancel()  # the reader too, before the stream closes under it
@@ -453,7 +469,10 @@ async def run(
             report.dead_letter_path = str(dead_letters.path)
         send, receive = anyio.create_memory_object_stream[Page](_PAGES_IN_FLIGHT)
         try:
-            with quiet_collector():  # records by the hundred thousand (`_gc`)
+            with (
+                quiet_collector(),  # records by the hundred thousand (`_gc`)
+                remembering_hashes(hashes) if hashes is not None else nullcontext(),
+            ):
                 async with anyio.create_task_group() as group:
                     group.start_soon(read, send)
                     group.start_soon(write, receive, group.cancel_scope)

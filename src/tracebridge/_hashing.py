@@ -37,10 +37,12 @@ __all__ = [
     "HASH_VERSION",
     "OWN_FIELDS",
     "Dumped",
+    "HashMemo",
     "content_hash",
     "digest",
     "keyed",
     "remembering_dumps",
+    "remembering_hashes",
     "score_content",
     "score_key",
     "span_content",
@@ -120,7 +122,60 @@ def content_hash(unit: Trace | Thread) -> str:
     if isinstance(unit, Thread):
         content = {"thread": _thread_content(unit)}
         return f"{HASH_VERSION}:{hashlib.sha256(_canonical(content)).hexdigest()}"
-    return Dumped.of(unit).hash
+    memo = _HASHES.get()
+    if memo is None:
+        return Dumped.of(unit).hash
+    known = memo.get(unit)
+    if known is None:
+        known = Dumped.of(unit).hash
+        memo.put(unit, known)
+    return known
+
+
+class HashMemo:
+    """The content hashes of the traces a run hashed, by the identity of the trace object (kept
+    with its hash, so its id cannot be reused), by generation: the page being read when each
+    was recorded. A source that reads copies hashes each trace to tell whether it changed
+    (`_stash.CopyReader`); the skip-unchanged index then hashes the same object again.
+
+    The contract (`remembering_hashes`): no trace is changed in place from the moment it is
+    hashed to the moment its page is written and forgotten. The engine holds one only for a run
+    without steps (user code that may change a unit in place); tracebridge's sources, sinks and
+    converters copy a trace to change it (`model_copy`), which makes another object.
+    """
+
+    def __init__(self) -> None:
+        #: The page being read (the engine counts it up as each page is read).
+        self.generation = 0
+        self._hashes: dict[int, tuple[Trace, str, int]] = {}
+
+    def get(self, trace: Trace) -> str | None:
+        hit = self._hashes.get(id(trace))
+        return hit[1] if hit is not None and hit[0] is trace else None
+
+    def put(self, trace: Trace, hash_: str) -> None:
+        self._hashes[id(trace)] = (trace, hash_, self.generation)
+
+    def forget_through(self, generation: int) -> None:
+        """Forget what was recorded while pages up to `generation` were read (written now)."""
+        self._hashes = {k: v for k, v in self._hashes.items() if v[2] > generation}
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
+_HASHES: ContextVar[HashMemo | None] = ContextVar("tracebridge_hashes", default=None)
+
+
+@contextmanager
+def remembering_hashes(memo: HashMemo) -> Iterator[None]:
+    """Inside the block (and the tasks it starts), `content_hash` of a trace object is computed
+    once and kept in `memo` (`HashMemo`: the contract)."""
+    token = _HASHES.set(memo)
+    try:
+        yield
+    finally:
+        _HASHES.reset(token)
 
 
 #: The dumps `Dumped.of` made inside `remembering_dumps`, by the identity of their trace (the
