@@ -31,7 +31,7 @@ from tracebridge import (
     WriteResult,
     run,
 )
-from tracebridge._hashing import _HASHES, Dumped, content_hash
+from tracebridge._hashing import _REMEMBERED, Dumped, content_hash
 from tracebridge._state import StateDir
 from tracebridge._unchanged import SkipUnchanged
 
@@ -1089,15 +1089,15 @@ async def test_without_steps_a_trace_the_source_hashed_is_not_hashed_again(
 ) -> None:
     """The skip-unchanged index takes the source's hash; the memo holds a few pages at most."""
     dumps: list[str] = []
-    real = Dumped.of.__func__  # type: ignore[attr-defined]
+    real = Dumped._content_hash
 
-    def counted(cls: type[Dumped], trace: Trace) -> Dumped:
-        dumps.append(trace.id)
-        return real(cls, trace)  # type: ignore[no-any-return]
+    def counted(self: Dumped) -> str:
+        dumps.append(self.trace["id"])
+        return real(self)
 
-    monkeypatch.setattr(Dumped, "of", classmethod(counted))
+    monkeypatch.setattr(Dumped, "_content_hash", counted)
     held: list[int] = []
-    inner = MemorySink(before_write=lambda _: held.append(len(_HASHES.get() or ())))
+    inner = MemorySink(before_write=lambda _: held.append(len(_REMEMBERED.get() or ())))
     report = await run(HashingSource(_pages(6, per_page=3)), SkipUnchanged(inner, tmp_path))
     assert report.written.traces == 18
     assert sorted(dumps) == sorted(f"p{p}t{i}" for p in range(6) for i in range(3))

@@ -18,7 +18,6 @@ from tracebridge._hashing import (
     HashMemo,
     content_hash,
     digest,
-    remembering_dumps,
     remembering_hashes,
     span_digest,
     trace_parts,
@@ -213,20 +212,39 @@ def test_one_dump_gives_the_hashes_a_dump_each_gives(
         assert dumped.trace == trace.dump_without_spans()
 
 
-def test_inside_remembering_dumps_one_trace_object_is_dumped_once() -> None:
+def test_inside_remembering_hashes_one_trace_object_is_hashed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The engine's write of a page hashes a trace (skip-unchanged), then stashes its hash,
-    parts and span digests (the converter): one dump serves both; outside the block, and for
-    another object, each call dumps afresh."""
+    parts and span digests (the converter): one hashing serves both; outside the block, and
+    for another object, each hashes afresh. The memo keeps hashes, not dumps."""
+    hashed: list[str] = []
+    real = Dumped._content_hash
+
+    def counted(self: Dumped) -> str:
+        hashed.append(self.trace["id"])
+        return real(self)
+
+    monkeypatch.setattr(Dumped, "_content_hash", counted)
     trace = _trace()
     copy = trace.model_copy(update={"tags": ["other"]})
-    assert Dumped.of(trace) is not Dumped.of(trace)
-    with remembering_dumps():
-        first = Dumped.of(trace)
-        assert Dumped.of(trace) is first
-        assert content_hash(trace) == first.hash == _plain_hash(trace)
-        assert Dumped.of(copy) is not first  # a copy is another record: its own dump
-        assert content_hash(copy) == _plain_hash(copy) != first.hash
-    assert Dumped.of(trace) is not first  # the block is over: nothing is kept
+    content_hash(trace)
+    content_hash(trace)
+    assert hashed == ["t1", "t1"]
+    with remembering_hashes() as memo:
+        first = content_hash(trace)
+        dumped = Dumped.of(trace)
+        assert (dumped.hash, dumped.span_digests()) == (
+            first,
+            [span_digest(s) for s in trace.spans],
+        )
+        assert content_hash(copy) == _plain_hash(copy) != first  # another object: its own
+        assert memo.get(trace) == (first, dumped.span_digests())
+        assert all(not isinstance(v, dict) for entry in memo._known.values() for v in entry)
+    assert hashed == ["t1", "t1", "t1", "t1"]
+    assert first == _plain_hash(trace)
+    content_hash(trace)  # the block is over: hashed again
+    assert len(hashed) == 5
 
 
 def test_an_edit_made_before_the_block_is_seen_by_the_hash() -> None:
@@ -235,7 +253,7 @@ def test_an_edit_made_before_the_block_is_seen_by_the_hash() -> None:
     trace = _trace()
     before = content_hash(trace)
     trace.tags.append("added by a step")
-    with remembering_dumps():
+    with remembering_hashes():
         assert content_hash(trace) != before
         assert content_hash(trace) == _plain_hash(trace)
 
@@ -247,10 +265,11 @@ def test_a_hash_memo_keeps_each_objects_hash_until_its_page_is_forgotten() -> No
         first = content_hash(trace)
         memo.generation = 1
         content_hash(other)
-        assert memo.get(trace) == first == _plain_hash(trace)
+        assert memo.get(trace) == (first, [span_digest(s) for s in trace.spans])
         assert memo.get(trace.model_copy()) is None  # another object: hashed on its own
         memo.forget_through(0)
-        assert (memo.get(trace), memo.get(other)) == (None, content_hash(other))
+        assert memo.get(trace) is None
+        assert memo.get(other) is not None
     assert len(memo) == 1
     content_hash(trace)  # outside the block: not recorded
     assert len(memo) == 1

@@ -53,7 +53,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._decoding import collecting, drain_into
 from ._failures import describe, is_record_failure
 from ._gc import quiet_collector
-from ._hashing import HashMemo, remembering_dumps, remembering_hashes
+from ._hashing import HashMemo, remembering_hashes
 from ._interfaces import Counts, Notes, Page, Rejected, Sink, Source, Unit, Window, WriteResult
 from ._models import Thread, Trace
 from ._state import DeadLetters, JobCounts, JobState, KeepsJobCounts
@@ -377,8 +377,10 @@ async def run(
     report.window = window
     dead_letters: DeadLetters | None = None
     begun = sink_closed = False
-    # Without steps nothing changes a unit between the source and the sink, so a trace the
-    # source hashed (a copy read back) is not hashed again by the skip-unchanged index.
+    # A trace is hashed once: the skip-unchanged index and the converter's stash share one
+    # hash. Without steps nothing changes a unit between the source and the sink, so one memo
+    # serves the whole run, and a hash the source took (a copy read back) is used too; with
+    # steps, one memo serves each sink write.
     hashes = HashMemo() if not steps else None
     resume: dict[str, Any] | None = None
     writing = stopping = False
@@ -420,7 +422,8 @@ async def run(
         reject(failed)
         if pairs:
             try:
-                with remembering_dumps():  # the steps have run: no unit changes from here on
+                # The steps have run: no unit changes from here on (`remembering_hashes`).
+                with remembering_hashes() if hashes is None else nullcontext():
                     result = await _write_isolating(sink, [sent for _, sent in pairs], dry_run)
             except Exception as exc:
                 _note_on_os_errors(exc, f"while writing to {sink.label}")

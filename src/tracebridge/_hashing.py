@@ -41,7 +41,6 @@ __all__ = [
     "content_hash",
     "digest",
     "keyed",
-    "remembering_dumps",
     "remembering_hashes",
     "score_content",
     "score_key",
@@ -118,87 +117,67 @@ def _thread_content(thread: Thread) -> dict[str, Any]:
 
 
 def content_hash(unit: Trace | Thread) -> str:
-    """The hash of a trace's or a thread's content (module docstring): `c1:` and 64 hex digits."""
+    """The hash of a trace's or a thread's content (module docstring): `c1:` and 64 hex digits.
+
+    Inside `remembering_hashes`, a trace object already hashed is not dumped again."""
     if isinstance(unit, Thread):
         content = {"thread": _thread_content(unit)}
         return f"{HASH_VERSION}:{hashlib.sha256(_canonical(content)).hexdigest()}"
-    memo = _HASHES.get()
-    if memo is None:
-        return Dumped.of(unit).hash
-    known = memo.get(unit)
-    if known is None:
-        known = Dumped.of(unit).hash
-        memo.put(unit, known)
-    return known
+    memo = _REMEMBERED.get()
+    known = memo.get(unit) if memo is not None else None
+    return known[0] if known is not None else Dumped.of(unit).hash
 
 
 class HashMemo:
-    """The content hashes of the traces a run hashed, by the identity of the trace object (kept
-    with its hash, so its id cannot be reused), by generation: the page being read when each
-    was recorded. A source that reads copies hashes each trace to tell whether it changed
-    (`_stash.CopyReader`); the skip-unchanged index then hashes the same object again.
-
-    The contract (`remembering_hashes`): no trace is changed in place from the moment it is
-    hashed to the moment its page is written and forgotten. The engine holds one only for a run
-    without steps (user code that may change a unit in place); tracebridge's sources, sinks and
-    converters copy a trace to change it (`model_copy`), which makes another object.
+    """The hashes of the traces hashed inside `remembering_hashes`, by the identity of the trace
+    object (kept with them, so its id cannot be reused): its content hash and its spans'
+    digests, what the skip-unchanged index, a reader of copies (`_stash.CopyReader`) and a
+    converter's stash each need of one trace. Only these are kept, not the dump (a page's
+    dumps would weigh more than the page). Each entry has the generation the memo was at:
+    the engine counts pages read, and forgets a page's entries once it is written.
     """
 
     def __init__(self) -> None:
-        #: The page being read (the engine counts it up as each page is read).
+        #: The page being read (the engine counts it up as pages are read).
         self.generation = 0
-        self._hashes: dict[int, tuple[Trace, str, int]] = {}
+        self._known: dict[int, tuple[Trace, str, list[str], int]] = {}
 
-    def get(self, trace: Trace) -> str | None:
-        hit = self._hashes.get(id(trace))
-        return hit[1] if hit is not None and hit[0] is trace else None
+    def get(self, trace: Trace) -> tuple[str, list[str]] | None:
+        """The hash and span digests of this very object, when it was hashed."""
+        hit = self._known.get(id(trace))
+        return (hit[1], hit[2]) if hit is not None and hit[0] is trace else None
 
-    def put(self, trace: Trace, hash_: str) -> None:
-        self._hashes[id(trace)] = (trace, hash_, self.generation)
+    def put(self, trace: Trace, hash_: str, span_digests: list[str]) -> None:
+        self._known[id(trace)] = (trace, hash_, span_digests, self.generation)
 
     def forget_through(self, generation: int) -> None:
         """Forget what was recorded while pages up to `generation` were read (written now)."""
-        self._hashes = {k: v for k, v in self._hashes.items() if v[2] > generation}
+        self._known = {k: v for k, v in self._known.items() if v[3] > generation}
 
     def __len__(self) -> int:
-        return len(self._hashes)
+        return len(self._known)
 
 
-_HASHES: ContextVar[HashMemo | None] = ContextVar("tracebridge_hashes", default=None)
-
-
-@contextmanager
-def remembering_hashes(memo: HashMemo) -> Iterator[None]:
-    """Inside the block (and the tasks it starts), `content_hash` of a trace object is computed
-    once and kept in `memo` (`HashMemo`: the contract)."""
-    token = _HASHES.set(memo)
-    try:
-        yield
-    finally:
-        _HASHES.reset(token)
-
-
-#: The dumps `Dumped.of` made inside `remembering_dumps`, by the identity of their trace (the
-#: trace is kept with its dump, so its id cannot be reused while the block lasts).
-_REMEMBERED: ContextVar[dict[int, tuple[Trace, Dumped]] | None] = ContextVar(
-    "tracebridge_remembered_dumps", default=None
-)
+_REMEMBERED: ContextVar[HashMemo | None] = ContextVar("tracebridge_hashes", default=None)
 
 
 @contextmanager
-def remembering_dumps() -> Iterator[None]:
-    """Inside the block, `Dumped.of` dumps each trace object once: a second call for the same
-    object (the skip-unchanged index hashing a trace, then the converter stashing its hash,
-    parts and span digests) gets the first dump.
+def remembering_hashes(memo: HashMemo | None = None) -> Iterator[HashMemo]:
+    """Inside the block (and the tasks it starts), a trace object is hashed once: its hash and
+    span digests are kept in `memo` (a new one by default) and reused by `content_hash` and
+    `Dumped.of`.
 
-    The contract of the block: no trace is changed in place while it lasts, and no caller
-    changes a dump it was given. The engine holds the block around a sink's write of one page
-    (the steps, user code that may change a unit in place, have run by then); tracebridge's
-    sinks and converters never change a trace (they copy it: `model_copy`).
+    The contract of the block: no trace is changed in place from the moment it is hashed until
+    the block ends or its page is forgotten. The engine holds one around a run without steps
+    (a source that hashes the copies it reads, then the skip-unchanged index and the
+    converters), else one around each sink write (the steps, user code that may change a unit
+    in place, have run by then). tracebridge's sources, sinks and converters never change a
+    trace in place: they copy it (`model_copy`), which makes another object.
     """
-    token = _REMEMBERED.set({})
+    memo = memo if memo is not None else HashMemo()
+    token = _REMEMBERED.set(memo)
     try:
-        yield
+        yield memo
     finally:
         _REMEMBERED.reset(token)
 
@@ -217,21 +196,24 @@ class Dumped:
         self.trace = trace
         self.spans = spans
         self._span_texts: list[bytes] | None = None
+        self._span_digests: list[str] | None = None
         self._hash: str | None = None
+        self._remember: tuple[HashMemo, Trace] | None = None
 
     @classmethod
     def of(cls, trace: Trace) -> Dumped:
-        """The dump of `trace` (inside `remembering_dumps`, the one made for this object)."""
-        remembered = _REMEMBERED.get()
-        if remembered is not None:
-            hit = remembered.get(id(trace))
-            if hit is not None and hit[0] is trace:
-                return hit[1]
+        """The dump of `trace`; inside `remembering_hashes`, its hash and span digests are the
+        ones taken before of this object, or kept once taken."""
         dump = trace.model_dump(mode="json")
         spans = dump.pop("spans")
         made = cls(dump, spans)
-        if remembered is not None:
-            remembered[id(trace)] = (trace, made)
+        memo = _REMEMBERED.get()
+        if memo is not None:
+            known = memo.get(trace)
+            if known is None:
+                made._remember = (memo, trace)
+            else:
+                made._hash, made._span_digests = known
         return made
 
     def span_texts(self) -> list[bytes]:
@@ -242,13 +224,21 @@ class Dumped:
 
     def span_digests(self) -> list[str]:
         """`span_digest` of each span."""
-        return [hashlib.sha256(text).hexdigest()[:16] for text in self.span_texts()]
+        if self._span_digests is None:
+            self._span_digests = [
+                hashlib.sha256(text).hexdigest()[:16] for text in self.span_texts()
+            ]
+        return self._span_digests
 
     @property
     def hash(self) -> str:
         """`content_hash` of the trace."""
         if self._hash is None:
             self._hash = self._content_hash()
+            if self._remember is not None:
+                memo, trace = self._remember
+                memo.put(trace, self._hash, self.span_digests())
+                self._remember = None
         return self._hash
 
     def _content_hash(self) -> str:
