@@ -161,7 +161,8 @@ class WriteResult(Notes):
 
 
 class Source(Protocol):
-    """Reads one project of one platform."""
+    """Reads one project of one platform. A unit, once yielded in a page, is not changed by
+    the source any more (the engine may have hashed it: `_hashing.remembering_hashes`)."""
 
     #: How the source is shown to users (`langwatch-file:traces.jsonl`).
     label: str
@@ -174,7 +175,11 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    """Writes canonical records to one project of one platform, idempotently."""
+    """Writes canonical records to one project of one platform, idempotently.
+
+    A sink does not change the units it is given in place (it copies what it changes:
+    `model_copy`): the engine may have hashed them already (`_hashing.remembering_hashes`).
+    """
 
     label: str
 
