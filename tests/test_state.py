@@ -145,6 +145,27 @@ def test_a_failed_flush_names_the_folder_and_leaves_no_file(tmp_path: Path) -> N
     assert os.listdir(tmp_path / "sub") == []
 
 
+def test_where_syncfs_cannot_run_each_file_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox without the call (ENOSYS, EPERM) or a filesystem without it: fsync per file."""
+    files: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            files.append("file")
+        real_fsync(fd)
+
+    def syncfs(fd: int) -> None:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_many_atomically(_batch(tmp_path), syncfs=syncfs)
+    assert len(files) == 6
+    assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
+
+
 def test_without_syncfs_each_file_is_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

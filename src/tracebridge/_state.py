@@ -208,14 +208,7 @@ def write_many_atomically(
                     handle.write(data)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        if watched:
-            assert syncfs is not None
-            for folder, fd in watched:
-                try:
-                    syncfs(fd)
-                except OSError as exc:
-                    raise OSError(exc.errno, exc.strerror, str(folder)) from exc
-        else:
+        if not (watched and _flushed(watched, syncfs)):
             _fsync_each(temps, threads)
         while temps:
             tmp, path = temps[0]
@@ -231,6 +224,25 @@ def write_many_atomically(
             os.close(fd)
     for folder in folders:
         _fsync_folder(folder)
+
+
+#: What `syncfs` answers where it cannot run (a sandbox without the call, a filesystem
+#: without it): the batch is fsynced file by file instead.
+_NO_SYNCFS = frozenset({errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def _flushed(watched: list[tuple[Path, int]], syncfs: Callable[[int], None] | None) -> bool:
+    """`syncfs` each filesystem: True when done, False when the call cannot run here; a
+    failure to write back raises its `OSError`, naming the folder."""
+    assert syncfs is not None
+    for folder, fd in watched:
+        try:
+            syncfs(fd)
+        except OSError as exc:
+            if exc.errno in _NO_SYNCFS:
+                return False
+            raise OSError(exc.errno, exc.strerror, str(folder)) from exc
+    return True
 
 
 def _one_folder_per_filesystem(folders: list[Path]) -> list[tuple[Path, int]]:
