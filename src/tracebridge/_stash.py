@@ -53,6 +53,7 @@ original exactly, and echo suppression drops it.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 
@@ -139,22 +140,28 @@ def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str,
     """The patch that turns `decoded` back into `original` ({} when they are the same).
 
     Each key maps to `{"set": value}`, `{"del": true}` or, for two dicts, `{"sub": patch}`.
-    One walk over both records.
+    One walk over both records; a value that is the other's very object, or two lists of the
+    very same objects, is the same JSON without serialising it (values are plain JSON without
+    NaN, as `same` says).
     """
     patch: dict[str, Json] = {}
     for key, value in original.items():
         if key not in decoded:
             patch[key] = {"set": value}
-        elif type(value) in _SCALARS and type(value) is type(decoded[key]):
-            if value != decoded[key]:  # (`same` of two scalars of one type, inline)
+            continue
+        other = decoded[key]
+        if value is other:
+            continue
+        if type(value) in _SCALARS and type(value) is type(other):
+            if value != other:  # (`same` of two scalars of one type, inline)
                 patch[key] = {"set": value}
-        elif isinstance(value, dict) and isinstance(decoded[key], dict):
-            if same(value, decoded[key]):
+        elif isinstance(value, dict) and isinstance(other, dict):
+            if same(value, other):
                 continue  # (the walk would find nothing; `same` tells it in C)
-            sub = make_patch(value, decoded[key])
+            sub = make_patch(value, other)
             if sub:
                 patch[key] = {"sub": sub}
-        elif not same(value, decoded[key]):
+        elif not (_same_objects(value, other) or same(value, other)):
             patch[key] = {"set": value}
     for key in decoded:  # in the record's order, not a set's: the same bytes on every run
         if key not in original:
@@ -162,18 +169,24 @@ def make_patch(original: dict[str, Json], decoded: dict[str, Json]) -> dict[str,
     return patch
 
 
+def _same_objects(a: Json, b: Json) -> bool:
+    """True when `a` and `b` are lists of the very same objects."""
+    return type(a) is list and type(b) is list and len(a) == len(b) and all(map(operator.is_, a, b))
+
+
 def apply_patch(target: dict[str, Json], patch: dict[str, Json]) -> dict[str, Json]:
-    """`target` with `patch` applied (a new dict; `target` is not changed)."""
+    """`target` with `patch` applied (a new dict; `target` is not changed). A value set is a
+    deep copy (a string, number, boolean or None is its own copy: set as it is)."""
     result = dict(target)
     for key, change in patch.items():
         if "del" in change:
             result.pop(key, None)
-        elif "sub" in change and isinstance(result.get(key), dict):
-            result[key] = apply_patch(result[key], change["sub"])
         elif "sub" in change:
-            result[key] = apply_patch({}, change["sub"])
+            inner = result.get(key)
+            result[key] = apply_patch(inner if isinstance(inner, dict) else {}, change["sub"])
         else:
-            result[key] = copy.deepcopy(change["set"])
+            value = change["set"]
+            result[key] = value if type(value) in _SCALARS else copy.deepcopy(value)
     return result
 
 

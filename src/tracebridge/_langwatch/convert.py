@@ -17,10 +17,8 @@ Reading such a record undoes all three, so Opik → LangWatch → Opik is the id
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import operator
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -38,7 +36,6 @@ from .._stash import (
     copy_stashes,
     make_patch,
     parse_stash,
-    same,
     with_residual,
 )
 from .._time import from_ms, to_ms
@@ -59,8 +56,6 @@ __all__ = [
 PLATFORM: Platform = "langwatch"
 _RESERVED_METADATA = frozenset({"thread_id", "labels", STASH_KEY})
 _THREAD_TAGS_KEY = "thread_tags"
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_NO_PATCH: dict[str, Any] = {}  # (`_diff` finding nothing: shared, never changed)
 
 
 # ---------------------------------------------------------------------------------------- read
@@ -258,10 +253,11 @@ def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
 
     The wires compared share their values with the canonical records (`_span_base(...,
     share=True)`), which for plain JSON are the same JSON as the dumps the general way takes,
-    so the patches are the same (`_diff`). A span's or score's wire with its residual applied
-    is the same JSON as its raw record (`_stash.make_patch` then `apply_patch`), so the raw
-    record itself stands for it in the trace's wire: the trace's `spans` and `evaluations`
-    are then the raw lists' own elements, known to be the same without comparing them.
+    so the patches are the same (`_stash.make_patch` takes a shared value as the same at
+    once). A span's or score's wire with its residual applied is the same JSON as its raw
+    record (`make_patch` then `apply_patch`), so the raw record itself stands for it in the
+    trace's wire: the trace's `spans` and `evaluations` are then the raw lists' own
+    elements, known to be the same without comparing them.
     """
     raw_list = raw.get("spans") or []
     raw_spans = {s.get("span_id"): s for s in raw_list if isinstance(s, dict)}
@@ -269,8 +265,8 @@ def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
     for span in trace.spans:
         own = raw_spans.get(span.id)
         base = _span_base(span, trace.id, share=True)
-        wire = _with_residual(base, span.extras)
-        residual = _diff(own if own is not None else {}, wire)
+        wire = with_residual(base, span.extras, PLATFORM)
+        residual = make_patch(own if own is not None else {}, wire)
         if residual:
             span = span.model_copy(update={"extras": {PLATFORM: residual}})
         spans.append(span)
@@ -278,15 +274,15 @@ def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
     scores, score_wires = [], []
     for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
         base = _score_base(score, trace.id)
-        wire = _with_residual(base, score.extras)
-        residual = _diff(raw_eval, wire)
+        wire = with_residual(base, score.extras, PLATFORM)
+        residual = make_patch(raw_eval, wire)
         if residual:
             score = score.model_copy(update={"extras": {PLATFORM: residual}})
         scores.append(score)
         score_wires.append(_as_applied(raw_eval, base, wire, residual))
     # (Encoding reads the spans' scores and the trace's extras, which the residuals leave.)
     encoded = _encode(trace, project_id=None, thread=None, wires=(span_wires, score_wires))
-    residual = _diff(raw, encoded)
+    residual = make_patch(raw, encoded)
     update: dict[str, Any] = {"spans": spans, "scores": scores}
     if residual:
         update["extras"] = {PLATFORM: residual}
@@ -300,53 +296,7 @@ def _as_applied(
     applied, or `wire` when there is none), or the raw record where it is the same JSON."""
     if raw is not None and (not residual or wire is base):
         return raw  # make_patch(raw, base) applied to base gives raw again, as JSON
-    return _apply(base, residual) if residual else wire
-
-
-def _same_objects(a: Any, b: Any) -> bool:
-    """True when `a` and `b` are lists of the very same objects."""
-    return type(a) is list and type(b) is list and len(a) == len(b) and all(map(operator.is_, a, b))
-
-
-def _diff(original: dict[str, Any], decoded: dict[str, Any]) -> dict[str, Any]:
-    """`_stash.make_patch(original, decoded)` for plain JSON without NaN (`_decoding.checked`),
-    without serialising what is shared: a value that is the other's object is the same JSON,
-    and so are two lists of the same objects; two dicts are compared key by key
-    (`make_patch` finds nothing in two that are the same). Anything else is compared as
-    `make_patch` compares it (`_stash.same`). (The patch is made when it gets its first key:
-    most comparisons find nothing.)
-    """
-    patch: dict[str, Any] | None = None
-    for key, value in original.items():
-        if key in decoded:
-            other = decoded[key]
-            if value is other:
-                continue
-            kind = type(value)
-            if kind in _SCALARS and kind is type(other):
-                if value == other:
-                    continue
-                change = {"set": value}
-            elif kind is dict and type(other) is dict:
-                sub = _diff(value, other)
-                if not sub:
-                    continue
-                change = {"sub": sub}
-            elif _same_objects(value, other) or same(value, other):
-                continue
-            else:
-                change = {"set": value}
-        else:
-            change = {"set": value}
-        if patch is None:
-            patch = {}
-        patch[key] = change
-    for key in decoded:  # in the record's order, as `make_patch`
-        if key not in original:
-            if patch is None:
-                patch = {}
-            patch[key] = {"del": True}
-    return patch if patch is not None else _NO_PATCH
+    return apply_patch(base, residual) if residual else wire
 
 
 def _residuals_by_encoding(trace: Trace, raw: dict[str, Any]) -> Trace:
@@ -470,29 +420,7 @@ def _encode(
     wire["error"] = _error_to_wire(trace.error)
     wire["spans"] = spans
     wire["evaluations"] = evaluations
-    return _with_residual(wire, trace.extras)
-
-
-def _with_residual(wire: dict[str, Any], extras: dict[str, Any]) -> dict[str, Any]:
-    """`_stash.with_residual(wire, extras, "langwatch")` (`_apply`)."""
-    residual = extras.get(PLATFORM)
-    return _apply(wire, residual) if isinstance(residual, dict) else wire
-
-
-def _apply(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """`_stash.apply_patch(target, patch)`: a new dict, the values set deep copies; a string,
-    number, boolean or None is its own copy, so it is set without `copy.deepcopy`'s work."""
-    result = dict(target)
-    for key, change in patch.items():
-        if "del" in change:
-            result.pop(key, None)
-        elif "sub" in change:
-            inner = result.get(key)
-            result[key] = _apply(inner if isinstance(inner, dict) else {}, change["sub"])
-        else:
-            value = change["set"]
-            result[key] = value if type(value) in _SCALARS else copy.deepcopy(value)
-    return result
+    return with_residual(wire, trace.extras, PLATFORM)
 
 
 def with_root_span(trace: Trace, wire: dict[str, Any]) -> dict[str, Any]:
@@ -549,7 +477,7 @@ def _under(spans: list[dict[str, Any]], root_id: str) -> list[dict[str, Any]]:
 
 
 def _span_to_wire(span: Span, trace_id: str) -> dict[str, Any]:
-    return _with_residual(_span_base(span, trace_id), span.extras)
+    return with_residual(_span_base(span, trace_id), span.extras, PLATFORM)
 
 
 def _span_base(span: Span, trace_id: str, *, share: bool = False) -> dict[str, Any]:
@@ -601,7 +529,7 @@ def _score_to_wire(
     score: Score, trace_id: str, *, span_id: str | None = None, thread: bool = False
 ) -> dict[str, Any]:
     base = _score_base(score, trace_id, span_id=span_id, thread=thread)
-    return _with_residual(base, score.extras)
+    return with_residual(base, score.extras, PLATFORM)
 
 
 def _score_base(
