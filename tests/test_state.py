@@ -97,6 +97,19 @@ def _batch(folder: Path) -> list[tuple[Path, bytes]]:
     ]
 
 
+def _recorded_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """`os.fsync`, still syncing, recording "file" or "folder" for each call."""
+    fsynced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return fsynced
+
+
 def test_a_batch_is_flushed_once_per_filesystem_after_every_temp_file_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,16 +125,7 @@ def test_a_batch_is_flushed_once_per_filesystem_after_every_temp_file_is_written
         temps = [n for n in names if temp_target(n) is not None]
         seen.append((temps, [n for n in names if n not in temps]))
 
-    fsynced: list[str] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(
-        os,
-        "fsync",
-        lambda fd: (
-            fsynced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"),
-            real_fsync(fd),
-        ),
-    )
+    fsynced = _recorded_fsyncs(monkeypatch)
     write_many_atomically(_batch(tmp_path), syncfs=syncfs)
     assert len(seen) == 1  # one filesystem
     temps, in_place = seen[0]
@@ -149,40 +153,25 @@ def test_where_syncfs_cannot_run_each_file_is_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sandbox without the call (ENOSYS, EPERM) or a filesystem without it: fsync per file."""
-    files: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        if not stat.S_ISDIR(os.fstat(fd).st_mode):
-            files.append("file")
-        real_fsync(fd)
 
     def syncfs(fd: int) -> None:
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    fsynced = _recorded_fsyncs(monkeypatch)
     write_many_atomically(_batch(tmp_path), syncfs=syncfs)
-    assert len(files) == 6
+    assert fsynced.count("file") == 6
     assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
 
 
 def test_without_syncfs_each_file_is_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        if not stat.S_ISDIR(os.fstat(fd).st_mode):
-            files.append("file")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    fsynced = _recorded_fsyncs(monkeypatch)
     write_many_atomically(_batch(tmp_path), syncfs=None)
-    assert len(files) == 6
+    assert fsynced.count("file") == 6
     assert (tmp_path / "4.json").read_bytes() == b'{"n": 4}'
     write_many_atomically(_batch(tmp_path)[:1])  # one file: an fsync is cheaper than a flush
-    assert len(files) == 7
+    assert fsynced.count("file") == 7
 
 
 @pytest.mark.skipif(SYNCFS is None, reason="no syncfs that reports failures (Linux 5.8+)")
