@@ -259,44 +259,7 @@ def _keep_residuals(trace: Trace, raw: dict[str, Any]) -> Trace:
     trace's wire: the trace's `spans` and `evaluations` are then the raw lists' own
     elements, known to be the same without comparing them.
     """
-    raw_list = raw.get("spans") or []
-    raw_spans = {s.get("span_id"): s for s in raw_list if isinstance(s, dict)}
-    spans, span_wires = [], []
-    for span in trace.spans:
-        own = raw_spans.get(span.id)
-        base = _span_base(span, trace.id, share=True)
-        wire = with_residual(base, span.extras, PLATFORM)
-        residual = make_patch(own if own is not None else {}, wire)
-        if residual:
-            span = span.model_copy(update={"extras": {PLATFORM: residual}})
-        spans.append(span)
-        span_wires.append(_as_applied(own, base, wire, residual))
-    scores, score_wires = [], []
-    for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
-        base = _score_base(score, trace.id)
-        wire = with_residual(base, score.extras, PLATFORM)
-        residual = make_patch(raw_eval, wire)
-        if residual:
-            score = score.model_copy(update={"extras": {PLATFORM: residual}})
-        scores.append(score)
-        score_wires.append(_as_applied(raw_eval, base, wire, residual))
-    # (Encoding reads the spans' scores and the trace's extras, which the residuals leave.)
-    encoded = _encode(trace, project_id=None, thread=None, wires=(span_wires, score_wires))
-    residual = make_patch(raw, encoded)
-    update: dict[str, Any] = {"spans": spans, "scores": scores}
-    if residual:
-        update["extras"] = {PLATFORM: residual}
-    return trace.model_copy(update=update)
-
-
-def _as_applied(
-    raw: Any, base: dict[str, Any], wire: dict[str, Any], residual: dict[str, Any]
-) -> Any:
-    """The wire `_residuals_by_encoding` takes for a span or score (`base` with `residual`
-    applied, or `wire` when there is none), or the raw record where it is the same JSON."""
-    if raw is not None and (not residual or wire is base):
-        return raw  # make_patch(raw, base) applied to base gives raw again, as JSON
-    return apply_patch(base, residual) if residual else wire
+    return _residuals(trace, raw, plain=True)
 
 
 def _residuals_by_encoding(trace: Trace, raw: dict[str, Any]) -> Trace:
@@ -307,17 +270,22 @@ def _residuals_by_encoding(trace: Trace, raw: dict[str, Any]) -> Trace:
     encoding the record with its extras gives, so the trace's own residual is taken against
     those wires instead of encoding them all again.
     """
+    return _residuals(trace, raw, plain=False)
+
+
+def _residuals(trace: Trace, raw: dict[str, Any], *, plain: bool) -> Trace:
+    """`_keep_residuals` (`plain`) or `_residuals_by_encoding`."""
     raw_spans = {s.get("span_id"): s for s in raw.get("spans") or [] if isinstance(s, dict)}
     spans, span_wires = [], []
     for span in trace.spans:
-        base = _span_base(span, trace.id)
+        own = raw_spans.get(span.id)
+        base = _span_base(span, trace.id, share=plain)
         wire = with_residual(base, span.extras, PLATFORM)
-        residual = make_patch(raw_spans.get(span.id, {}), wire)
+        residual = make_patch(own if own is not None else {}, wire)
         if residual:
             span = span.model_copy(update={"extras": {PLATFORM: residual}})
-            wire = apply_patch(base, residual)
         spans.append(span)
-        span_wires.append(wire)
+        span_wires.append(_as_applied(own if plain else None, base, wire, residual))
     scores, score_wires = [], []
     for raw_eval, score in zip(raw.get("evaluations") or [], trace.scores, strict=True):
         base = _score_base(score, trace.id)
@@ -325,13 +293,23 @@ def _residuals_by_encoding(trace: Trace, raw: dict[str, Any]) -> Trace:
         residual = make_patch(raw_eval, wire)
         if residual:
             score = score.model_copy(update={"extras": {PLATFORM: residual}})
-            wire = apply_patch(base, residual)
         scores.append(score)
-        score_wires.append(wire)
+        score_wires.append(_as_applied(raw_eval if plain else None, base, wire, residual))
     trace = trace.model_copy(update={"spans": spans, "scores": scores})
     encoded = _encode(trace, project_id=None, thread=None, wires=(span_wires, score_wires))
     residual = make_patch(raw, encoded)
     return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
+
+
+def _as_applied(
+    raw: Any, base: dict[str, Any], wire: dict[str, Any], residual: dict[str, Any]
+) -> Any:
+    """The wire a span's or score's residual stands for (`base` with `residual` applied, or
+    `wire` when there is none), or `raw` (its raw record, not None for plain JSON only) where
+    that is the same JSON."""
+    if raw is not None and (not residual or wire is base):
+        return raw  # make_patch(raw, base) applied to base gives raw again, as JSON
+    return apply_patch(base, residual) if residual else wire
 
 
 # --------------------------------------------------------------------------------------- write
