@@ -17,6 +17,7 @@ from tracebridge import CheckpointError, Rejected, Settings, UsageError, migrate
 from tracebridge._interfaces import Counts, Page
 from tracebridge._state import (
     SYNCFS,
+    AtomicBatch,
     Checkpoint,
     DeadLetters,
     JobCounts,
@@ -172,6 +173,43 @@ def test_without_syncfs_each_file_is_fsynced(
     assert (tmp_path / "4.json").read_bytes() == b'{"n": 4}'
     write_many_atomically(_batch(tmp_path)[:1])  # one file: an fsync is cheaper than a flush
     assert fsynced.count("file") == 7
+
+
+def test_a_batch_writes_each_file_when_added_and_puts_them_in_place_on_commit(
+    tmp_path: Path,
+) -> None:
+    """`AtomicBatch` holds names, not texts: each text is in its temp file once added; nothing
+    is in place before `commit`, and the folder is watched before its first file is written."""
+    flushed: list[str] = []
+    with AtomicBatch(syncfs=lambda fd: flushed.append("flush")) as batch:
+        for path, data in _batch(tmp_path):
+            batch.add(path, data)
+            (temp,) = [n for n in os.listdir(path.parent) if temp_target(n) == path.name]
+            assert (path.parent / temp).read_bytes() == data
+            assert not path.exists()
+        assert len(batch._watched) == 1  # one filesystem, opened before any file was written
+        batch.commit()
+        assert flushed == ["flush"]
+    assert sorted(os.listdir(tmp_path)) == [*(f"{i}.json" for i in range(5)), "sub"]
+    assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
+
+
+def test_a_batch_left_without_commit_leaves_nothing_behind(tmp_path: Path) -> None:
+    (tmp_path / "0.json").write_text("old")
+    batch = AtomicBatch(syncfs=lambda fd: None)
+
+    def halfway() -> None:
+        with batch:
+            for path, data in _batch(tmp_path):
+                batch.add(path, data)
+            raise RuntimeError("a mapping failed halfway")
+
+    with pytest.raises(RuntimeError):
+        halfway()
+    assert sorted(os.listdir(tmp_path)) == ["0.json", "sub"]  # no temp file, the old file
+    assert (tmp_path / "0.json").read_text() == "old"
+    assert os.listdir(tmp_path / "sub") == []
+    assert not batch._watched
 
 
 @pytest.mark.skipif(SYNCFS is None, reason="no syncfs that reports failures (Linux 5.8+)")

@@ -38,6 +38,7 @@ from ._locks import PathLock
 from ._models import Thread
 
 __all__ = [
+    "AtomicBatch",
     "Checkpoint",
     "DeadLetters",
     "JobCounts",
@@ -174,42 +175,73 @@ def write_many_atomically(
     threads: int = 8,
     syncfs: Callable[[int], None] | None = SYNCFS,
 ) -> None:
-    """`write_atomically` for many files at once, durable together before it returns.
+    """`write_atomically` for many files at once, durable together before it returns: an
+    `AtomicBatch` given every file, then committed."""
+    with AtomicBatch(threads=threads, syncfs=syncfs) as batch:
+        for path, data in files:
+            batch.add(path, data)
+        batch.commit()
 
-    Each text goes to its temp file; the temp files are then made durable together, renamed
-    over their paths, and each folder fsynced once. A crash leaves each file either old or new,
-    as `write_atomically` does, at the cost of one wait for the batch instead of two per file.
+
+class AtomicBatch:
+    """Files written one by one as they come (`add`), put in place together (`commit`).
+
+    Each text goes to a temp file beside its path as soon as it is added, so a batch holds
+    names, not texts. `commit` makes the temp files durable together, renames each over its
+    path, and fsyncs each folder once: a crash leaves each file either old or new, as
+    `write_atomically` does, at the cost of one wait for the batch instead of two per file.
+    Leaving the `with` block without `commit` (an exception, a cancellation) removes the temp
+    files not yet renamed; a killed run leaves them, named so that `temp_target` finds them.
 
     Made durable: with `syncfs` (Linux 5.8+), by one flush of each filesystem the batch writes
-    to: a folder of each is opened before the first file is written, so any failure to write
-    a temp file back since is reported (measured on `opik-dir`'s page of 60 files: 2-3 times
-    less time than an fsync per file, the kernel's journal committed once); the flush also
-    writes what other programs left to write on that filesystem. Without it, each temp file is
-    fsynced, side by side in `threads`. Raises the `OSError` of the first file that could not
-    be written, its `filename` that file's path (a failed flush names the folder); temp files
-    not yet renamed are removed.
+    to: a folder of each is opened before the first file there is written, so any failure to
+    write a temp file back since is reported (measured on `opik-dir`'s page of 60 files: 2-3
+    times less time than an fsync per file, the kernel's journal committed once); the flush
+    also writes what other programs left to write on that filesystem. Without it (or for a
+    batch of one file), each temp file is fsynced, side by side in `threads`.
+
+    `add` and `commit` raise the `OSError` of the file that could not be written, its
+    `filename` that file's path (a failed flush names the folder).
     """
-    temps: list[tuple[Path, Path]] = []
-    folders = list(dict.fromkeys(path.parent for path, _ in files))
-    watched: list[tuple[Path, int]] = []
-    try:
-        for folder in folders:
+
+    def __init__(self, *, threads: int = 8, syncfs: Callable[[int], None] | None = SYNCFS) -> None:
+        self._threads, self._syncfs = threads, syncfs
+        self._temps: list[tuple[Path, Path]] = []  # (temp file, its path), in order added
+        self._folders: dict[Path, None] = {}
+        self._watched: dict[int, tuple[Path, int]] = {}  # device: (a folder on it, its fd)
+
+    def __enter__(self) -> AtomicBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, path: Path, data: bytes) -> None:
+        """Write `data` to a new temp file beside `path` (its folder made first)."""
+        folder = path.parent
+        if folder not in self._folders:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(folder)) from exc
-        if syncfs is not None and len(files) > 1:
-            watched = _one_folder_per_filesystem(folders)
-        for path, data in files:
-            try:
-                tmp, fd = _create_temp(path)
-                temps.append((tmp, path))
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        if not (watched and _flushed(watched, syncfs)):
-            _fsync_each(temps, threads)
+            if self._syncfs is not None:
+                self._watch(folder)
+            self._folders[folder] = None
+        try:
+            tmp, fd = _create_temp(path)
+            self._temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+    def commit(self) -> None:
+        """Make every temp file durable, rename each over its path (in the order added), then
+        fsync each folder; the batch is empty afterwards."""
+        temps = self._temps
+        watched = list(self._watched.values())
+        if not (len(temps) > 1 and watched and _flushed(watched, self._syncfs)):
+            _fsync_each(temps, self._threads)
         while temps:
             tmp, path = temps[0]
             try:
@@ -217,13 +249,30 @@ def write_many_atomically(
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(path)) from exc
             temps.pop(0)
-    finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-        for _, fd in watched:
+        folders = list(self._folders)
+        self.close()
+        for folder in folders:
+            _fsync_folder(folder)
+
+    def close(self) -> None:
+        """Remove the temp files not renamed and close the folders opened; idempotent."""
+        while self._temps:
+            self._temps.pop()[0].unlink(missing_ok=True)
+        while self._watched:
+            os.close(self._watched.popitem()[1][1])
+        self._folders.clear()
+
+    def _watch(self, folder: Path) -> None:
+        """Keep a descriptor on `folder` if it is the first of its filesystem (for `syncfs`)."""
+        try:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(folder)) from exc
+        device = os.fstat(fd).st_dev
+        if device in self._watched:
             os.close(fd)
-    for folder in folders:
-        _fsync_folder(folder)
+        else:
+            self._watched[device] = (folder, fd)
 
 
 #: What `syncfs` answers where it cannot run (a sandbox without the call, a filesystem
@@ -243,24 +292,6 @@ def _flushed(watched: list[tuple[Path, int]], syncfs: Callable[[int], None] | No
                 return False
             raise OSError(exc.errno, exc.strerror, str(folder)) from exc
     return True
-
-
-def _one_folder_per_filesystem(folders: list[Path]) -> list[tuple[Path, int]]:
-    """An open descriptor on one of `folders` per filesystem they are on (for `syncfs`)."""
-    opened: dict[int, tuple[Path, int]] = {}
-    try:
-        for folder in folders:
-            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            device = os.fstat(fd).st_dev
-            if device in opened:
-                os.close(fd)
-            else:
-                opened[device] = (folder, fd)
-    except OSError as exc:
-        for _, fd in opened.values():
-            os.close(fd)
-        raise OSError(exc.errno, exc.strerror, str(folder)) from exc
-    return list(opened.values())
 
 
 def _fsync_each(temps: list[tuple[Path, Path]], threads: int) -> None:

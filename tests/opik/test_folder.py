@@ -814,6 +814,33 @@ async def test_a_file_that_cannot_be_written_is_a_usage_error_naming_it(
     assert not [p for p in (tmp_path / "out").rglob("*.tmp")]
 
 
+@pytest.mark.anyio
+async def test_a_page_that_stops_halfway_leaves_no_file_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are written as their records are mapped; a page that stops before it is done
+    (here the mapping of its third trace raises) puts none of them in place, and leaves no
+    temp file: the page is written again on resume."""
+    sink = _sink(tmp_path / "out")
+    mapped: list[str] = []
+    real = folder_module.trace_to_opik
+
+    def failing_at_the_third(trace: Any, **kwargs: Any) -> Any:
+        mapped.append(trace.id)
+        if len(mapped) == 3:
+            raise RuntimeError("the process is stopping")
+        return real(trace, **kwargs)
+
+    monkeypatch.setattr(folder_module, "trace_to_opik", failing_at_the_third)
+    traces = [trace_from_wire(line)[0] for line in _sample_lines()[:4]]
+    with pytest.raises(RuntimeError):
+        await sink.write(traces)
+    await sink.aclose()
+    folder = _project_folder(tmp_path / "out")
+    assert len(mapped) == 3
+    assert sorted(p.name for p in folder.iterdir()) == ["project.json"]
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
 @pytest.mark.anyio
 async def test_an_unwritable_output_folder_is_a_usage_error(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._stash import same
-from .._state import temp_target, write_many_atomically
+from .._state import AtomicBatch, temp_target, write_many_atomically
 from .._time import from_iso
 from .convert import (
     SCORES_IN_METADATA,
@@ -362,46 +362,55 @@ class OpikDirSink:
         self._ready = True
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
-        """Each file's text is made as soon as its record is mapped (the mapped record is then
-        dropped: a large thread's pages hold its texts, not its records too), and the batch's
-        files are written together (`_write_files`)."""
+        """Each file is written (to its temp file) as soon as its record is mapped, and the
+        batch's files are put in place together, durable before this returns (`AtomicBatch`:
+        one wait for the batch, before the checkpoint moves). A page holds neither the mapped
+        records nor their texts: a large thread costs its canonical records only.
+
+        In the event loop's thread, as the LangWatch file sink appends: in a worker thread,
+        each of the many small system calls would wait for the GIL while the engine reads the
+        next page (measured: 6.3 s of a 10 s run); the fsyncs themselves run side by side in
+        threads. An `OSError` is a UsageError naming the file."""
         result = WriteResult()
-        texts: list[tuple[Path, bytes | None]] = []
-        for unit in units:
-            for trace in unit.traces if isinstance(unit, Thread) else [unit]:
-                self._add_trace(trace, result, texts, dry_run)
-            if isinstance(unit, Thread):
-                result.written.threads += 1
-                data = thread_data_to_opik(unit, self.mappings)
-                if data is not None:
-                    result.written.scores += len(data.get("feedback_scores", []))
-                    digest = hashlib.sha256(unit.id.encode()).hexdigest()[:16]
-                    if not dry_run:
-                        self._add_file(texts, f"thread_{digest}.json", data, stamp=False)
-        if texts:
-            if self._project_json is not None:
-                _write_json(self.folder / "project.json", self._project_json)
-                self._project_json = None
-            await _write_files(texts)
+        try:
+            with AtomicBatch() as batch:
+                for unit in units:
+                    for trace in unit.traces if isinstance(unit, Thread) else [unit]:
+                        self._add_trace(trace, result, batch, dry_run)
+                    if isinstance(unit, Thread):
+                        result.written.threads += 1
+                        data = thread_data_to_opik(unit, self.mappings)
+                        if data is not None:
+                            result.written.scores += len(data.get("feedback_scores", []))
+                            digest = hashlib.sha256(unit.id.encode()).hexdigest()[:16]
+                            if not dry_run:
+                                self._add_file(batch, f"thread_{digest}.json", data, stamp=False)
+                batch.commit()
+        except OSError as exc:
+            raise _cannot_write(Path(exc.filename or "?"), exc) from None
         return result
 
-    def _add_file(
-        self, texts: list[tuple[Path, bytes | None]], name: str, body: dict[str, Any], stamp: bool
-    ) -> None:
-        """`name`'s text (None: the file holds it already), after the folder is prepared; a
-        name is noted as present before its file is written (a failed write may leave it)."""
+    def _add_file(self, batch: AtomicBatch, name: str, body: dict[str, Any], stamp: bool) -> None:
+        """Write `name` into `batch` unless the file holds `body` already, after the folder is
+        prepared (and `project.json` written, before any other file); a name is noted as
+        present before its file is written (a failed write may leave it)."""
         if not self._ready:
             self._prepare()
+        if self._project_json is not None:
+            _write_json(self.folder / "project.json", self._project_json)
+            self._project_json = None
         may_exist = name in self._present
         self._present[name] = 1
         path = self.folder / name
-        texts.append((path, _file_text(path, body, stamp, may_exist=may_exist)))
+        text = _file_text(path, body, stamp, may_exist=may_exist)
+        if text is not None:
+            batch.add(path, text)
 
     def _add_trace(
         self,
         trace: Trace,
         result: WriteResult,
-        texts: list[tuple[Path, bytes | None]],
+        batch: AtomicBatch,
         dry_run: bool,
     ) -> None:
         counts = Counts.of(trace)
@@ -433,26 +442,11 @@ class OpikDirSink:
             "attachments": [],
             "project_name": self.project,
         }
-        self._add_file(texts, f"trace_{record.trace['id']}.json", body, stamp=True)
+        self._add_file(batch, f"trace_{record.trace['id']}.json", body, stamp=True)
 
     async def aclose(self) -> None:
         self._lock.release()
         self._ready = False
-
-
-async def _write_files(texts: list[tuple[Path, bytes | None]]) -> None:
-    """Write the files that changed (a text that is not None), durable together
-    (`write_many_atomically`: one wait for the batch, before the checkpoint moves); UsageError
-    names the first that could not be written.
-
-    In the event loop's thread, as the LangWatch file sink appends: in a worker thread, each of
-    the many small system calls would wait for the GIL while the engine reads the next page
-    (measured: 6.3 s of a 10 s run); the fsyncs themselves run side by side in threads.
-    """
-    try:
-        write_many_atomically([(path, text) for path, text in texts if text is not None])
-    except OSError as exc:
-        raise _cannot_write(Path(exc.filename or "?"), exc) from None
 
 
 def _make_folder(folder: Path) -> None:
