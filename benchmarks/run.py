@@ -15,8 +15,9 @@ How it measures:
   part), so that row's memory includes the fake's copy of the data.
 * File paths run at N and 10×N traces: their memory column shows whether memory grows with the
   project (it should not, beyond an index of where each record is).
-* The LangWatch corpus has 1–11 spans per trace (4.4 on average, ~2.8 KB per span: the trace's
-  own data is spread over few spans), or `--spans-per-trace S` each (issue #10's corpus has 10).
+* The corpora (the LangWatch export, and the Opik fake an `opik` source reads) have 1–11 spans
+  per trace (4.4 on average; LangWatch ~2.8 KB per span: the trace's own data is spread over
+  few spans), or `--spans-per-trace S` each (issue #10's corpus has 10), but one 250-span trace.
   spans/s depends on that shape: a trace costs more than a span.
 * Before each timed run the parent flushes the disk (`os.sync`), so the writeback of the
   previous run's output or of the input just prepared is not billed to this row.
@@ -83,7 +84,7 @@ NOW = datetime.now(UTC)
 PROJECT, WORKSPACE, OPIK_KEY = "b", "default", "opik-bench-key"
 OPIK_IMPORT = "opik import"
 FLOOR = "floor (lw-file lines → files)"
-#: Spans per LangWatch trace (`--spans-per-trace`; None: 1–11, as the factories draw them).
+#: Spans per trace of both corpora (`--spans-per-trace`; None: 1–11, as the factories draw them).
 SPANS_PER_TRACE: int | None = None
 RATE_LIMITED = "opik-dir → opik, rate-limited"
 
@@ -148,6 +149,7 @@ def _seed_opik(fake: OpikFake, n: int) -> None:
         start=NOW - timedelta(days=5),
         project_name=PROJECT,
         huge_trace_spans=250,
+        spans_per_trace=SPANS_PER_TRACE,
     ):
         fake.add_trace(PROJECT, trace, spans, scores, span_scores)
 
@@ -662,7 +664,7 @@ def main() -> None:
     parser.add_argument(
         "--spans-per-trace",
         type=int,
-        help="spans in each LangWatch trace (default: 1-11, 4.4 on average; issue #10 used 10)",
+        help="spans in each trace of both corpora (default: 1-11, 4.4 on average; issue #10: 10)",
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -713,7 +715,7 @@ def main() -> None:
     _print_table(lines)
     shape = f"{spans} spans" if spans is not None else "1-11 spans (4.4 on average)"
     print(
-        f"{n:,} traces per path (file paths also at {10 * n:,}), {shape} per LangWatch trace; "
+        f"{n:,} traces per path (file paths also at {10 * n:,}), {shape} per trace; "
         "API requests at "
         f"{latency_ms:g} ms each; fake / bridge / wait: CPU in the fakes, other CPU, no CPU"
         f" (latency, I/O, a busy machine); load average {load[0]:.1f} at the start, "

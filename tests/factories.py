@@ -622,11 +622,13 @@ def opik_project(
     start: datetime,
     project_name: str,
     huge_trace_spans: int = 0,
+    spans_per_trace: int | None = None,
 ) -> Iterator[OpikRecords]:
     """Stream `n_traces` Opik traces (each as `opik_trace` returns it) over `n_threads` threads.
 
     About 20% are standalone, the middle trace has `huge_trace_spans` spans if > 0, every 11th
-    trace fails. Thread ids are UUID4 strings, as Opik SDK users typically pick.
+    trace fails. Thread ids are UUID4 strings, as Opik SDK users typically pick. Traces have
+    `opik_trace`'s default number of spans, or `spans_per_trace` each when given.
     """
     rng = random.Random(seed)
     thread_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n_threads)]
@@ -639,6 +641,8 @@ def opik_project(
             start=_EPOCH + timedelta(milliseconds=now),
             thread_id=None if thread is None else thread_ids[thread],
             project_name=project_name,
-            n_spans=huge_trace_spans if huge_trace_spans and i == n_traces // 2 else None,
+            n_spans=(
+                huge_trace_spans if huge_trace_spans and i == n_traces // 2 else spans_per_trace
+            ),
             with_error=i % 11 == 5,
         )

@@ -133,23 +133,25 @@ async def test_the_rate_limited_row_runs_behind_opiks_limiter(tmp_path: Path) ->
     assert numbers["full_windows_used"] >= 0.8
 
 
-def test_spans_per_trace_shapes_the_langwatch_corpus(tmp_path: Path) -> None:
+def test_spans_per_trace_shapes_both_corpora(tmp_path: Path) -> None:
     """`--spans-per-trace 10` (issue #10's corpus shape): every trace of the LangWatch input
-    has 10 spans, but the one huge trace."""
+    and of the Opik fake has 10 spans, but the one huge trace."""
     numbers = tmp_path / "numbers.json"
     done = subprocess.run(
         [
             *(sys.executable, str(SCRIPT), "--traces", "20", "--spans-per-trace", "10"),
-            *("--only", "langwatch-file → opik-dir", "--json", str(numbers)),
+            *("--only", "langwatch-file → opik-dir", "--only", "opik → opik-dir"),
+            *("--json", str(numbers)),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "10 spans per LangWatch trace" in done.stdout
+    assert "10 spans per trace" in done.stdout
     rows = json.loads(numbers.read_text())
-    assert [(row["traces"], row["spans"]) for row in rows] == [
-        (20, 19 * 10 + 250),
-        (200, 199 * 10 + 250),
+    assert [(row["path"], row["traces"], row["spans"]) for row in rows] == [
+        ("langwatch-file → opik-dir", 20, 19 * 10 + 250),
+        ("langwatch-file → opik-dir", 200, 199 * 10 + 250),
+        ("opik → opik-dir", 20, 19 * 10 + 250),
     ]
