@@ -1039,6 +1039,24 @@ async def test_dry_run_writes_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_dry_run_plans_a_trace_whose_record_has_no_evaluations_or_spans(
+    tmp_path: Path,
+) -> None:
+    """A trace read without an `evaluations` (or `spans`) key is written back without it; the
+    dry run plans it as the run writes it (it once failed on the missing key)."""
+    bare = _trace("bare", 0)
+    del bare["evaluations"], bare["spans"]
+    sink = LangWatchFileSink(tmp_path / "traces.jsonl")
+    result = await sink.write(_units_of(bare, _trace("full", 1)), dry_run=True)
+    await sink.aclose()
+    assert result.rejected == []
+    assert result.plan == [
+        "trace bare: 0 spans, 0 evaluations",
+        "trace full: 1 spans, 0 evaluations",
+    ]
+
+
+@pytest.mark.anyio
 async def test_dry_run_leaves_an_existing_file_untouched(tmp_path: Path) -> None:
     """Dry-running changed data against an existing file changes nothing."""
     path = _jsonl(tmp_path / "traces.jsonl", [_trace("a", 0)])

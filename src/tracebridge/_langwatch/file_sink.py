@@ -22,8 +22,10 @@ import os
 import re
 import stat
 from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -39,6 +41,8 @@ from .convert import thread_to_wire, trace_to_wire
 from .export_shapes import parse
 
 __all__ = ["LangWatchFileSink"]
+
+T = TypeVar("T")
 
 _TOO_DEEP = "JSON nested too deeply to convert (deeper than Python's recursion limit allows)"
 
@@ -180,6 +184,9 @@ class LangWatchFileSink:
     # -- writing -----------------------------------------------------------------------------
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
+        """Map and encode each unit, then append the batch's new or changed lines, durably.
+        Each trace's wire record is dropped once it is a line (a large thread's page holds its
+        canonical records and its lines, not its wire records too)."""
         result = WriteResult()
         if not dry_run and not self._ready:
             self._prepare(result)
@@ -202,51 +209,52 @@ class LangWatchFileSink:
                     Rejected("trace", _label(unit), reason, None, Counts.of(unit))
                 )
                 continue
-            encoded = [_encode(wire) for wire in wires]
-            if encoded and all(isinstance(line, str) for line in encoded):  # none can be written
+            encoded = [_Line.of(wire) for wire in _consumed(wires)]
+            if encoded and all(isinstance(line.text, str) for line in encoded):  # none written
                 result.rejected.append(
-                    Rejected("trace", _label(unit), str(encoded[0]), None, Counts.of(unit))
+                    Rejected("trace", _label(unit), str(encoded[0].text), None, Counts.of(unit))
                 )
                 continue
             written = Counts.of(unit)
-            for trace, wire, line in zip(_traces(unit), wires, encoded, strict=True):
-                if isinstance(line, str):
+            for trace, line in zip(_traces(unit), encoded, strict=True):
+                if isinstance(line.text, str):
                     lost = Counts.of(trace)
-                    if isinstance(unit, Thread) and wire["trace_id"] == _carrier(unit):
+                    if isinstance(unit, Thread) and line.trace_id == _carrier(unit):
                         lost.scores += len(unit.scores)  # the thread's own scores ride on it
-                    result.rejected.append(Rejected("trace", f"trace {trace.id}", line, None, lost))
+                    result.rejected.append(
+                        Rejected("trace", f"trace {trace.id}", line.text, None, lost)
+                    )
                     written.traces -= lost.traces
                     written.spans -= lost.spans
                     written.scores -= lost.scores
                     continue
                 if dry_run:
                     result.plan.append(
-                        f"trace {wire['trace_id']}: {len(wire['spans'])} spans, "
-                        f"{len(wire['evaluations'])} evaluations"
+                        f"trace {line.trace_id}: {line.spans} spans, {line.evaluations} evaluations"
                     )
                     continue
-                trace_id, digest = wire["trace_id"], _digest(line)
+                trace_id, digest = line.trace_id, _digest(line.text)
                 known = pending[trace_id] if trace_id in pending else self._digests.get(trace_id)
                 if known != digest:  # new or changed
                     pending[trace_id] = digest
-                    lines.append(line)
+                    lines.append(line.text)
             result.written.add(written)
         if lines:
-            self._append(b"".join(lines))
+            self._append(lines)
         self._replaced |= any(trace_id in self._digests for trace_id in pending)
         for trace_id, digest in pending.items():
             self._digests[trace_id] = digest
         return result
 
-    def _append(self, data: bytes) -> None:
-        """Append durably; the sidecar then records the new acknowledged length."""
+    def _append(self, lines: list[bytes]) -> None:
+        """Append `lines` durably; the sidecar then records the new acknowledged length."""
         try:
             if self._handle is None:
                 self._handle = self.path.open("ab")
                 self._save_state()  # before the first byte: a torn first write is ours too
             if self._needs_newline:
-                data, self._needs_newline = b"\n" + data, False
-            self._handle.write(data)
+                lines = [b"\n", *lines]
+            self._handle.writelines(lines)
             self._handle.flush()
             os.fsync(self._handle.fileno())
         except OSError as exc:
@@ -254,7 +262,8 @@ class LangWatchFileSink:
                 with contextlib.suppress(OSError):
                     self._handle.truncate(self._acked)
             raise UsageError(f"{self.label}: cannot write to it ({_why(exc)})") from None
-        self._acked += len(data)
+        self._acked += sum(map(len, lines))
+        self._needs_newline = False
         with contextlib.suppress(OSError):  # a stale sidecar only makes the next run careful
             self._save_state()
 
@@ -273,6 +282,29 @@ class LangWatchFileSink:
             if self._locked:
                 self._lock.release()
                 self._locked = False
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A trace's JSONL line (or, as a str, why it cannot be one), and what the plan says of it."""
+
+    trace_id: str
+    text: bytes | str
+    spans: int
+    evaluations: int
+
+    @classmethod
+    def of(cls, wire: dict[str, Any]) -> _Line:
+        spans, evaluations = wire.get("spans") or (), wire.get("evaluations") or ()
+        return cls(wire["trace_id"], _encode(wire), len(spans), len(evaluations))
+
+
+def _consumed(items: list[T]) -> Iterator[T]:
+    """`items` in order, each removed from the list as it is handed out (so that it can be
+    freed once the caller is done with it)."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def _encode(wire: dict[str, Any]) -> bytes | str:
