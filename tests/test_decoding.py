@@ -21,6 +21,7 @@ from tracebridge._decoding import (
     MAX_DEPTH,
     _types_suspect,
     _values_suspect,
+    check_records,
     checked,
     collecting,
     decoding,
@@ -141,6 +142,26 @@ def test_opik_records_holding_nan_are_record_errors(span: dict[str, Any], field:
     reason = _reason(lambda: trace_from_opik(OPIK_TRACE, spans, project="p", mappings=M))
     assert reason.startswith(f"field '{field}")
     assert "NaN or Infinity" in reason
+
+
+def test_a_traces_records_are_checked_together_and_the_first_problem_named() -> None:
+    """`check_records` (one lean pass over a trace and its spans) names what the checks of
+    each record, in order, would: the trace's field before any span's, a later span by its
+    index; a record exactly as deep as the limit still passes, though the pass wraps it."""
+    good = {"id": "s", "output": {"x": [1.5, "ü"]}}
+    bad = {"id": "s", "output": {"x": [1.5, float("-inf")]}}
+    records: list[tuple[Any, tuple[object, ...]]] = [({"id": "t"}, ())]
+    check_records([*records, *((good, ("spans", i)) for i in range(3))])
+    with pytest.raises(RecordError, match=r"field 'spans\.2\.output\.x\.1' is -Infinity"):
+        check_records([*records, (good, ("spans", 0)), (good, ("spans", 1)), (bad, ("spans", 2))])
+    with pytest.raises(RecordError, match=r"field 'name' is NaN"):
+        check_records([({"name": float("nan")}, ()), (bad, ("spans", 0))])
+    deepest: Any = "leaf"
+    for _ in range(MAX_DEPTH):
+        deepest = [deepest]
+    check_records([(deepest, ()), (good, ("spans", 0))])
+    with pytest.raises(RecordError, match="nested"):
+        check_records([([deepest], ()), (good, ("spans", 0))])
 
 
 def test_an_opik_trace_score_of_nan_is_a_record_error() -> None:

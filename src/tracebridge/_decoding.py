@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -49,6 +49,7 @@ from ._interfaces import Counts, Page
 
 __all__ = [
     "MAX_DEPTH",
+    "check_records",
     "check_values",
     "checked",
     "collecting",
@@ -264,6 +265,14 @@ def _named_problem(record: Any, root: tuple[object, ...]) -> str | None:
 def check_values(record: Any, root: tuple[object, ...] = ()) -> None:
     """Raise `RecordError` when no destination can hold `record` (see `value_problem`)."""
     checked(record, root)
+
+
+def check_records(records: Sequence[tuple[Any, tuple[object, ...]]]) -> None:
+    """`check_values(record, root)` for each pair, in order: one lean pass over them all when
+    none holds a problem (the common case: a trace's records read from one file or page)."""
+    if _suspect([record for record, _ in records]):
+        for record, root in records:
+            check_values(record, root)
 
 
 def checked(record: Any, root: tuple[object, ...] = ()) -> bool:

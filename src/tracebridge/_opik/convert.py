@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .._decoding import check_values, decoding, describe_validation_error, value_problem
+from .._decoding import (
+    check_records,
+    check_values,
+    decoding,
+    describe_validation_error,
+    value_problem,
+)
 from .._errors import RecordError
 from .._hashing import Dumped
 from .._interfaces import Counts, Rejected
@@ -496,9 +502,7 @@ def trace_from_opik(
     with decoding(label, trace) as notes:
         if not isinstance(trace, dict) or not isinstance(spans, list):
             raise RecordError("not a trace object with a list of spans")
-        check_values(trace)
-        for i, span in enumerate(spans):
-            check_values(span, ("spans", i))
+        check_records([(trace, ()), *((span, ("spans", i)) for i, span in enumerate(spans))])
         metadata = trace.get("metadata")
         stash = parse_stash(metadata.get(STASH_KEY)) if isinstance(metadata, dict) else None
         spans = unique_spans(
