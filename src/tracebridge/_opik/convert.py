@@ -649,15 +649,21 @@ def _error_from_opik(wire: OErrorInfo | None) -> ErrorInfo | None:
 def _keep_residuals(
     trace: Trace, raw: dict[str, Any], raw_spans: list[dict[str, Any]], m: Mappings
 ) -> Trace:
-    """Put in `extras["opik"]` what re-encoding would not reproduce of the Opik records."""
+    """Put in `extras["opik"]` what re-encoding would not reproduce of the Opik records.
+
+    One encoding serves the spans and the trace: a trace's record does not depend on its
+    spans' extras (only on their names, for `_trace_name`), so it is the same before and after
+    the spans' residuals are set."""
     record = _encode(trace, m, SourceTimeIds())
     spans = []
     for span, raw_span, back in zip(trace.spans, raw_spans, record.spans, strict=True):
         residual = make_patch(_placeless(raw_span), _placeless(back))
         spans.append(span.model_copy(update={"extras": {PLATFORM: residual}}) if residual else span)
-    trace = trace.model_copy(update={"spans": spans})
-    residual = make_patch(_placeless(raw), _placeless(_encode(trace, m, SourceTimeIds()).trace))
-    return trace.model_copy(update={"extras": {PLATFORM: residual}}) if residual else trace
+    update: dict[str, Any] = {"spans": spans}
+    residual = make_patch(_placeless(raw), _placeless(record.trace))
+    if residual:
+        update["extras"] = {PLATFORM: residual}
+    return trace.model_copy(update=update)
 
 
 def raw_counts(trace: Any, spans: Any) -> Counts:
