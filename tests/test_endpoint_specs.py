@@ -1,4 +1,5 @@
-"""`open_endpoints`: a file source's pages grow to what an API sink writes best.
+"""`open_endpoints`: a file source's pages grow to what an API sink writes best; the settings
+reach the endpoints they tune.
 
 `_file_source.PAGE_SPANS` keeps a file-to-file run's pages small (memory); an API sink's
 batches are at most a page big, so it asks for more (`page_spans`), and `open_endpoints` applies
@@ -14,9 +15,15 @@ import pytest
 
 from tests.factories import langwatch_project
 from tracebridge import Window, load_settings
-from tracebridge._endpoint_specs import mappings_for, open_endpoints, parse_endpoint
+from tracebridge._endpoint_specs import (
+    mappings_for,
+    open_endpoints,
+    open_source,
+    parse_endpoint,
+)
 from tracebridge._file_source import PAGE_SPANS, FileSource
 from tracebridge._interfaces import Counts
+from tracebridge._langwatch.api_source import LangWatchApiSource
 
 
 @pytest.fixture
@@ -63,3 +70,18 @@ async def test_an_api_sink_asks_a_file_source_for_larger_pages(
     finally:
         await src.aclose()
         await dst.aclose()
+
+
+@pytest.mark.parametrize("concurrency", [None, 5])
+def test_the_langwatch_source_reads_threads_as_many_at_once_as_configured(
+    tmp_path: Path, concurrency: int | None
+) -> None:
+    """`[langwatch] concurrency` (default 32) is the thread reads a LangWatch source keeps in
+    flight too (measured at 20 ms a request, 1,000 traces: `langwatch → langwatch-file` took
+    2.7-3.4 s with 8, 2.2-2.3 s with 32)."""
+    values: dict[str, object] = {"state_dir": tmp_path, "langwatch_api_key": "sk-lw-test"}
+    if concurrency is not None:
+        values["langwatch_concurrency"] = concurrency
+    source = open_source("langwatch", settings=load_settings(None, values, environ={}))
+    assert isinstance(source, LangWatchApiSource)
+    assert source.concurrency == (concurrency or 32)

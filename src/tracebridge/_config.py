@@ -61,7 +61,7 @@ class Settings(BaseModel):
     while the target already holds copies from the source): it warns instead.
     `max_events_per_minute` caps the events (batch items) sent to Opik in any minute; the
     `*_concurrency` fields are the requests an API sink keeps in flight (`_pacing.py`,
-    `_inflight.py`).
+    `_inflight.py`), and for LangWatch also the thread reads its source keeps in flight.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

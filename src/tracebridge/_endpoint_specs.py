@@ -177,7 +177,9 @@ def open_source(
         from ._langwatch.api import LangWatchApiSource, langwatch_api
 
         return LangWatchApiSource(
-            langwatch_api(settings, transports.get("langwatch")), project=project
+            langwatch_api(settings, transports.get("langwatch")),
+            project=project,
+            concurrency=settings.langwatch_concurrency,  # thread reads in flight
         )
     from ._opik.api import OpikApiSource, opik_api
 

@@ -200,7 +200,7 @@ class LangWatchApiSource:
         now: Callable[[], datetime] | None = None,
         rescan: timedelta | None = DEFAULT_RESCAN,
         rescan_page_size: int = 1000,
-        concurrency: int = 8,
+        concurrency: int = 32,
     ) -> None:
         self.api = api
         self.project = project or ""
