@@ -194,6 +194,27 @@ def test_a_batch_writes_each_file_when_added_and_puts_them_in_place_on_commit(
     assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
 
 
+def test_a_folder_that_cannot_be_opened_makes_the_batch_fsync_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`syncfs` needs a descriptor on a folder; where a folder cannot be opened (no read
+    permission, simulated: the tests may run as root), each file is fsynced instead."""
+    real_open = os.open
+
+    def no_folders(path: Any, flags: int, *args: Any) -> int:
+        if flags & getattr(os, "O_DIRECTORY", 0) or Path(path).is_dir():
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    fsynced = _recorded_fsyncs(monkeypatch)
+    monkeypatch.setattr(os, "open", no_folders)
+    flushed: list[int] = []
+    write_many_atomically(_batch(tmp_path), syncfs=flushed.append)
+    assert flushed == []
+    assert fsynced == ["file"] * 6
+    assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
+
+
 def test_a_batch_left_without_commit_leaves_nothing_behind(tmp_path: Path) -> None:
     (tmp_path / "0.json").write_text("old")
     batch = AtomicBatch(syncfs=lambda fd: None)

@@ -197,8 +197,9 @@ class AtomicBatch:
     to: a folder of each is opened before the first file there is written, so any failure to
     write a temp file back since is reported (measured on `opik-dir`'s page of 60 files: 2-3
     times less time than an fsync per file, the kernel's journal committed once); the flush
-    also writes what other programs left to write on that filesystem. Without it (or for a
-    batch of one file), each temp file is fsynced, side by side in `threads`.
+    also writes what other programs left to write on that filesystem. Without it (for a batch
+    of one file, or where a folder cannot be opened), each temp file is fsynced, side by side
+    in `threads`.
 
     `add` and `commit` raise the `OSError` of the file that could not be written, its
     `filename` that file's path (a failed flush names the folder).
@@ -263,11 +264,15 @@ class AtomicBatch:
         self._folders.clear()
 
     def _watch(self, folder: Path) -> None:
-        """Keep a descriptor on `folder` if it is the first of its filesystem (for `syncfs`)."""
+        """Keep a descriptor on `folder` if it is the first of its filesystem (for `syncfs`);
+        a folder that cannot be opened (no read permission) makes the batch fsync each file."""
         try:
             fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(folder)) from exc
+        except OSError:
+            self._syncfs = None
+            while self._watched:
+                os.close(self._watched.popitem()[1][1])
+            return
         device = os.fstat(fd).st_dev
         if device in self._watched:
             os.close(fd)
