@@ -22,6 +22,7 @@ from tracebridge._state import (
     DeadLetters,
     JobCounts,
     StateDir,
+    local_syncfs,
     open_atomically,
     temp_target,
     write_atomically,
@@ -231,6 +232,25 @@ def test_a_batch_left_without_commit_leaves_nothing_behind(tmp_path: Path) -> No
     assert (tmp_path / "0.json").read_text() == "old"
     assert os.listdir(tmp_path / "sub") == []
     assert not batch._watched
+
+
+@pytest.mark.parametrize(
+    ("fs_type", "flushed"),
+    [(0xEF53, True), (0x01021994, True), (0x65735546, False), (0x6969, False)],
+    ids=["ext4", "tmpfs", "fuse", "nfs"],
+)
+def test_syncfs_is_used_only_where_it_writes_the_files_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fs_type: int, flushed: bool
+) -> None:
+    """On FUSE, `syncfs` sends the daemon no fsync, and network filesystems flush on their own
+    path: there each file is fsynced; on a local disk filesystem one flush covers the batch."""
+    calls: list[int] = []
+    syncfs = local_syncfs(lambda fd: calls.append(fd) or 0, lambda fd: fs_type)
+    fsynced = _recorded_fsyncs(monkeypatch)
+    write_many_atomically(_batch(tmp_path), syncfs=syncfs)
+    assert len(calls) == (1 if flushed else 0)
+    assert fsynced.count("file") == (0 if flushed else 6)
+    assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
 
 
 @pytest.mark.skipif(SYNCFS is None, reason="no syncfs that reports failures (Linux 5.8+)")
