@@ -255,7 +255,10 @@ FUSE(Passthrough(sys.argv[1], sys.argv[3]), sys.argv[2], foreground=True, nothre
 def fuse_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A FUSE filesystem mounted on a folder (skipped where none can be: fusepy, libfuse and
     /dev/fuse are needed, and the right to mount), and the log of the fsyncs it was asked for."""
-    pytest.importorskip("fuse", reason="fusepy (and libfuse) to mount a FUSE filesystem")
+    try:
+        import fuse  # noqa: F401  (fusepy: raises OSError where libfuse is missing)
+    except (ImportError, OSError):
+        pytest.skip("fusepy and libfuse are needed to mount a FUSE filesystem")
     if not os.path.exists("/dev/fuse"):
         pytest.skip("no /dev/fuse")
     backing, mount, log = tmp_path / "backing", tmp_path / "mount", tmp_path / "fsyncs.log"
