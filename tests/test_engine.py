@@ -1122,3 +1122,36 @@ async def test_with_steps_the_index_hashes_the_unit_as_the_steps_left_it(tmp_pat
     )
     assert _written(again) == ["p0t0", "p0t1"]
     assert report.written.traces == 2
+
+
+class RefreshingSource(MemorySource):
+    """Yields one trace object again on a later page, changed in place in between, once the
+    sink has written the page it first came in (a library source that keeps its records and
+    refreshes them: an object the engine gets again is not the content it hashed before)."""
+
+    def __init__(self, written: anyio.Event) -> None:
+        super().__init__(_pages(2, per_page=1))
+        self.written = written
+
+    async def pages(self, window: Window, resume: dict[str, Any] | None) -> AsyncIterator[Page]:
+        first = self._pages[0].units[0]
+        assert isinstance(first, Trace)
+        yield self._pages[0]
+        yield self._pages[1]
+        await self.written.wait()  # the first page is written: its traces were hashed
+        first.name = "renamed since"  # the same object, changed
+        yield Page(units=[first], cursor={"next": 3})
+
+
+@pytest.mark.anyio
+async def test_a_trace_yielded_again_changed_in_place_is_written_again_not_skipped(
+    tmp_path: Path,
+) -> None:
+    """Without steps the run shares one hash per trace object; a page's hashes are forgotten
+    once it is written, so a trace object a later page brings again is hashed again: changed
+    since, it is written (as 78d3469 did), not skipped as unchanged with its old hash."""
+    written = anyio.Event()
+    inner = MemorySink(before_write=lambda _: written.set())  # (after the index hashed)
+    report = await run(RefreshingSource(written), SkipUnchanged(inner, tmp_path))
+    assert _written(inner) == ["p0t0", "p1t0", "p0t0"]
+    assert report.unchanged.traces == 0

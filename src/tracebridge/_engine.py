@@ -236,6 +236,10 @@ def step_rule(step: Step) -> str:
     return str(getattr(step, "__name__", None) or type(step).__name__)
 
 
+def _traces_of(unit: Unit) -> list[Trace]:
+    return unit.traces if isinstance(unit, Thread) else [unit]
+
+
 def _unit_kind(unit: Unit) -> str:
     return "thread" if isinstance(unit, Thread) else "trace"
 
@@ -447,6 +451,7 @@ async def run(
                 writing = False
                 if hashes is not None:
                     hashes.forget_through(number)
+                    hashes.forget(t for u in page.units for t in _traces_of(u))
                 if stopping:
                     report.stopped = True
                     scope.cancel()  # the reader too, before the stream closes under it

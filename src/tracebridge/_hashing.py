@@ -134,7 +134,9 @@ class HashMemo:
     digests, what the skip-unchanged index, a reader of copies (`_stash.CopyReader`) and a
     converter's stash each need of one trace. Only these are kept, not the dump (a page's
     dumps would weigh more than the page). Each entry has the generation the memo was at:
-    the engine counts pages read, and forgets a page's entries once it is written.
+    the engine counts pages read, and once a page is written forgets what was recorded while
+    it was read and the entries of its own traces (`forget`), which the sink hashed while the
+    reader was pages ahead: a trace object a later page brings again is hashed again.
     """
 
     def __init__(self) -> None:
@@ -149,6 +151,13 @@ class HashMemo:
 
     def put(self, trace: Trace, hash_: str, span_digests: list[str]) -> None:
         self._known[id(trace)] = (trace, hash_, span_digests, self.generation)
+
+    def forget(self, traces: Iterable[Trace]) -> None:
+        """Forget the entries of these trace objects."""
+        for trace in traces:
+            hit = self._known.get(id(trace))
+            if hit is not None and hit[0] is trace:
+                del self._known[id(trace)]
 
     def forget_through(self, generation: int) -> None:
         """Forget what was recorded while pages up to `generation` were read (written now)."""
