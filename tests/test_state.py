@@ -369,18 +369,12 @@ def fuse_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
             server.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="syncfs on a FUSE filesystem (sshfs, s3fs, rclone, gocryptfs, ...) sends the "
-    "filesystem no fsync: the page's files are renamed into place, and the checkpoint moves, "
-    "without the filesystem having been asked to make them durable (78d3469 fsynced each); "
-    "fix in _state.py: use syncfs only on filesystems whose flush covers the files",
-)
 def test_a_batch_on_a_fuse_filesystem_asks_the_filesystem_to_sync_each_file(
     fuse_mount: tuple[Path, Path],
 ) -> None:
     """The batch write is durable on a filesystem that only a file's fsync makes durable: the
-    filesystem is asked to sync each temp file before it is renamed into place."""
+    filesystem is asked to sync each temp file before it is renamed into place (`syncfs` sends
+    a FUSE filesystem no fsync: it is used on local disk filesystems only)."""
     mount, log = fuse_mount
     write_many_atomically(_batch(mount))
     assert sorted(os.listdir(mount)) == [*(f"{i}.json" for i in range(5)), "sub"]
