@@ -405,6 +405,29 @@ async def test_bad_files_are_dead_lettered_and_the_rest_is_read(tmp_path: Path) 
 
 
 @pytest.mark.anyio
+@pytest.mark.skipif(os.name != "posix", reason="file names as bytes")
+async def test_a_file_name_that_is_not_utf8_is_read_like_any_other(tmp_path: Path) -> None:
+    """A name the filesystem holds as bytes that are not UTF-8 (a copy from another system)
+    is read by its content, as any other file; it once stopped the whole read (a traceback,
+    exit 3) while the folder's fingerprint was taken."""
+    folder = _opik_export(tmp_path, "acme", "0190ca64-0000-7000-8000-000000000001", "p")
+    (good,) = folder.glob("trace_*.json")
+    body = json.loads(good.read_text())
+    body["trace"]["id"] = "0190ca64-4354-7e14-b664-ec7094b9c999"
+    for span in body["spans"]:
+        span["trace_id"] = body["trace"]["id"]
+        span["id"] = span["id"][:-3] + "999"
+    with open(os.fsencode(folder) + b"/trace_caf\xe9.json", "w") as handle:
+        handle.write(json.dumps(body))
+    pages = await _read(OpikDirSource(tmp_path, project="p", mappings=M))
+    assert sorted(t.id for t in _traces(_units(pages))) == [
+        "0190ca64-4354-7e14-b664-ec7094b9c424",
+        "0190ca64-4354-7e14-b664-ec7094b9c999",
+    ]
+    assert _rejected(pages) == []
+
+
+@pytest.mark.anyio
 async def test_an_invalid_trace_record_is_dead_lettered_by_field(tmp_path: Path) -> None:
     """A trace file whose record does not validate names the field."""
     folder = _opik_export(tmp_path, "acme", "0190ca64-0000-7000-8000-000000000001", "p")

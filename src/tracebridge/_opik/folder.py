@@ -181,7 +181,9 @@ class OpikDirSource(FileSource[str]):
             else:
                 is_file, is_dir = S_ISREG(stat.st_mode), S_ISDIR(stat.st_mode)
             if is_file:
-                digest.update(f"{name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n".encode())
+                # (a name that is not UTF-8 comes as surrogates: its bytes are hashed as they are)
+                line = f"{name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\n"
+                digest.update(line.encode("utf-8", "surrogateescape"))
             suffix = _suffix(name)
             if is_dir or name in _KNOWN_FILES or name.startswith(".") or suffix in _KNOWN_SUFFIXES:
                 continue
