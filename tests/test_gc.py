@@ -4,6 +4,8 @@ before are restored after, also when two runs overlap."""
 from __future__ import annotations
 
 import gc
+import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -58,4 +60,34 @@ async def test_the_engine_holds_it_around_a_run(thresholds: tuple[int, ...]) -> 
     assert gc.get_threshold() == thresholds
     with pytest.raises(Exception, match="500"):
         await run(MemorySource(_pages(2)), MemorySink(fail_on_call=1))
+    assert gc.get_threshold() == thresholds
+
+
+def test_runs_in_several_threads_restore_the_thresholds_found_before(
+    thresholds: tuple[int, ...],
+) -> None:
+    """Blocking runs in threads of their own enter and leave at once: the count of uses is
+    kept under a lock, so the thresholds come back when the last run in any thread ends.
+    (Switching threads every microsecond, unlocked counting lost updates here.)"""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        start = threading.Barrier(8)
+
+        def runs() -> None:
+            start.wait()
+            for _ in range(5_000):
+                with quiet_collector():
+                    pass
+
+        threads = [threading.Thread(target=runs) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert gc.get_threshold() == thresholds
+    with quiet_collector():
+        assert gc.get_threshold() == QUIET_THRESHOLDS
     assert gc.get_threshold() == thresholds

@@ -14,6 +14,7 @@ the host of a library run gets its own thresholds back when the run ends.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,21 +24,24 @@ __all__ = ["QUIET_THRESHOLDS", "quiet_collector"]
 QUIET_THRESHOLDS = (50_000, 20, 100)
 _quiet = 0
 _before: tuple[int, ...] = ()  # the thresholds the first of the uses in force found
+_lock = threading.Lock()  # runs in several threads (the blocking API) share the count
 
 
 @contextmanager
 def quiet_collector() -> Iterator[None]:
     """Run the cyclic garbage collector rarely for the duration (module docstring). Uses may
-    overlap in any order (two runs in one process): the thresholds found by the first are
-    restored when the last ends."""
+    overlap in any order (two runs in one process, in one thread or several): the thresholds
+    found by the first are restored when the last ends."""
     global _quiet, _before
-    if _quiet == 0:
-        _before = gc.get_threshold()
-        gc.set_threshold(*QUIET_THRESHOLDS)
-    _quiet += 1
+    with _lock:
+        if _quiet == 0:
+            _before = gc.get_threshold()
+            gc.set_threshold(*QUIET_THRESHOLDS)
+        _quiet += 1
     try:
         yield
     finally:
-        _quiet -= 1
-        if _quiet == 0:
-            gc.set_threshold(*_before)
+        with _lock:
+            _quiet -= 1
+            if _quiet == 0:
+                gc.set_threshold(*_before)
