@@ -608,7 +608,9 @@ _thread_scores = st.lists(
         passed=st.none() | st.booleans(),
         reason=st.none() | st.text(max_size=3),
         status=st.sampled_from(["processed", "skipped"]),
+        id=st.none() | st.just("eval_1"),
         source=st.none() | st.just("ui"),
+        extras=st.sampled_from([{}, {"opik": {"x": 1}}]),
     ),
     max_size=2,
 )
@@ -781,8 +783,9 @@ def test_the_told_stash_is_the_decoded_one_where_the_mapping_loses_most(
 
 def test_the_common_cases_are_told_not_decoded() -> None:
     """Opik-born traces, with thread data too, are told from the mapping; a residual for
-    LangWatch, a stash key in a span's params, a parent cycle, a span under the trace's id
-    repeated, and a time before 13-digit epoch milliseconds are decoded."""
+    LangWatch (on the trace, or on a thread score), a stash key in a span's params, a parent
+    cycle, a repeated span id, a span with the trace's id, a time before 13-digit epoch
+    milliseconds and a metadata text of a `str` subclass are decoded."""
     trace = _opik_born()
     thread = Thread(id="th", scores=[Score(name="f", value=1.0)], tags=["t"], status="s")
     assert _assert_told_as_decoded(trace)
@@ -800,6 +803,10 @@ def test_the_common_cases_are_told_not_decoded() -> None:
     assert not _assert_told_as_decoded(trace.model_copy(update={"spans": [named]}))
     old = trace.model_copy(update={"started_at": datetime(2000, 1, 1, tzinfo=UTC)})
     assert not _assert_told_as_decoded(old)
+    residual = Score(name="f", value=1.0, extras={"langwatch": {"span_id": {"set": span.id}}})
+    assert not _assert_told_as_decoded(trace, thread.model_copy(update={"scores": [residual]}))
+    text = type("Text", (str,), {})("a text of another type")
+    assert not _assert_told_as_decoded(trace.model_copy(update={"metadata": {"k": text}}))
 
 
 def test_a_score_with_another_span_s_evaluation_id_is_told_as_that_span_s() -> None:

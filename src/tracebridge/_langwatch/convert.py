@@ -10,7 +10,9 @@ A record born elsewhere (an Opik trace) is written with:
   carries the trace's own name, input, output, error and times, so LangWatch derives the same
   trace input/output; the trace's original root spans hang below it;
 - the stash (`_stash.py`): provenance and a patch of whatever LangWatch cannot express, as JSON
-  text in `metadata.tracebridge` and, per span, `params.tracebridge`;
+  text in `metadata.tracebridge` and, per span, `params.tracebridge`; the patch is told from
+  what the mapping changes (`_read_back`), and found by decoding the wire again and comparing
+  only where that cannot be told (`_decoded_stashes`): the same stash either way;
 - thread-level data (Opik thread scores, tags, status) on the thread's last trace.
 Reading such a record undoes all three, so Opik → LangWatch → Opik is the identity.
 """
