@@ -10,17 +10,23 @@ from typing import Any
 from unittest.mock import patch
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracebridge import RecordError, Score, Thread, Trace
+from tracebridge import IOValue, RecordError, Score, Span, Thread, Trace
 from tracebridge._langwatch import convert
-from tracebridge._langwatch.convert import thread_to_wire, trace_from_wire, trace_to_wire
+from tracebridge._langwatch.convert import (
+    evaluation_id,
+    thread_to_wire,
+    trace_from_wire,
+    trace_to_wire,
+)
 from tracebridge._mapping import default_mappings
+from tracebridge._models import ErrorInfo, Provenance
 from tracebridge._opik.convert import trace_from_opik
 from tracebridge._stash import STASH_KEY, apply_patch, make_patch, same
 
-from ..strategies import json_objects, langwatch_traces
+from ..strategies import json_objects, json_values, langwatch_traces, opik_traces, typed_values
 
 Json = dict[str, Any]
 
@@ -561,3 +567,259 @@ def test_the_residual_applied_on_write_is_the_stash_patch_applied(
         for key, change in residual.items():
             if "set" in change and isinstance(change["set"], dict | list):
                 assert ours[key] is not change["set"]
+
+
+# ---------------------------------------------- the stash told from the mapping (fast path)
+
+
+def _general(trace: Trace, thread: Thread | None = None) -> Json:
+    """`trace_to_wire` by decoding the wire again (the general path), never told."""
+    with patch.object(convert, "_read_back", return_value=None):
+        return trace_to_wire(trace, project_id="p", thread=thread)
+
+
+def _assert_told_as_decoded(trace: Trace, thread: Thread | None = None) -> bool:
+    """The wire `trace_to_wire` writes (stashes included) is byte for byte the general path's,
+    or both fail alike; True when the stash was told from the mapping (not decoded)."""
+    before = copy.deepcopy(trace)
+    try:
+        general = _general(trace, thread)
+    except Exception as exc:  # (an invalid wire: the told path must fail the same way)
+        with pytest.raises(type(exc)):
+            trace_to_wire(trace, project_id="p", thread=thread)
+        assert (
+            convert._read_back(trace, convert._encode(trace, project_id="p", thread=thread), thread)
+            is None
+        )
+        return False
+    encoded = convert._encode(trace, project_id="p", thread=thread)
+    told = convert._read_back(trace, encoded, thread)
+    fast = trace_to_wire(trace, project_id="p", thread=thread)
+    assert json.dumps(fast, ensure_ascii=False) == json.dumps(general, ensure_ascii=False)
+    assert trace == before
+    return told is not None
+
+
+_thread_scores = st.lists(
+    st.builds(
+        Score,
+        name=st.sampled_from(["frustration", "a", ""]),
+        value=st.none() | st.floats(-2, 2, allow_nan=False),
+        passed=st.none() | st.booleans(),
+        reason=st.none() | st.text(max_size=3),
+        status=st.sampled_from(["processed", "skipped"]),
+        id=st.none() | st.just("eval_1"),
+        source=st.none() | st.just("ui"),
+        extras=st.sampled_from([{}, {"opik": {"x": 1}}]),
+    ),
+    max_size=2,
+)
+
+
+@st.composite
+def _threads(draw: st.DrawFn) -> Thread | None:
+    """No thread, or thread data for the last trace (it may have none)."""
+    if draw(st.booleans()):
+        return None
+    return Thread(
+        id="th",
+        scores=draw(_thread_scores),
+        tags=draw(st.lists(st.sampled_from(["x", "esc", "x"]), max_size=2)),
+        status=draw(st.none() | st.just("inactive")),
+    )
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(opik_traces(), _threads())
+def test_the_told_stash_is_the_decoded_one_for_opik_traces(
+    records: tuple[Json, list[Json]], thread: Thread | None
+) -> None:
+    trace = trace_from_opik(*records, project="p", mappings=default_mappings())
+    assert _assert_told_as_decoded(trace, thread)
+
+
+@st.composite
+def _canonical_traces(draw: st.DrawFn) -> tuple[Trace, Thread | None]:
+    """Canonical traces (born on Opik) with what the LangWatch mapping loses or moves:
+    reserved and non-text metadata, span metadata and tags, exception types, scores' sources,
+    extras and ids (given, empty, or the id of another span's score, or of the synthetic root
+    span's), spans under the trace's id, traces without an end, thread data."""
+    start = datetime(2026, 3, 9, 19, 2, 11, 482000, tzinfo=UTC)
+    # Half the traces also hold what sends `trace_to_wire` to the decoder: residuals for
+    # LangWatch, a stash key in params, a cost among the usage, parent cycles, repeated span
+    # ids or the trace's id as a span's, times LangWatch cannot hold, an empty trace id.
+    odd = draw(st.booleans())
+    trace_id = draw(st.sampled_from(["t1", *(["", "s0"] if odd else [])]))
+
+    def extras(residual: Json) -> Json:
+        return draw(st.sampled_from([{}, {"opik": {"k": [1]}}, *([residual] if odd else [])]))
+
+    def when() -> datetime:
+        if odd and draw(st.integers(0, 9)) == 0:
+            return datetime(2000, 1, 1, tzinfo=UTC)  # (before 13-digit epoch milliseconds)
+        return start + timedelta(milliseconds=draw(st.integers(-5, 10_000)))
+
+    def metadata() -> Json:
+        out: Json = draw(st.dictionaries(_meta_key, json_values, max_size=3))
+        return out
+
+    def scores(span_ids: list[str]) -> list[Score]:
+        ids = [
+            evaluation_id(trace_id, name, other)
+            for name in ("a", "b")
+            for other in [trace_id, *span_ids]
+        ]
+        return draw(
+            st.lists(
+                st.builds(
+                    Score,
+                    name=st.sampled_from(["a", "b", " ", ""]),
+                    value=st.none() | st.floats(-2e9, 2e9, allow_nan=False),
+                    passed=st.none() | st.booleans(),
+                    label=st.none() | st.text(max_size=3),
+                    reason=st.none() | st.text(max_size=3),
+                    status=st.sampled_from(["processed", "skipped", "error"]),
+                    id=st.none() | st.sampled_from(["eval_1", "", *ids]),
+                    source=st.none() | st.sampled_from(["sdk", "ui"]),
+                    extras=st.sampled_from(
+                        [
+                            {},
+                            {"opik": {"x": 1}},
+                            *([{"langwatch": {"span_id": {"set": "s0"}}}] if odd else []),
+                        ]
+                    ),
+                ),
+                max_size=3,
+            )
+        )
+
+    def error() -> ErrorInfo | None:
+        return draw(
+            st.none()
+            | st.builds(
+                ErrorInfo,
+                message=st.none() | st.text(max_size=3),
+                exception_type=st.none() | st.just("ValueError"),
+                stacktrace=st.lists(st.text(max_size=3), max_size=2),
+            )
+        )
+
+    def io() -> IOValue | None:
+        value = draw(st.none() | typed_values())
+        return None if value is None else IOValue.model_validate(value)
+
+    tags = st.lists(st.sampled_from(["x", "y", "z"]), max_size=4)
+    n = draw(st.integers(0, 4))
+    ids = [f"s{i}" for i in range(n)]
+    if odd and n > 1 and draw(st.booleans()):
+        ids[-1] = ids[0]
+    spans = []
+    for i in range(n):
+        started = when()
+        usage_keys = ["prompt_tokens", "completion_tokens", *(["cost"] if odd else [])]
+        spans.append(
+            Span(
+                id=ids[i],
+                parent_id=draw(
+                    st.none()
+                    | st.sampled_from((ids if odd else ids[:i]) or ["gone"])
+                    | st.sampled_from(["gone", trace_id])
+                ),
+                name=draw(st.none() | st.sampled_from(["", "n"])),
+                kind=draw(st.sampled_from(["llm", "tool", "agent", "span", ""])),
+                started_at=started,
+                ended_at=draw(st.none() | st.just(started + timedelta(milliseconds=7))),
+                first_token_at=draw(st.none() | st.just(started + timedelta(milliseconds=3))),
+                input=io(),
+                output=io(),
+                model=draw(st.none() | st.sampled_from(["openai/gpt-5", "gpt-5", ""])),
+                provider=draw(st.none() | st.sampled_from(["openai", "azure"])),
+                usage=draw(st.dictionaries(st.sampled_from(usage_keys), st.integers(0, 3))),
+                cost=draw(st.none() | st.floats(-1, 1, allow_nan=False)),
+                params=draw(
+                    st.sampled_from(
+                        [{}, {"temperature": 0.5}, *([{STASH_KEY: '{"v": 2}'}] if odd else [])]
+                    )
+                ),
+                metadata=metadata(),
+                tags=draw(tags),
+                contexts=draw(st.none() | st.just([]) | st.just([{"content": "c"}])),
+                error=error(),
+                scores=scores(ids),
+                extras=extras({"langwatch": {"name": {"set": "o"}}}),
+            )
+        )
+    trace = Trace(
+        id=trace_id,
+        source=Provenance(platform="opik", project="p", id=trace_id),
+        name=draw(st.none() | st.just("named")),
+        thread_id=draw(st.none() | st.just("th")),
+        started_at=start,
+        ended_at=draw(st.none() | st.just(start + timedelta(seconds=1))),
+        input=io(),
+        output=io(),
+        metadata=metadata(),
+        tags=draw(tags),
+        error=error(),
+        spans=spans,
+        scores=scores(ids),
+        extras=extras({"langwatch": {"labels": {"set": ["o"]}}}),
+    )
+    return trace, draw(_threads())
+
+
+_meta_key = st.sampled_from(
+    ["user_id", "thread_id", "labels", "tracebridge", "thread_tags", "k", "text"]
+)
+
+
+@settings(max_examples=350, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_canonical_traces())
+def test_the_told_stash_is_the_decoded_one_where_the_mapping_loses_most(
+    drawn: tuple[Trace, Thread | None],
+) -> None:
+    _assert_told_as_decoded(*drawn)
+
+
+def test_the_common_cases_are_told_not_decoded() -> None:
+    """Opik-born traces, with thread data too, are told from the mapping; a residual for
+    LangWatch (on the trace, or on a thread score), a stash key in a span's params, a parent
+    cycle, a repeated span id, a span with the trace's id, a time before 13-digit epoch
+    milliseconds and a metadata text of a `str` subclass are decoded."""
+    trace = _opik_born()
+    thread = Thread(id="th", scores=[Score(name="f", value=1.0)], tags=["t"], status="s")
+    assert _assert_told_as_decoded(trace)
+    assert _assert_told_as_decoded(trace, thread)
+    span = trace.spans[0]
+    assert not _assert_told_as_decoded(
+        trace.model_copy(update={"extras": {"langwatch": {"x": {"set": 1}}}})
+    )
+    stashed = span.model_copy(update={"params": {STASH_KEY: "{}"}})
+    assert not _assert_told_as_decoded(trace.model_copy(update={"spans": [stashed]}))
+    cycle = [span.model_copy(update={"parent_id": span.id})]
+    assert not _assert_told_as_decoded(trace.model_copy(update={"spans": cycle}))
+    assert not _assert_told_as_decoded(trace.model_copy(update={"spans": [span, span]}))
+    named = span.model_copy(update={"id": trace.id})
+    assert not _assert_told_as_decoded(trace.model_copy(update={"spans": [named]}))
+    old = trace.model_copy(update={"started_at": datetime(2000, 1, 1, tzinfo=UTC)})
+    assert not _assert_told_as_decoded(old)
+    residual = Score(name="f", value=1.0, extras={"langwatch": {"span_id": {"set": span.id}}})
+    assert not _assert_told_as_decoded(trace, thread.model_copy(update={"scores": [residual]}))
+    text = type("Text", (str,), {})("a text of another type")
+    assert not _assert_told_as_decoded(trace.model_copy(update={"metadata": {"k": text}}))
+
+
+def test_a_score_with_another_span_s_evaluation_id_is_told_as_that_span_s() -> None:
+    """A trace score given the id tracebridge gives a span's score of its name reads back as
+    that span's score (`_decode`), and one given the synthetic root span's is not read: the
+    told stash restores both, as the decoded one does."""
+    trace = _opik_born()
+    span_id = trace.spans[1].id
+    scores = [
+        Score(name="x", value=1.0, id=evaluation_id(trace.id, "x", span_id)),
+        Score(name="y", value=0.0, id=evaluation_id(trace.id, "y", trace.id)),
+    ]
+    moved = trace.model_copy(update={"scores": scores})
+    assert _assert_told_as_decoded(moved)
+    back, _ = trace_from_wire(_through_json(trace_to_wire(moved)))
+    assert back == moved

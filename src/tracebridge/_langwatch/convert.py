@@ -10,7 +10,9 @@ A record born elsewhere (an Opik trace) is written with:
   carries the trace's own name, input, output, error and times, so LangWatch derives the same
   trace input/output; the trace's original root spans hang below it;
 - the stash (`_stash.py`): provenance and a patch of whatever LangWatch cannot express, as JSON
-  text in `metadata.tracebridge` and, per span, `params.tracebridge`;
+  text in `metadata.tracebridge` and, per span, `params.tracebridge`; the patch is told from
+  what the mapping changes (`_read_back`), and found by decoding the wire again and comparing
+  only where that cannot be told (`_decoded_stashes`): the same stash either way;
 - thread-level data (Opik thread scores, tags, status) on the thread's last trace.
 Reading such a record undoes all three, so Opik → LangWatch → Opik is the identity.
 """
@@ -20,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from .._decoding import checked, decoding, describe_validation_error
 from .._errors import RecordError
+from .._hashing import Dumped
 from .._interfaces import Counts, Page
 from .._models import ErrorInfo, IOValue, Platform, Provenance, Score, Span, Thread, Trace
 from .._stash import (
@@ -36,6 +39,7 @@ from .._stash import (
     copy_stashes,
     make_patch,
     parse_stash,
+    told_stashes,
     with_residual,
 )
 from .._time import from_ms, to_ms
@@ -198,16 +202,29 @@ def _decode(
 
 def _span_of_evaluation(wire: LWTrace) -> Callable[[LWEvaluation], str | None]:
     """For a copy: the span an evaluation belongs to, else None (`_decode`)."""
-    span_ids = {s.span_id for s in wire.spans}
-    by_id: dict[str, str] = {}
-    for name in {e.name for e in wire.evaluations}:
-        for span_id in span_ids:
-            by_id[evaluation_id(wire.trace_id, name, span_id)] = span_id
+    span_of = _evaluation_spans(
+        wire.trace_id, {s.span_id for s in wire.spans}, {e.name for e in wire.evaluations}
+    )
+    return lambda evaluation: span_of(evaluation.span_id, evaluation.evaluation_id)
 
-    def span_of(evaluation: LWEvaluation) -> str | None:
-        if evaluation.span_id is not None and evaluation.span_id in span_ids:
-            return evaluation.span_id
-        return by_id.get(evaluation.evaluation_id or "")
+
+def _evaluation_spans(
+    trace_id: str, span_ids: set[str], names: set[str]
+) -> Callable[[str | None, str | None], str | None]:
+    """The span an evaluation of a copy (its `span_id` and `evaluation_id`) belongs to, else
+    None: the span it names, or the one whose score of its name has that id (`evaluation_id`
+    of each name and span, worked out once, when first needed)."""
+    by_id: dict[str, str] | None = None
+
+    def span_of(span_id: str | None, given_id: str | None) -> str | None:
+        nonlocal by_id
+        if span_id is not None and span_id in span_ids:
+            return span_id
+        if by_id is None:
+            by_id = {
+                evaluation_id(trace_id, name, other): other for name in names for other in span_ids
+            }
+        return by_id.get(given_id or "")
 
     return span_of
 
@@ -326,11 +343,13 @@ def trace_to_wire(
     wire = _encode(trace, project_id=project_id, thread=thread)
     if trace.source.platform == PLATFORM:
         return wire
-    decoded = _decode(LWTrace.model_validate(wire), {"source": trace.source.model_dump()}, "")
-    # What the mapping lost, per trace and per span, and the content hash (`_stash.py`, v2).
-    decoded_spans = {s.id: s for s in decoded.spans}
-    backs = [decoded_spans.get(span.id) for span in trace.spans]
-    stash, span_stashes = copy_stashes(trace, decoded, backs)
+    # What the mapping lost, per trace and per span, and the content hash (`_stash.py`, v2):
+    # told from the mapping where `_read_back` can, else by decoding the wire again.
+    told = _read_back(trace, wire, thread)
+    if told is not None:
+        stash, span_stashes = told_stashes(trace, *told)
+    else:
+        stash, span_stashes = _decoded_stashes(trace, wire)
     if thread is not None and (thread.scores or thread.tags or thread.status):
         stash["thread"] = thread.model_dump(mode="json", exclude={"traces"})
     wire["metadata"][STASH_KEY] = json.dumps(stash, ensure_ascii=False, sort_keys=True)
@@ -339,6 +358,147 @@ def trace_to_wire(
             own, ensure_ascii=False, sort_keys=True
         )
     return wire
+
+
+def _decoded_stashes(
+    trace: Trace, wire: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The stashes of a copy of `trace` whose wire is `wire` (without its stashes), by decoding
+    the wire and comparing (the general way: `_read_back` tells the same without decoding)."""
+    decoded = _decode(LWTrace.model_validate(wire), {"source": trace.source.model_dump()}, "")
+    decoded_spans = {s.id: s for s in decoded.spans}
+    backs = [decoded_spans.get(span.id) for span in trace.spans]
+    return copy_stashes(trace, decoded, backs)
+
+
+def _read_back(
+    trace: Trace, wire: dict[str, Any], thread: Thread | None
+) -> tuple[Dumped, dict[str, Any], list[dict[str, Any]]] | None:
+    """How `_decode` reads `wire` (`_encode` of the copy `trace`, with `thread`, before its
+    stashes are added) back, told from the mapping: `Dumped.of(trace)`, and the dump of the
+    decoded trace without its spans and of the decoded span of each of `trace.spans`, as
+    `_decoded_stashes` compares them (`_stash.told_stashes`). A value that reads back as it
+    is, is the trace dump's own object.
+
+    What the mapping changes: the trace's and spans' errors lose their exception type, spans
+    their metadata, tags and extras; a top-level span, and one under the trace's id, reads as
+    top-level; a trace without an end ends at its start (the synthetic root span's end);
+    metadata values are texts, the labels and thread keys are the reader's; scores lose their
+    source and extras and get the evaluation id written, and each is read as the score of the
+    span `_evaluation_spans` names (the trace's, when none; none at all under the synthetic
+    root span), thread scores included.
+
+    None where this cannot tell it without decoding: platform residuals written into the wire,
+    a stash key in a span's params, a time outside 13-digit epoch milliseconds (the wire does
+    not validate), an empty trace id, span ids repeated or equal to the trace's id, a parent
+    cycle, a cost among the usage, a metadata value of another type than `str`, and a number
+    or usage count of another type than its field validates to (a record changed without
+    validation).
+    """
+    if PLATFORM in trace.extras or not trace.id or not _epoch_ms_all(trace.started_at):
+        return None
+    if trace.ended_at is not None and not _epoch_ms_all(trace.ended_at):
+        return None
+    scores = [*trace.scores, *(thread.scores if thread is not None else ())]
+    span_ids = {trace.id}
+    for span in trace.spans:
+        if span.id in span_ids or not _tellable_span(span):
+            return None
+        span_ids.add(span.id)
+        scores += span.scores
+    if not all(PLATFORM not in s.extras and type(s.value) in _FLOAT_OR_NONE for s in scores):
+        return None
+    metadata = {k: v for k, v in wire["metadata"].items() if k not in _RESERVED_METADATA}
+    if not all(type(v) is str for v in metadata.values()):
+        return None
+    if break_cycles(trace.spans, trace_id=trace.id)[1]:
+        return None
+    mine = Dumped.of(trace)
+    evaluations = wire["evaluations"]
+    dumps = [*mine.trace["scores"], *(s for dump in mine.spans for s in dump["scores"])]
+    if thread is not None:
+        dumps += [s.model_dump(mode="json") for s in thread.scores]
+    span_of = _evaluation_spans(trace.id, span_ids, {e["name"] for e in evaluations})
+    trace_scores: list[dict[str, Any]] = []
+    on_spans: dict[str, list[dict[str, Any]]] = {}
+    for evaluation, dump in zip(evaluations, dumps, strict=True):
+        score = _score_back(evaluation, dump)
+        owner = span_of(evaluation.get("span_id"), evaluation["evaluation_id"])
+        if owner is None:
+            trace_scores.append(score)
+        elif owner != trace.id:  # (the synthetic root span's are not read)
+            on_spans.setdefault(owner, []).append(score)
+    back = dict(mine.trace)
+    if trace.ended_at is None:
+        back["ended_at"] = mine.trace["started_at"]
+    back["metadata"] = metadata
+    back["error"] = _error_back(wire["error"])
+    back["scores"] = trace_scores if trace_scores or mine.trace["scores"] else mine.trace["scores"]
+    if trace.extras:
+        back["extras"] = {}
+    span_backs = []
+    for span, dump, wire_span in zip(trace.spans, mine.spans, wire["spans"][1:], strict=True):
+        span_back = dict(dump)
+        if span.parent_id == trace.id:
+            span_back["parent_id"] = None
+        if span.metadata:
+            span_back["metadata"] = {}
+        if span.tags:
+            span_back["tags"] = []
+        span_back["error"] = _error_back(wire_span["error"])
+        span_back["scores"] = on_spans.get(span.id) or ([] if dump["scores"] else dump["scores"])
+        if span.extras:
+            span_back["extras"] = {}
+        span_backs.append(span_back)
+    return mine, back, span_backs
+
+
+_FLOAT_OR_NONE = (float, type(None))
+
+
+def _tellable_span(span: Span) -> bool:
+    """True when `_read_back` can tell how `span` reads back (its docstring)."""
+    return (
+        PLATFORM not in span.extras
+        and STASH_KEY not in span.params
+        and "cost" not in span.usage
+        and type(span.cost) in _FLOAT_OR_NONE
+        and all(type(v) is int for v in span.usage.values())
+        and _epoch_ms_all(span.started_at, span.ended_at, span.first_token_at)
+    )
+
+
+def _epoch_ms_all(*instants: datetime | None) -> bool:
+    """True when every time given (None: none) is 13-digit epoch milliseconds on the wire."""
+    try:
+        for instant in instants:
+            if instant is not None:
+                from_ms(to_ms(instant))
+    except ValueError:
+        return False
+    return True
+
+
+def _score_back(wire: dict[str, Any], dump: dict[str, Any]) -> dict[str, Any]:
+    """The dump of `_score_from_wire` of the evaluation `wire` written of the score `dump`."""
+    return {
+        "name": wire["name"],
+        "value": dump["value"],
+        "passed": dump["passed"],
+        "label": dump["label"],
+        "reason": dump["reason"],
+        "status": dump["status"],
+        "id": wire["evaluation_id"],
+        "source": None,
+        "extras": {},
+    }
+
+
+def _error_back(wire: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The dump of `_error_from_wire` of an error `_error_to_wire` wrote."""
+    if wire is None:
+        return None
+    return {"message": wire["message"], "exception_type": None, "stacktrace": wire["stacktrace"]}
 
 
 def thread_to_wire(thread: Thread, *, project_id: str | None = None) -> list[dict[str, Any]]:
