@@ -6,10 +6,11 @@ job. It moves only after the sink acknowledged the page it describes. It never h
 the job key is built from endpoint names, projects and the time window only.
 
 `write_atomically` / `open_atomically` are the package's one atomic-write helper (checkpoints,
-run reports, dead letters, the Opik folder, the JSONL compaction). They are our own ~40 lines
-rather than a library's (`atomicwrites` is unmaintained, others use `mkstemp`'s 0o600): the new
-file must get the umask's mode (or a mode we keep), the folder must be fsynced, and the temp
-names must be ones `temp_target` and the sinks' start-up cleanup recognise.
+run reports, dead letters, the JSONL compaction), and `AtomicBatch` its form for many files made
+durable together (an `opik-dir` page). They are our own code rather than a library's
+(`atomicwrites` is unmaintained, others use `mkstemp`'s 0o600): the new file must get the
+umask's mode (or a mode we keep), the folder must be fsynced, and the temp names must be ones
+`temp_target` and the sinks' start-up cleanup recognise.
 """
 
 from __future__ import annotations
