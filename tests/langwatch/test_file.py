@@ -1346,3 +1346,28 @@ async def test_an_output_that_cannot_be_written_is_a_usage_error_naming_it(
         await sink.write(_units_of(_trace("a", 0)))
     assert str(path) in str(caught.value)
     await sink.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_append_that_fails_half_way_takes_back_its_bytes(tmp_path: Path) -> None:
+    """A batch the file takes only part of (a full disk; here a file size limit) is taken
+    back to the acknowledged length, and closing the sink afterwards writes none of it: the
+    batch was never acknowledged, and a line left past the sidecar's `acked` that the sidecar
+    no longer covers (it is removed at close) would stay as the user's, a second copy of the
+    trace once the rerun writes it."""
+    resource = pytest.importorskip("resource")
+    path = tmp_path / "traces.jsonl"
+    sink = LangWatchFileSink(path)
+    await sink.write(_units_of(_trace("a", 0)))
+    acknowledged = path.read_bytes()
+    batch = [_trace(f"b{i}", i, output={"value": "x" * 3000}) for i in range(20)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(acknowledged) + 20_000, hard))
+    try:
+        with pytest.raises(UsageError, match="cannot write to it"):
+            await sink.write(_units_of(*batch))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert path.read_bytes() == acknowledged
+    await sink.aclose()
+    assert path.read_bytes() == acknowledged

@@ -247,15 +247,19 @@ class LangWatchFileSink:
         return result
 
     def _append(self, lines: list[bytes]) -> None:
-        """Append `lines` durably; the sidecar then records the new acknowledged length."""
+        """Append `lines` durably; the sidecar then records the new acknowledged length.
+
+        Unbuffered, each line written whole: a failed append holds nothing back in a buffer,
+        so the file can be taken back to its acknowledged length (a `BufferedWriter` would
+        flush what it holds first, failing again, and write it at close)."""
         try:
             if self._handle is None:
-                self._handle = self.path.open("ab")
+                self._handle = self.path.open("ab", buffering=0)
                 self._save_state()  # before the first byte: a torn first write is ours too
             if self._needs_newline:
                 lines = [b"\n", *lines]
-            self._handle.writelines(lines)
-            self._handle.flush()
+            for line in lines:
+                _write_all(self._handle, line)
             os.fsync(self._handle.fileno())
         except OSError as exc:
             if self._handle is not None:  # take back what was not acknowledged, if we can
@@ -305,6 +309,13 @@ def _consumed(items: list[T]) -> Iterator[T]:
     items.reverse()
     while items:
         yield items.pop()
+
+
+def _write_all(handle: IO[bytes], data: bytes) -> None:
+    """Write all of `data` (a raw write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view) :]
 
 
 def _encode(wire: dict[str, Any]) -> bytes | str:
