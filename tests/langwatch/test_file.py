@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -1362,12 +1363,14 @@ async def test_an_append_that_fails_half_way_takes_back_its_bytes(tmp_path: Path
     acknowledged = path.read_bytes()
     batch = [_trace(f"b{i}", i, output={"value": "x" * 3000}) for i in range(20)]
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    signal_was = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (as Python sets it anyway)
     resource.setrlimit(resource.RLIMIT_FSIZE, (len(acknowledged) + 20_000, hard))
     try:
         with pytest.raises(UsageError, match="cannot write to it"):
             await sink.write(_units_of(*batch))
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, signal_was)
     assert path.read_bytes() == acknowledged
     await sink.aclose()
     assert path.read_bytes() == acknowledged
