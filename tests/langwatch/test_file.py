@@ -1374,3 +1374,32 @@ async def test_an_append_that_fails_half_way_takes_back_its_bytes(tmp_path: Path
     assert path.read_bytes() == acknowledged
     await sink.aclose()
     assert path.read_bytes() == acknowledged
+
+
+@pytest.mark.anyio
+async def test_a_killed_run_s_unacknowledged_lines_are_made_durable_before_a_rerun_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after appending a batch, before its fsync (the sidecar still holds the
+    length before it), leaves whole lines that may be in the page cache only. The rerun finds
+    them holding its traces and appends nothing; so it fsyncs the file before acknowledging
+    them, else a power cut after the checkpoint moved would lose them."""
+    path = tmp_path / "traces.jsonl"
+    _crash_after(path, [_trace("a", 0), _trace("b", 1)])
+    sidecar = tmp_path / ".traces.jsonl.tracebridge.json"
+    state = json.loads(sidecar.read_text())
+    first_line = len(path.read_bytes().splitlines(keepends=True)[0])
+    sidecar.write_text(json.dumps({**state, "acked": first_line}))  # killed before b's fsync
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = LangWatchFileSink(path)
+    await sink.write(_units_of(_trace("b", 1)))
+    assert path.stat().st_ino in synced
+    await sink.aclose()
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "b"]

@@ -81,8 +81,15 @@ class LangWatchFileSink:
         self._locked = True
         try:
             _remove_stale_temp_files(self.path)
-            if self.path.exists() and self._index(self._load_state(), result):
-                self._compact()
+            if self.path.exists():
+                state = self._load_state()
+                if self._index(state, result):
+                    self._compact()
+                elif state is not None and state[1] < self._acked:
+                    # Whole lines a killed run of ours appended past its last acknowledged
+                    # write, perhaps never fsynced: this run counts them as written.
+                    with self.path.open("rb") as handle:
+                        os.fsync(handle.fileno())
         except OSError as exc:
             raise UsageError(f"{self.label}: cannot update it ({_why(exc)})") from None
         self._ready = True
