@@ -47,6 +47,7 @@ __all__ = [
     "KeepsJobCounts",
     "StateDir",
     "dead_letter_lines",
+    "fsync_folder",
     "open_atomically",
     "temp_target",
     "unit_entry",
@@ -141,7 +142,7 @@ def open_atomically(path: Path, *, mode: int | None = None) -> Iterator[IO[bytes
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 #: Filesystems whose `syncfs` writes back every file written there, as their `statfs` type:
@@ -282,7 +283,7 @@ class AtomicBatch:
         folders = list(self._folders)
         self.close()
         for folder in folders:
-            _fsync_folder(folder)
+            fsync_folder(folder)
 
     def close(self) -> None:
         """Remove the temp files not renamed and close the folders opened; idempotent."""
@@ -375,7 +376,7 @@ def _create_temp(path: Path) -> tuple[Path, int]:
     raise FileExistsError(f"no free temp file name beside {path}")
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a rename in `folder` durable; a no-op where folders cannot be opened or synced."""
     if os.name != "posix":
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -1346,3 +1347,59 @@ async def test_an_output_that_cannot_be_written_is_a_usage_error_naming_it(
         await sink.write(_units_of(_trace("a", 0)))
     assert str(path) in str(caught.value)
     await sink.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_append_that_fails_half_way_takes_back_its_bytes(tmp_path: Path) -> None:
+    """A batch the file takes only part of (a full disk; here a file size limit) is taken
+    back to the acknowledged length, and closing the sink afterwards writes none of it: the
+    batch was never acknowledged, and a line left past the sidecar's `acked` that the sidecar
+    no longer covers (it is removed at close) would stay as the user's, a second copy of the
+    trace once the rerun writes it."""
+    resource = pytest.importorskip("resource")
+    path = tmp_path / "traces.jsonl"
+    sink = LangWatchFileSink(path)
+    await sink.write(_units_of(_trace("a", 0)))
+    acknowledged = path.read_bytes()
+    batch = [_trace(f"b{i}", i, output={"value": "x" * 3000}) for i in range(20)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    signal_was = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (as Python sets it anyway)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(acknowledged) + 20_000, hard))
+    try:
+        with pytest.raises(UsageError, match="cannot write to it"):
+            await sink.write(_units_of(*batch))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, signal_was)
+    assert path.read_bytes() == acknowledged
+    await sink.aclose()
+    assert path.read_bytes() == acknowledged
+
+
+@pytest.mark.anyio
+async def test_a_killed_run_s_unacknowledged_lines_are_made_durable_before_a_rerun_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after appending a batch, before its fsync (the sidecar still holds the
+    length before it), leaves whole lines that may be in the page cache only. The rerun finds
+    them holding its traces and appends nothing; so it fsyncs the file before acknowledging
+    them, else a power cut after the checkpoint moved would lose them."""
+    path = tmp_path / "traces.jsonl"
+    _crash_after(path, [_trace("a", 0), _trace("b", 1)])
+    sidecar = tmp_path / ".traces.jsonl.tracebridge.json"
+    state = json.loads(sidecar.read_text())
+    first_line = len(path.read_bytes().splitlines(keepends=True)[0])
+    sidecar.write_text(json.dumps({**state, "acked": first_line}))  # killed before b's fsync
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = LangWatchFileSink(path)
+    await sink.write(_units_of(_trace("b", 1)))
+    assert path.stat().st_ino in synced
+    await sink.aclose()
+    assert [line["trace_id"] for line in _lines(path)] == ["a", "b"]

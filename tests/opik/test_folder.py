@@ -914,3 +914,46 @@ async def test_a_nan_a_library_hands_the_sink_fails_alone(tmp_path: Path) -> Non
     assert report.written.traces == 1
     (kept,) = _trace_files(tmp_path / "out")
     assert "NaN" not in kept.read_text()
+
+
+@pytest.mark.anyio
+async def test_files_a_killed_run_put_in_place_are_made_durable_before_a_rerun_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after renaming a page's files into place, before fsyncing their folder,
+    leaves renames the filesystem may not have committed yet. The rerun finds the files
+    holding its text and writes none of them; so it fsyncs the folder before acknowledging
+    them, else a power cut after the checkpoint moved could take the files back."""
+    from tracebridge import _state as state_module
+
+    class Killed(Exception):
+        pass
+
+    t0, t1, t2 = (trace_from_wire(raw)[0] for raw in _sample_lines()[:3])
+    sink = _sink(tmp_path / "out")
+    await sink.write([t0])
+    await sink.aclose()
+
+    def killed(folder: Path) -> None:
+        raise Killed  # the run dies between the renames and the folder's fsync
+
+    with monkeypatch.context() as patch:
+        patch.setattr(state_module, "fsync_folder", killed)
+        sink = _sink(tmp_path / "out")
+        with pytest.raises(Killed):
+            await sink.write([t1, t2])
+        await sink.aclose()
+    assert len(_trace_files(tmp_path / "out")) == 3  # in place, the folder not synced
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = _sink(tmp_path / "out")
+    await sink.write([t1, t2])
+    (folder,) = {path.parent for path in _trace_files(tmp_path / "out")}
+    assert folder.stat().st_ino in synced
+    await sink.aclose()

@@ -81,8 +81,15 @@ class LangWatchFileSink:
         self._locked = True
         try:
             _remove_stale_temp_files(self.path)
-            if self.path.exists() and self._index(self._load_state(), result):
-                self._compact()
+            if self.path.exists():
+                state = self._load_state()
+                if self._index(state, result):
+                    self._compact()
+                elif state is not None and state[1] < self._acked:
+                    # Whole lines a killed run of ours appended past its last acknowledged
+                    # write, perhaps never fsynced: this run counts them as written.
+                    with self.path.open("rb") as handle:
+                        os.fsync(handle.fileno())
         except OSError as exc:
             raise UsageError(f"{self.label}: cannot update it ({_why(exc)})") from None
         self._ready = True
@@ -247,15 +254,19 @@ class LangWatchFileSink:
         return result
 
     def _append(self, lines: list[bytes]) -> None:
-        """Append `lines` durably; the sidecar then records the new acknowledged length."""
+        """Append `lines` durably; the sidecar then records the new acknowledged length.
+
+        Unbuffered, each line written whole: a failed append holds nothing back in a buffer,
+        so the file can be taken back to its acknowledged length (a `BufferedWriter` would
+        flush what it holds first, failing again, and write it at close)."""
         try:
             if self._handle is None:
-                self._handle = self.path.open("ab")
+                self._handle = self.path.open("ab", buffering=0)
                 self._save_state()  # before the first byte: a torn first write is ours too
             if self._needs_newline:
                 lines = [b"\n", *lines]
-            self._handle.writelines(lines)
-            self._handle.flush()
+            for line in lines:
+                _write_all(self._handle, line)
             os.fsync(self._handle.fileno())
         except OSError as exc:
             if self._handle is not None:  # take back what was not acknowledged, if we can
@@ -305,6 +316,13 @@ def _consumed(items: list[T]) -> Iterator[T]:
     items.reverse()
     while items:
         yield items.pop()
+
+
+def _write_all(handle: IO[bytes], data: bytes) -> None:
+    """Write all of `data` (a raw write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view) :]
 
 
 def _encode(wire: dict[str, Any]) -> bytes | str:

@@ -44,7 +44,7 @@ from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._stash import same
-from .._state import AtomicBatch, temp_target, write_many_atomically
+from .._state import AtomicBatch, fsync_folder, temp_target, write_many_atomically
 from .._time import from_iso
 from .convert import (
     SCORES_IN_METADATA,
@@ -361,6 +361,13 @@ class OpikDirSink:
                     os.unlink(entry.path)
                 except OSError as exc:
                     raise _cannot_write(self.folder / entry.name, exc) from None
+        # An earlier run may have renamed files into place and been killed before it synced
+        # the folder: this run counts those that hold its text as written, so first the
+        # renames are made durable.
+        try:
+            fsync_folder(self.folder)
+        except OSError as exc:
+            raise _cannot_write(self.folder, exc) from None
         self._ready = True
 
     async def write(self, units: list[Unit], *, dry_run: bool = False) -> WriteResult:
