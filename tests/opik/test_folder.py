@@ -743,6 +743,28 @@ async def test_an_opik_trace_id_that_is_not_a_file_name_is_dead_lettered(tmp_pat
 
 
 @pytest.mark.anyio
+async def test_an_opik_trace_id_too_long_for_a_file_name_is_dead_lettered_alone(
+    tmp_path: Path,
+) -> None:
+    """An id too long to name its file (with its temp file's affixes, within the 255 bytes a
+    file name has) is that trace's dead letter; the other traces of the page are written (it
+    once stopped the whole run: "File name too long", exit 2)."""
+    long_id = "0190ca64-" + "x" * 240
+    traces = [
+        trace_from_opik({**OPIK_TRACE, "id": trace_id}, [], project="p", mappings=M, where="x")
+        for trace_id in (long_id, OPIK_TRACE["id"])
+    ]
+    sink = _sink(tmp_path / "out")
+    result = await sink.write(traces)
+    await sink.aclose()
+    (rejected,) = result.rejected
+    assert "cannot name a file" in rejected.reason
+    assert "bytes long" in rejected.reason
+    assert result.written.traces == 1
+    assert [p.name for p in _trace_files(tmp_path / "out")] == [f"trace_{OPIK_TRACE['id']}.json"]
+
+
+@pytest.mark.anyio
 async def test_a_trace_with_a_span_id_twice_is_dead_lettered(tmp_path: Path) -> None:
     """Two spans under one Opik id are never written: the trace is rejected naming the span.
     (The readers resolve repeated ids first; such a trace comes from a library's own records.)"""

@@ -80,7 +80,15 @@ def _not_a_file_name(name: str) -> str | None:
         return f"{name!r} is not a folder of its own"
     if "\0" in name:
         return "it holds a NUL character"
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > _NAME_MAX:
+        return f"it is {size} bytes long: a file name holds {_NAME_MAX} beside its temp file's"
     return None
+
+
+#: The longest name a file of ours may have: 255 bytes (what ext4, XFS, Btrfs, APFS and NTFS
+#: allow) less the affixes of its temp file (`.<name>.<8 characters>.tmp`, `_state`).
+_NAME_MAX = 255 - len("..12345678.tmp")
 
 
 def _span_to_file(span: dict[str, Any]) -> dict[str, Any]:
