@@ -238,6 +238,7 @@ class AtomicBatch:
     def __init__(self, *, threads: int = 8, syncfs: Callable[[int], None] | None = SYNCFS) -> None:
         self._threads, self._syncfs = threads, syncfs
         self._temps: list[tuple[Path, Path]] = []  # (temp file, its path), in order added
+        self._paths: set[Path] = set()  # the paths of `_temps`
         self._folders: dict[Path, None] = {}
         self._watched: dict[int, tuple[Path, int]] = {}  # device: (a folder on it, its fd)
 
@@ -261,6 +262,7 @@ class AtomicBatch:
         try:
             tmp, fd = _create_temp(path)
             self._temps.append((tmp, path))
+            self._paths.add(path)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
         except OSError as exc:
@@ -285,8 +287,14 @@ class AtomicBatch:
         for folder in folders:
             fsync_folder(folder)
 
+    def holds(self, path: Path) -> bool:
+        """True when a text for `path` was added and is not in place yet (the last one added
+        is what `commit` leaves there)."""
+        return path in self._paths
+
     def close(self) -> None:
         """Remove the temp files not renamed and close the folders opened; idempotent."""
+        self._paths.clear()
         while self._temps:
             self._temps.pop()[0].unlink(missing_ok=True)
         while self._watched:

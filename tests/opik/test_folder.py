@@ -202,6 +202,27 @@ async def test_a_changed_trace_is_rewritten_in_place(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_trace_twice_in_one_page_leaves_the_later_copy(tmp_path: Path) -> None:
+    """A page holding one trace twice (a library pipeline's) leaves the later copy in its
+    file, also when that copy is what the file held before the page (the earlier, changed
+    copy was once what stayed)."""
+    line = _sample_lines()[0]
+    trace, _ = trace_from_wire(line)
+    changed, _ = trace_from_wire({**line, "output": {"value": "A corrected answer."}})
+    sink = _sink(tmp_path / "out")
+    await sink.write([trace])
+    await sink.write([changed, trace])
+    await sink.write([trace, changed])
+    await sink.aclose()
+    (path,) = _trace_files(tmp_path / "out")
+    assert json.loads(path.read_text())["trace"]["output"] == {"text": "A corrected answer."}
+    sink = _sink(tmp_path / "out")
+    await sink.write([changed, trace])
+    await sink.aclose()
+    assert json.loads(path.read_text())["trace"]["output"] != {"text": "A corrected answer."}
+
+
+@pytest.mark.anyio
 async def test_a_fresh_folder_is_written_without_looking_for_its_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -419,7 +419,10 @@ class OpikDirSink:
         may_exist = name in self._present
         self._present[name] = 1
         path = self.folder / name
-        text = _file_text(path, body, stamp, may_exist=may_exist)
+        if batch.holds(path):  # twice in one page: the later copy wins, whatever the file holds
+            text = _file_text(path, body, stamp, may_exist=False)
+        else:
+            text = _file_text(path, body, stamp, may_exist=may_exist)
         if text is not None:
             batch.add(path, text)
 
