@@ -18,6 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from tracebridge import CheckpointError, Rejected, Settings, UsageError, migrate
+from tracebridge import _state as state_module
 from tracebridge._interfaces import Counts, Page
 from tracebridge._state import (
     SYNCFS,
@@ -27,6 +28,7 @@ from tracebridge._state import (
     JobCounts,
     StateDir,
     local_syncfs,
+    make_folder,
     open_atomically,
     temp_target,
     write_atomically,
@@ -141,7 +143,8 @@ def test_a_batch_is_flushed_once_per_filesystem_after_every_temp_file_is_written
     assert in_place == ["0.json", "sub"]  # the old file, not yet replaced
     assert (tmp_path / "0.json").read_text() == '{"n": 0}'
     assert (tmp_path / "sub" / "deeper.json").read_bytes() == b"{}"
-    assert fsynced == ["folder", "folder"]  # each folder once, after the renames
+    # `sub`, made by the batch, synced into its parent; then each folder once, after the renames
+    assert fsynced == ["folder", "folder", "folder"]
 
 
 def test_a_failed_flush_names_the_folder_and_leaves_no_file(tmp_path: Path) -> None:
@@ -236,6 +239,22 @@ def test_a_batch_left_without_commit_leaves_nothing_behind(tmp_path: Path) -> No
     assert (tmp_path / "0.json").read_text() == "old"
     assert os.listdir(tmp_path / "sub") == []
     assert not batch._watched
+
+
+def test_make_folder_syncs_each_folder_it_makes_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's fsync and its folder's make the file durable, not the folder's own entry in
+    its parent: each folder made is synced into its parent, outermost first; none for a
+    folder that was there."""
+    synced: list[Path] = []
+    monkeypatch.setattr(state_module, "fsync_folder", lambda folder: synced.append(folder))
+    (tmp_path / "a").mkdir()
+    make_folder(tmp_path / "a" / "b" / "c")
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    assert synced == [tmp_path / "a", tmp_path / "a" / "b"]
+    make_folder(tmp_path / "a" / "b")
+    assert len(synced) == 2
 
 
 @pytest.mark.parametrize(

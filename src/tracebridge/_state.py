@@ -48,6 +48,7 @@ __all__ = [
     "StateDir",
     "dead_letter_lines",
     "fsync_folder",
+    "make_folder",
     "open_atomically",
     "temp_target",
     "unit_entry",
@@ -129,7 +130,7 @@ def open_atomically(path: Path, *, mode: int | None = None) -> Iterator[IO[bytes
     `path` is untouched. `mode` (permission bits) is given to the new file; without it the file
     gets 0o666 less the umask, like any file the user creates.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     tmp, fd = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -253,7 +254,7 @@ class AtomicBatch:
         folder = path.parent
         if folder not in self._folders:
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                make_folder(folder)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(folder)) from exc
             if self._syncfs is not None:
@@ -382,6 +383,18 @@ def _create_temp(path: Path) -> tuple[Path, int]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temp file name beside {path}")
+
+
+def make_folder(folder: Path) -> None:
+    """`folder` and its missing parents, each made durable in its own parent (`fsync_folder`):
+    the files that go in a folder are synced, and their folder, but without this a crash could
+    take back the folder itself. Raises the `OSError` of `mkdir`."""
+    if folder.is_dir():
+        return
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in reversed(missing):
+        fsync_folder(made.parent)
 
 
 def fsync_folder(folder: Path) -> None:

@@ -33,6 +33,7 @@ from tracebridge import (
     Window,
     run,
 )
+from tracebridge import _state as state_module
 from tracebridge._langwatch.convert import trace_from_wire
 from tracebridge._locks import PathLock
 from tracebridge._mapping import default_mappings
@@ -199,6 +200,28 @@ async def test_a_changed_trace_is_rewritten_in_place(tmp_path: Path) -> None:
     assert len(changed) == 1
     body = json.loads((out / changed[0]).read_text())
     assert body["trace"]["output"] == {"text": "A corrected answer."}
+
+
+@pytest.mark.anyio
+async def test_the_folders_a_run_makes_are_made_durable_in_their_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each folder the sink creates (the output, the workspace, `projects`, the project) is
+    synced into its parent, so a crash cannot take back the folder its synced files are in."""
+    synced: list[Path] = []
+    real = state_module.fsync_folder
+
+    def recording(folder: Path) -> None:
+        synced.append(Path(folder))
+        real(folder)
+
+    monkeypatch.setattr(state_module, "fsync_folder", recording)
+    sink = _sink(tmp_path / "out" / "deeper")
+    await _write_sample(sink, 1)
+    await sink.aclose()
+    (trace_file,) = _trace_files(tmp_path / "out" / "deeper")
+    made = [p for p in trace_file.parents if tmp_path in p.parents]
+    assert {p.parent for p in made} <= set(synced)
 
 
 @pytest.mark.anyio
@@ -967,7 +990,6 @@ async def test_files_a_killed_run_put_in_place_are_made_durable_before_a_rerun_c
     leaves renames the filesystem may not have committed yet. The rerun finds the files
     holding its text and writes none of them; so it fsyncs the folder before acknowledging
     them, else a power cut after the checkpoint moved could take the files back."""
-    from tracebridge import _state as state_module
 
     class Killed(Exception):
         pass

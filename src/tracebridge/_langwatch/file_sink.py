@@ -36,7 +36,7 @@ from .._interfaces import Counts, Rejected, Unit, WriteResult
 from .._json import dumps_compact, json_lines
 from .._locks import PathLock
 from .._models import Thread, Trace
-from .._state import open_atomically
+from .._state import make_folder, open_atomically
 from .convert import thread_to_wire, trace_to_wire
 from .export_shapes import parse
 
@@ -72,7 +72,7 @@ class LangWatchFileSink:
         """Before the first write: lock the file, then mend what an earlier run of ours left."""
         _check_not_a_directory(self.path, self.label)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.path.parent)  # durable in its parent: our lines go there
             self._lock.acquire()
         except LockedError:
             raise

@@ -44,7 +44,13 @@ from .._locks import PathLock
 from .._mapping import Mappings
 from .._models import Thread, Trace
 from .._stash import same
-from .._state import AtomicBatch, fsync_folder, temp_target, write_many_atomically
+from .._state import (
+    AtomicBatch,
+    fsync_folder,
+    make_folder,
+    temp_target,
+    write_many_atomically,
+)
 from .._time import from_iso
 from .convert import (
     SCORES_IN_METADATA,
@@ -470,11 +476,12 @@ class OpikDirSink:
 
 
 def _make_folder(folder: Path) -> None:
-    """`folder` and its parents, or a UsageError naming what is in the way."""
+    """`folder` and its parents, each made durable in its parent (`make_folder`), or a
+    UsageError naming what is in the way."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"opik-dir: {folder} is not a folder (a file of that name is in the way)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
     except OSError as exc:
         raise _cannot_write(folder, exc) from None
 
