@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fsyncs import recorded_fsyncs
 from tracebridge import (
     IOValue,
     LangWatchFileSink,
@@ -1390,14 +1391,7 @@ async def test_a_killed_run_s_unacknowledged_lines_are_made_durable_before_a_rer
     state = json.loads(sidecar.read_text())
     first_line = len(path.read_bytes().splitlines(keepends=True)[0])
     sidecar.write_text(json.dumps({**state, "acked": first_line}))  # killed before b's fsync
-    synced: list[int] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.fstat(fd).st_ino)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = recorded_fsyncs(monkeypatch)
     sink = LangWatchFileSink(path)
     await sink.write(_units_of(_trace("b", 1)))
     assert path.stat().st_ino in synced

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.factories import langwatch_project
+from tests.fsyncs import recorded_fsyncs
 from tests.opik_spec import require_spec, validate_schema
 from tracebridge import (
     LangWatchFileSink,
@@ -1009,14 +1010,7 @@ async def test_files_a_killed_run_put_in_place_are_made_durable_before_a_rerun_c
             await sink.write([t1, t2])
         await sink.aclose()
     assert len(_trace_files(tmp_path / "out")) == 3  # in place, the folder not synced
-    synced: list[int] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.fstat(fd).st_ino)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = recorded_fsyncs(monkeypatch)
     sink = _sink(tmp_path / "out")
     await sink.write([t1, t2])
     (folder,) = {path.parent for path in _trace_files(tmp_path / "out")}
