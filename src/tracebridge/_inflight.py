@@ -88,7 +88,7 @@ class InFlight:
             self._errors.sort(key=lambda pair: pair[0])
             first = self._errors[0][1]
             for _, other in self._errors[1:]:
-                first.add_note(f"another request of the same write failed too: {other!r}")
+                first.add_note(f"another request sent with it failed too: {other!r}")
             raise first
         return False
 
