@@ -422,13 +422,11 @@ class OpikDirSink:
         if self._project_json is not None:
             _write_json(self.folder / "project.json", self._project_json)
             self._project_json = None
-        may_exist = name in self._present
-        self._present[name] = 1
         path = self.folder / name
-        if batch.holds(path):  # twice in one page: the later copy wins, whatever the file holds
-            text = _file_text(path, body, stamp, may_exist=False)
-        else:
-            text = _file_text(path, body, stamp, may_exist=may_exist)
+        # Twice in one page: the later copy wins, whatever the file holds now.
+        may_exist = name in self._present and not batch.holds(path)
+        self._present[name] = 1
+        text = _file_text(path, body, stamp, may_exist=may_exist)
         if text is not None:
             batch.add(path, text)
 
