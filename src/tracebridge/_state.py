@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol, runtime_checkable
+from typing import IO, Any, Literal, NoReturn, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -165,10 +165,15 @@ def local_syncfs(
         if kind not in SYNCFS_FILESYSTEMS:
             raise OSError(errno.ENOTSUP, f"syncfs may not reach this filesystem (type {kind:#x})")
         if call(fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
+            _raise_c_error()
 
     return syncfs
+
+
+def _raise_c_error() -> NoReturn:
+    """The `OSError` of the C call that just failed (its `errno`)."""
+    code = ctypes.get_errno()
+    raise OSError(code, os.strerror(code))
 
 
 def _platform_syncfs() -> Callable[[int], None] | None:
@@ -188,8 +193,7 @@ def _platform_syncfs() -> Callable[[int], None] | None:
     def fs_type(fd: int) -> int:
         buffer = ctypes.create_string_buffer(512)  # struct statfs; f_type (a long) comes first
         if fstatfs(fd, buffer) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
+            _raise_c_error()
         return ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF
 
     return local_syncfs(call, fs_type)
@@ -298,9 +302,12 @@ class AtomicBatch:
         self._paths.clear()
         while self._temps:
             self._temps.pop()[0].unlink(missing_ok=True)
+        self._unwatch()
+        self._folders.clear()
+
+    def _unwatch(self) -> None:
         while self._watched:
             os.close(self._watched.popitem()[1][1])
-        self._folders.clear()
 
     def _watch(self, folder: Path) -> None:
         """Keep a descriptor on `folder` if it is the first of its filesystem (for `syncfs`);
@@ -309,8 +316,7 @@ class AtomicBatch:
             fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError:
             self._syncfs = None
-            while self._watched:
-                os.close(self._watched.popitem()[1][1])
+            self._unwatch()
             return
         device = os.fstat(fd).st_dev
         if device in self._watched:
