@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from tracebridge._mapping import LANGWATCH_SPAN_TYPES
+from tracebridge._models import ErrorInfo
 
 MS_MIN = 1_600_000_000_000  # 2020
 MS_MAX = 1_900_000_000_000  # 2030
@@ -37,6 +38,15 @@ _chat = st.lists(
         optional={"tool_calls": st.lists(json_objects, max_size=2), "name": _text},
     ),
     max_size=3,
+)
+
+
+#: No error, or a canonical error with or without a message and an exception type.
+error_infos = st.none() | st.builds(
+    ErrorInfo,
+    message=st.none() | st.text(max_size=3),
+    exception_type=st.none() | st.just("ValueError"),
+    stacktrace=st.lists(st.text(max_size=3), max_size=2),
 )
 
 

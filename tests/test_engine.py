@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.recorders import counted_content_hashes
 from tracebridge import (
     CheckpointError,
     Counts,
@@ -31,7 +32,7 @@ from tracebridge import (
     WriteResult,
     run,
 )
-from tracebridge._hashing import _REMEMBERED, Dumped, content_hash
+from tracebridge._hashing import _REMEMBERED, content_hash
 from tracebridge._state import StateDir
 from tracebridge._unchanged import SkipUnchanged
 
@@ -1088,14 +1089,7 @@ async def test_without_steps_a_trace_the_source_hashed_is_not_hashed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The skip-unchanged index takes the source's hash; the memo holds a few pages at most."""
-    dumps: list[str] = []
-    real = Dumped._content_hash
-
-    def counted(self: Dumped) -> str:
-        dumps.append(self.trace["id"])
-        return real(self)
-
-    monkeypatch.setattr(Dumped, "_content_hash", counted)
+    dumps = counted_content_hashes(monkeypatch)
     held: list[int] = []
     inner = MemorySink(before_write=lambda _: held.append(len(_REMEMBERED.get() or ())))
     report = await run(HashingSource(_pages(6, per_page=3)), SkipUnchanged(inner, tmp_path))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from tests.recorders import counted_content_hashes
 from tests.strategies import langwatch_traces, opik_traces
 from tracebridge import Provenance, Score, Span, Thread, Trace
 from tracebridge._hashing import (
@@ -218,14 +219,7 @@ def test_inside_remembering_hashes_one_trace_object_is_hashed_once(
     """The engine's write of a page hashes a trace (skip-unchanged), then stashes its hash,
     parts and span digests (the converter): one hashing serves both; outside the block, and
     for another object, each hashes afresh. The memo keeps hashes, not dumps."""
-    hashed: list[str] = []
-    real = Dumped._content_hash
-
-    def counted(self: Dumped) -> str:
-        hashed.append(self.trace["id"])
-        return real(self)
-
-    monkeypatch.setattr(Dumped, "_content_hash", counted)
+    hashed = counted_content_hashes(monkeypatch)
     trace = _trace()
     copy = trace.model_copy(update={"tags": ["other"]})
     content_hash(trace)

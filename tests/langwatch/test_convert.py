@@ -22,11 +22,18 @@ from tracebridge._langwatch.convert import (
     trace_to_wire,
 )
 from tracebridge._mapping import default_mappings
-from tracebridge._models import ErrorInfo, Provenance
+from tracebridge._models import Provenance
 from tracebridge._opik.convert import trace_from_opik
 from tracebridge._stash import STASH_KEY, apply_patch, make_patch, same
 
-from ..strategies import json_objects, json_values, langwatch_traces, opik_traces, typed_values
+from ..strategies import (
+    error_infos,
+    json_objects,
+    json_values,
+    langwatch_traces,
+    opik_traces,
+    typed_values,
+)
 
 Json = dict[str, Any]
 
@@ -693,17 +700,6 @@ def _canonical_traces(draw: st.DrawFn) -> tuple[Trace, Thread | None]:
             )
         )
 
-    def error() -> ErrorInfo | None:
-        return draw(
-            st.none()
-            | st.builds(
-                ErrorInfo,
-                message=st.none() | st.text(max_size=3),
-                exception_type=st.none() | st.just("ValueError"),
-                stacktrace=st.lists(st.text(max_size=3), max_size=2),
-            )
-        )
-
     def io() -> IOValue | None:
         value = draw(st.none() | typed_values())
         return None if value is None else IOValue.model_validate(value)
@@ -744,7 +740,7 @@ def _canonical_traces(draw: st.DrawFn) -> tuple[Trace, Thread | None]:
                 metadata=metadata(),
                 tags=draw(tags),
                 contexts=draw(st.none() | st.just([]) | st.just([{"content": "c"}])),
-                error=error(),
+                error=draw(error_infos),
                 scores=scores(ids),
                 extras=extras({"langwatch": {"name": {"set": "o"}}}),
             )
@@ -760,7 +756,7 @@ def _canonical_traces(draw: st.DrawFn) -> tuple[Trace, Thread | None]:
         output=io(),
         metadata=metadata(),
         tags=draw(tags),
-        error=error(),
+        error=draw(error_infos),
         spans=spans,
         scores=scores(ids),
         extras=extras({"langwatch": {"labels": {"set": ["o"]}}}),

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fsyncs import recorded_fsyncs
+from tests.recorders import recorded_fsyncs
 from tracebridge import (
     IOValue,
     LangWatchFileSink,

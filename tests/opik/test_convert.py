@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.opik_spec import load_spec, require_spec, validate_schema
-from tests.strategies import json_values, langwatch_traces, typed_values
+from tests.strategies import error_infos, json_values, langwatch_traces, typed_values
 from tracebridge import IOValue, RecordError, Span, Trace
 from tracebridge._hashing import Dumped
 from tracebridge._langwatch.convert import trace_from_wire, trace_to_wire
 from tracebridge._mapping import Mappings, default_mappings, load_mappings
-from tracebridge._models import ErrorInfo, Provenance, Score
+from tracebridge._models import Provenance, Score
 from tracebridge._opik import convert as opik_convert
 from tracebridge._opik.convert import (
     OpikTrace,
@@ -663,17 +663,6 @@ def _canonical_traces(draw: st.DrawFn) -> Trace:
             )
         )
 
-    def error() -> ErrorInfo | None:
-        return draw(
-            st.none()
-            | st.builds(
-                ErrorInfo,
-                message=st.none() | st.text(max_size=3),
-                exception_type=st.none() | st.just("ValueError"),
-                stacktrace=st.lists(st.text(max_size=3), max_size=2),
-            )
-        )
-
     def io() -> IOValue | None:
         value = draw(st.none() | typed_values())
         if value is not None and draw(st.booleans()):
@@ -714,7 +703,7 @@ def _canonical_traces(draw: st.DrawFn) -> Trace:
                 metadata=metadata(),
                 tags=draw(tags),
                 contexts=draw(st.none() | st.just([]) | st.just([{"content": "c"}])),
-                error=error(),
+                error=draw(error_infos),
                 scores=scores(),
                 extras=extras({"opik": {"name": {"set": "o"}}}),
             )
@@ -730,7 +719,7 @@ def _canonical_traces(draw: st.DrawFn) -> Trace:
         output=io(),
         metadata=metadata(),
         tags=draw(tags),
-        error=error(),
+        error=draw(error_infos),
         spans=spans,
         scores=scores(),
         extras=extras({"opik": {"tags": {"set": ["o"]}}}),

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.factories import langwatch_project
-from tests.fsyncs import recorded_fsyncs
 from tests.opik_spec import require_spec, validate_schema
+from tests.recorders import recorded_fsyncs
 from tracebridge import (
     LangWatchFileSink,
     LangWatchFileSource,
