@@ -9,6 +9,7 @@ and nothing else did. A loss that was ever fixed gets a case here so it cannot c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections import Counter
@@ -73,6 +74,14 @@ def _huge_string(path: Path) -> None:
 
 def _wide_and_deep_tree(path: Path) -> None:
     path.write_text(_good_lines() + json.dumps(_trace("tree_1", 20_000)) + "\n", encoding="utf-8")
+
+
+def _name_not_utf8(path: Path) -> None:
+    """An opik-dir folder (the `repeated_identical_span` one) where one trace file's name is
+    bytes that are not UTF-8, as a copy from another system may leave."""
+    shutil.copytree(CORPUS / "opik_dir" / "repeated_identical_span", path)
+    first = sorted(path.rglob("trace_*.json"))[0]
+    os.rename(first, os.fsencode(first.parent) + b"/trace_caf\xe9.json")
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,7 @@ CASES = [
         source="opik-dir",
     ),
     Case("csv_export", 2, arrives={}, says=("opik export --format csv",), source="opik-dir"),
+    Case("name_not_utf8", 0, build=_name_not_utf8, source="opik-dir"),
 ]
 
 
